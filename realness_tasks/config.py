@@ -1,0 +1,239 @@
+"""One configuration object for every stage of Realness.
+
+Every setting has a documented default and is read from an environment variable named
+``REALNESS_<SECTION>_<FIELD>`` (top-level settings: ``REALNESS_<FIELD>``). Under Airflow,
+``plugins/realness_airflow.py`` adds what the Airflow connections hold (S3 credentials and
+endpoint, the verdict database, the Azure Face key) as overrides, so secrets only ever come
+from connections or the environment. ``python -m realness_tasks.config`` prints the table of
+settings that ``docs/configuration.md`` holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _setting(default: Any, doc: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"doc": doc, "secret": secret})
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """How to reach an S3-compatible store (only used for ``s3://`` store URIs)."""
+
+    endpoint_url: str | None = _setting(None, "S3 endpoint (MinIO, a local server); empty means AWS.")
+    region: str = _setting("us-east-1", "S3 region.")
+    access_key_id: str | None = _setting(None, "Access key; empty means boto3's default chain.", secret=True)
+    secret_access_key: str | None = _setting(None, "Secret key.", secret=True)
+    connect_timeout_s: float = _setting(5.0, "Seconds to wait for a connection before failing.")
+    max_attempts: int = _setting(3, "boto3 retry attempts for one request.")
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Which frames of a video are looked at."""
+
+    every_seconds: float = _setting(1.0, "Gap between sampled frames, in seconds (used when frames_per_video is 0).")
+    frames_per_video: int = _setting(0, "If > 0, sample this many frames spread evenly over the video (DFDC style).")
+    max_frames: int = _setting(64, "Upper bound on sampled frames per video.")
+    max_pixels: int = _setting(7680 * 4320, "Videos with more pixels per frame than this are rejected (8K).")
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """Face detection (MTCNN locally; Azure AI Vision Face when configured)."""
+
+    detect_max_side: int = _setting(640, "Frames are downscaled to this long side before detection; boxes map back.")
+    min_face_size: int = _setting(40, "Smallest face (px, in the downscaled frame) MTCNN looks for.")
+    threshold_pnet: float = _setting(0.6, "MTCNN P-Net threshold.")
+    threshold_rnet: float = _setting(0.7, "MTCNN R-Net threshold.")
+    threshold_onet: float = _setting(0.8, "MTCNN O-Net threshold.")
+    min_confidence: float = _setting(0.9, "Faces below this detection confidence are dropped.")
+    max_faces_per_frame: int = _setting(2, "Keep at most this many (largest, most confident) faces per frame.")
+    batch_size: int = _setting(8, "Frames per MTCNN call (batching roughly halves time per frame).")
+    merge_iou: float = _setting(0.4, "IoU above which an MTCNN box and an Azure box are the same face.")
+
+
+@dataclass(frozen=True)
+class AzureSettings:
+    """Azure AI Vision Face; on only when both endpoint and key are set."""
+
+    endpoint: str | None = _setting(None, "Face API endpoint, e.g. https://<name>.cognitiveservices.azure.com.")
+    key: str | None = _setting(None, "Face API key.", secret=True)
+    timeout_s: float = _setting(10.0, "Per-request timeout in seconds.")
+    max_retries: int = _setting(3, "Retries of one call on 429/5xx/timeouts (exponential backoff).")
+    backoff_s: float = _setting(0.5, "First backoff delay; doubles each retry, capped at 30 s.")
+    circuit_failures: int = _setting(5, "Consecutive failed calls after which Azure is skipped for the run.")
+    call_budget: int = _setting(500, "Most Azure calls one video's task may make.")
+    on_auth_error: str = _setting("fallback", "On 401/403: 'fail' stops the task, 'fallback' continues with MTCNN.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoint and self.key)
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """The one crop convention shared by training and scoring."""
+
+    margin: float = _setting(0.3, "Margin added on each side of the box, as a fraction of its size.")
+    size: int = _setting(224, "Crops are resized (aspect kept, zero-padded) to size x size pixels.")
+    jpeg_quality: int = _setting(92, "JPEG quality of the crops stored in the shards.")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Fine-tuning the real/fake classifier."""
+
+    image_size: int = _setting(224, "Input size of the classifier (crops are resized to it).")
+    batch_size: int = _setting(32, "Training batch size.")
+    frozen_epochs: int = _setting(3, "Epochs with the EfficientNetB0 backbone frozen.")
+    finetune_epochs: int = _setting(5, "Epochs fine-tuning the whole network.")
+    steps_per_epoch: int = _setting(0, "If > 0, cap steps per epoch (quick runs and tests).")
+    learning_rate: float = _setting(1e-3, "Adam learning rate of the frozen phase (fine-tuning uses a tenth).")
+    dropout: float = _setting(0.3, "Dropout after each dense layer.")
+    seed: int = _setting(1337, "Seed for the split, augmentation and initialisation.")
+    imagenet_weights: str | None = _setting(None, "Path to EfficientNetB0 ImageNet weights (.h5); empty: Keras cache or random.")
+    self_blended_fakes: bool = _setting(False, "Add self-blended pseudo-fakes made from real faces.")
+    min_new_faces: int = _setting(200, "Labelled faces that must arrive before an asset-triggered retrain runs.")
+    patience: int = _setting(3, "Early-stopping patience on validation AUC.")
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """Turning face scores into verdicts."""
+
+    batch_size: int = _setting(64, "Faces per inference batch.")
+    confident_fake: float = _setting(0.8, "A face at or above this probability counts as confidently fake.")
+    confident_real: float = _setting(0.2, "A face at or below this probability counts as confidently real.")
+    uncertain_band: float = _setting(0.1, "Videos within this distance of the threshold are UNCERTAIN.")
+
+
+@dataclass(frozen=True)
+class RealnessConfig:
+    """Everything a Realness task needs to know, resolved once per task."""
+
+    home: str = _setting(str(Path.home() / ".realness"), "Working directory for local state (embedded store, database, scratch).")
+    store_uri: str = _setting("", "Object store root: s3://bucket/prefix or file:///path; empty: file://<home>/store.")
+    landing_prefix: str = _setting("landing/", "Where new videos arrive.")
+    faces_prefix: str = _setting("faces/", "Validated face shards (Hive-partitioned by date).")
+    staging_prefix: str = _setting("staging/", "Shards waiting for validation.")
+    quarantine_prefix: str = _setting("quarantine/", "Shards that failed validation, with the report beside them.")
+    models_prefix: str = _setting("models/", "Model registry.")
+    verdicts_prefix: str = _setting("verdicts/", "Verdicts exported as Parquet, partitioned by date.")
+    reports_prefix: str = _setting("reports/", "Run summaries.")
+    database_url: str = _setting("", "Verdict database (SQLAlchemy URL); empty: sqlite:///<home>/realness.db.")
+    s3: S3Settings = field(default_factory=S3Settings)
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
+    azure: AzureSettings = field(default_factory=AzureSettings)
+    crop: CropSettings = field(default_factory=CropSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
+
+    @property
+    def resolved_store_uri(self) -> str:
+        return self.store_uri or Path(self.home, "store").resolve().as_uri()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{Path(self.home, 'realness.db').resolve()}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> RealnessConfig:
+        """Build the configuration from ``REALNESS_*`` variables, then apply ``overrides``.
+
+        ``overrides`` use the same nesting as the dataclasses: ``s3={"endpoint_url": ...}``.
+        """
+        environ = os.environ if environ is None else environ
+        values = _read_section(cls, "REALNESS_", environ)
+        for name, value in overrides.items():
+            if isinstance(value, Mapping):
+                values[name] = dataclasses.replace(values[name], **{k: v for k, v in value.items() if v is not None})
+            elif value is not None:
+                values[name] = value
+        return cls(**values)
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as a dict with secrets masked, for logs and run reports."""
+        return _redact(self)
+
+
+def _section_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _read_section(cls: type, prefix: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    hints = _section_types(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            values[f.name] = kind(**_read_section(kind, f"{prefix}{f.name.upper()}_", environ))
+            continue
+        raw = environ.get(f"{prefix}{f.name.upper()}")
+        if raw is not None:
+            values[f.name] = _parse(raw, kind, f"{prefix}{f.name.upper()}")
+    return values
+
+
+def _parse(raw: str, kind: Any, name: str) -> Any:
+    optional = typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind)
+    if optional:
+        if raw.strip() == "":
+            return None
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    try:
+        if kind is bool:
+            if raw.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.strip().lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        return kind(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not a valid {getattr(kind, '__name__', kind)}") from exc
+
+
+def _redact(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = _redact(value)
+        elif f.metadata.get("secret") and value:
+            out[f.name] = "***"
+        else:
+            out[f.name] = value
+    return out
+
+
+def settings_table() -> str:
+    """Markdown table of every setting: variable, default, meaning."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = _section_types(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], f"{prefix}{f.name.upper()}_")
+                continue
+            default = f.default
+            if f.name == "home":
+                default = "~/.realness"
+            shown = "" if default in (None, "") else f"`{default}`"
+            rows.append(f"| `{prefix}{f.name.upper()}` | {shown} | {f.metadata.get('doc', '')} |")
+
+    walk(RealnessConfig, "REALNESS_")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -1,0 +1,98 @@
+"""The verdict database: SQLite by default, PostgreSQL in deployment, one SQL dialect for both.
+
+Migrations are the numbered ``sql/migrations/*.sql`` files, applied in order and recorded in
+``schema_migrations``; they use only SQL that both engines accept, so the tables are identical.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets a busy timeout so parallel tasks queue instead of failing."""
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # WAL lets readers run beside the one writer
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a migration file into statements (no semicolons inside literals in our DDL)."""
+    without_comments = re.sub(r"--[^\n]*", "", sql)
+    return [s.strip() for s in without_comments.split(";") if s.strip()]
+
+
+def migrate(engine: Engine) -> list[str]:
+    """Apply every migration not yet applied; returns the versions applied now."""
+    applied_now: list[str] = []
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE IF NOT EXISTS schema_migrations "
+                             "(version TEXT PRIMARY KEY, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)"))
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        version = path.stem
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":  # serialise concurrent migrators
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7210426)"))
+            done = conn.execute(sa.text("SELECT 1 FROM schema_migrations WHERE version = :v"), {"v": version}).first()
+            if done:
+                continue
+            for statement in split_statements(path.read_text()):
+                conn.execute(sa.text(statement))
+            conn.execute(sa.text("INSERT INTO schema_migrations (version) VALUES (:v)"), {"v": version})
+            applied_now.append(version)
+            log.info("applied migration %s", version)
+    return applied_now
+
+
+class Database:
+    """A migrated database handle; every write happens inside :meth:`transaction`."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = create_db_engine(url)
+        migrate(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(sa.text(sql), dict(params or {}))]
+
+    def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> None:
+        with self.transaction() as conn:
+            conn.execute(sa.text(sql), params if params is not None else {})
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,251 @@
+"""Object storage: one small interface over S3 (boto3, any endpoint) and a local directory.
+
+Keys are always relative to the store root and use ``/``. Writes are atomic from a reader's
+point of view: S3 PUTs are atomic by nature, local writes go to a temporary file that is
+renamed into place. Errors reaching the store raise :class:`StorageUnavailable` so that
+Airflow retries the task; a missing key raises ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from realness_tasks.config import S3Settings
+
+log = logging.getLogger(__name__)
+
+
+class StorageUnavailable(RuntimeError):
+    """The object store could not be reached; the task should fail and be retried."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    etag: str
+    modified: datetime
+
+
+def safe_key(key: str) -> str:
+    """Reject keys that would escape the store root (``..`` segments, absolute paths)."""
+    parts = key.split("/")
+    if key.startswith("/") or any(p in ("..", ".") for p in parts) or "\x00" in key:
+        raise ValueError(f"unsafe object key: {key!r}")
+    return key
+
+
+class ObjectStore:
+    """Common interface; ``uri_for`` gives the URI recorded in tables and shards."""
+
+    root_uri: str
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        raise NotImplementedError
+
+    def get_bytes(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def download(self, key: str, path: Path) -> None:
+        raise NotImplementedError
+
+    def upload(self, path: Path, key: str) -> None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        self.put_bytes(dst_key, self.get_bytes(src_key))
+
+    def move(self, src_key: str, dst_key: str) -> None:
+        self.copy(src_key, dst_key)
+        self.delete(src_key)
+
+    def uri_for(self, key: str) -> str:
+        return f"{self.root_uri.rstrip('/')}/{key}"
+
+    def key_for(self, uri: str) -> str:
+        root = self.root_uri.rstrip("/") + "/"
+        if not uri.startswith(root):
+            raise ValueError(f"{uri} is not inside {self.root_uri}")
+        return uri[len(root):]
+
+    def pyarrow_filesystem(self):
+        """A pyarrow filesystem and base path, for reading Parquet datasets in place."""
+        raise NotImplementedError
+
+
+class LocalStore(ObjectStore):
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root_uri = self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        return self.root / safe_key(key)
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        base = self.root / prefix if prefix else self.root
+        start = base if base.is_dir() else base.parent
+        if not start.exists():
+            return
+        for path in sorted(start.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix) and ".tmp-" not in path.name:
+                st = path.stat()
+                yield StoredObject(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}",
+                                   datetime.fromtimestamp(st.st_mtime, timezone.utc))
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+
+    def download(self, key: str, path: Path) -> None:
+        try:
+            shutil.copyfile(self._path(key), path)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def upload(self, path: Path, key: str) -> None:
+        dst = self._path(key)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.tmp-")
+        os.close(fd)
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, dst)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def pyarrow_filesystem(self):
+        import pyarrow.fs
+
+        return pyarrow.fs.LocalFileSystem(), str(self.root)
+
+
+class S3Store(ObjectStore):
+    def __init__(self, bucket: str, prefix: str, settings: S3Settings):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.settings = settings
+        self.root_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=settings.endpoint_url or None,
+            region_name=settings.region,
+            aws_access_key_id=settings.access_key_id or None,
+            aws_secret_access_key=settings.secret_access_key or None,
+            config=Config(connect_timeout=settings.connect_timeout_s, read_timeout=60,
+                          retries={"max_attempts": settings.max_attempts, "mode": "standard"}),
+        )
+
+    def _key(self, key: str) -> str:
+        return self.prefix + safe_key(key)
+
+    def _call(self, fn, *args, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise KeyError(args[0] if args else kwargs.get("Key")) from None
+            if code in ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise StorageUnavailable(f"S3 {self.root_uri}: {code}") from exc
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+                raise StorageUnavailable(f"S3 {self.root_uri}: {code}") from exc
+            raise
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"S3 {self.root_uri} unreachable: {exc}") from exc
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = self._call(lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)))
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield StoredObject(item["Key"][len(self.prefix):], item["Size"], item["ETag"].strip('"'),
+                                   item["LastModified"])
+
+    def get_bytes(self, key: str) -> bytes:
+        response = self._call(lambda k: self.client.get_object(Bucket=self.bucket, Key=self._key(k)), key)
+        return response["Body"].read()
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._call(lambda k: self.client.put_object(Bucket=self.bucket, Key=self._key(k), Body=data), key)
+
+    def download(self, key: str, path: Path) -> None:
+        self._call(lambda k: self.client.download_file(self.bucket, self._key(k), str(path)), key)
+
+    def upload(self, path: Path, key: str) -> None:
+        self._call(lambda k: self.client.upload_file(str(path), self.bucket, self._key(k)), key)
+
+    def delete(self, key: str) -> None:
+        self._call(lambda k: self.client.delete_object(Bucket=self.bucket, Key=self._key(k)), key)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call(lambda k: self.client.head_object(Bucket=self.bucket, Key=self._key(k)), key)
+            return True
+        except KeyError:
+            return False
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        self._call(lambda k: self.client.copy_object(Bucket=self.bucket, Key=self._key(k),
+                                                     CopySource={"Bucket": self.bucket, "Key": self._key(src_key)}),
+                   dst_key)
+
+    def pyarrow_filesystem(self):
+        import pyarrow.fs
+
+        endpoint = urlparse(self.settings.endpoint_url) if self.settings.endpoint_url else None
+        fs = pyarrow.fs.S3FileSystem(
+            access_key=self.settings.access_key_id, secret_key=self.settings.secret_access_key,
+            region=self.settings.region,
+            endpoint_override=endpoint.netloc if endpoint else None,
+            scheme=endpoint.scheme if endpoint else "https",
+        )
+        return fs, f"{self.bucket}/{self.prefix}".rstrip("/")
+
+
+def open_store(uri: str, s3: S3Settings | None = None) -> ObjectStore:
+    """Open ``s3://bucket/prefix`` or ``file:///path`` (a bare path is taken as local)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"S3 URI without a bucket: {uri}")
+        return S3Store(parsed.netloc, parsed.path, s3 or S3Settings())
+    if parsed.scheme in ("file", ""):
+        return LocalStore(Path(unquote(parsed.path) if parsed.scheme else uri))
+    raise ValueError(f"unsupported store URI {uri!r}: use s3://bucket/prefix or file:///path")
