@@ -1,0 +1,107 @@
+"""
+### realness_ingest
+
+Turns videos that land under the landing prefix into validated Parquet face shards.
+
+`discover` lists new objects (by content hash and etag; re-uploads and re-runs are skipped) ->
+`extract_faces`, one mapped task per video (batched beyond `max_map_length`): sample frames with
+OpenCV, detect faces with MTCNN (plus Azure AI Vision Face when configured), crop, stage a shard ->
+`validate_shards`: Great Expectations gate; a passing shard is published under the faces prefix,
+a failing one is quarantined with its report -> `summarize` writes the run report ->
+`announce_shards` updates the `realness_face_shards` asset when new shards were published, which
+schedules `realness_score`.
+
+Every object ends with a row in the `ingest_ledger` table; see `docs/ingest.md`.
+Trigger with `{"reprocess": true}` to process already-seen objects again.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, Param, dag, task
+
+FACE_SHARDS = Asset("realness_face_shards")
+HEAVY_POOL = os.environ.get("REALNESS_HEAVY_POOL", "default_pool")
+DETECTION_QUEUE = os.environ.get("REALNESS_DETECTION_QUEUE", "default")
+
+
+@dag(
+    dag_id="realness_ingest",
+    schedule=os.environ.get("REALNESS_INGEST_SCHEDULE", "0 1 * * *"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["realness", "ingest"],
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True},
+    params={"reprocess": Param(False, type="boolean", description="Process objects already in the ledger again")},
+)
+def realness_ingest():
+    @task
+    def discover(params=None) -> list[list[dict]]:
+        from dataclasses import asdict
+
+        from realness_airflow import load_config
+        from realness_tasks.ingest import batch_refs, discover, open_run_resources
+
+        cfg = load_config()
+        store, db = open_run_resources(cfg)
+        refs = discover(cfg, store, db, reprocess=bool(params and params.get("reprocess")))
+        from airflow.sdk import conf
+
+        max_map = conf.getint("core", "max_map_length", fallback=1024)
+        return [[asdict(r) for r in batch] for batch in batch_refs(refs, max_map)]
+
+    @task(pool=HEAVY_POOL, queue=DETECTION_QUEUE, execution_timeout=timedelta(hours=2))
+    def extract_faces(batch: list[dict]) -> list[dict]:
+        from realness_airflow import load_config, run_id_from_context
+        from realness_tasks.faces import build_detector
+        from realness_tasks.ingest import VideoRef, open_run_resources, process_video
+
+        cfg = load_config()
+        run_id, run_date = run_id_from_context()
+        store, db = open_run_resources(cfg)
+        detector = build_detector(cfg)
+        return [process_video(cfg, store, db, VideoRef(**ref), run_id=run_id, run_date=run_date,
+                              detector=detector, progress=print).to_dict() for ref in batch]
+
+    @task
+    def validate_shards(outcomes: list[dict]) -> list[dict]:
+        from realness_airflow import load_config, run_id_from_context
+        from realness_tasks.ingest import VideoOutcome, open_run_resources, validate_and_publish
+
+        cfg = load_config()
+        run_id, run_date = run_id_from_context()
+        store, db = open_run_resources(cfg)
+        return [validate_and_publish(cfg, store, db, VideoOutcome.from_dict(o), run_id=run_id,
+                                     run_date=run_date).to_dict() for o in outcomes]
+
+    @task
+    def summarize(batches: list[list[dict]], dag_run=None) -> dict:
+        from realness_airflow import load_config
+        from realness_tasks.ingest import VideoOutcome, open_run_resources, summarize
+
+        cfg = load_config()
+        store, db = open_run_resources(cfg)
+        outcomes = [VideoOutcome.from_dict(o) for batch in batches for o in batch]
+        summary = summarize(cfg, store, db, outcomes, run_id=dag_run.run_id, dag_id=dag_run.dag_id,
+                            started_at=dag_run.start_date)
+        print(f"ingest summary: {summary['statuses']}, {summary['faces']} faces published")
+        return {k: summary[k] for k in ("videos", "statuses", "faces", "published")}
+
+    @task(outlets=[FACE_SHARDS])
+    def announce_shards(summary: dict, outlet_events=None) -> int:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not summary["published"]:
+            raise AirflowSkipException("no new face shards in this run")
+        outlet_events[FACE_SHARDS].extra = {"shards": summary["published"][:100], "count": len(summary["published"])}
+        return len(summary["published"])
+
+    outcomes = validate_shards.expand(outcomes=extract_faces.expand(batch=discover()))
+    announce_shards(summarize(outcomes))
+
+
+realness_ingest()

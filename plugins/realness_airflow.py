@@ -1,0 +1,76 @@
+"""Glue between Airflow and ``realness_tasks``: configuration from Airflow connections.
+
+Airflow puts ``plugins/`` on ``sys.path``, so DAG files import ``realness_airflow``. Connections
+(all optional; the environment is the fallback):
+
+- ``aws_default``: S3 login/password, ``endpoint_url`` and ``region_name`` in its extra (MinIO or AWS).
+- ``realness_db``: the verdict database (a PostgreSQL connection; its URI is used as is).
+- ``azure_face``: host = the Face endpoint, password = the key.
+
+The connection ids can be renamed with ``REALNESS_AWS_CONN_ID``, ``REALNESS_DB_CONN_ID`` and
+``REALNESS_AZURE_CONN_ID``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+LANDING_POOL = "realness_heavy"  # caps concurrently running TensorFlow-heavy tasks (created by the DAGs' tests/CLI)
+
+
+def _connection(conn_id: str):
+    from airflow.sdk import BaseHook
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception:  # noqa: BLE001 - a missing connection means "use the environment"
+        return None
+
+
+def _database_url(conn) -> str:
+    uri = conn.get_uri()
+    for old, new in (("postgres://", "postgresql+psycopg2://"), ("postgresql://", "postgresql+psycopg2://")):
+        if uri.startswith(old):
+            return new + uri[len(old):]
+    return uri
+
+
+def load_config():
+    """The task's ``RealnessConfig``: environment variables, overridden by Airflow connections."""
+    from realness_tasks.config import RealnessConfig
+
+    overrides: dict[str, Any] = {}
+    aws = _connection(os.environ.get("REALNESS_AWS_CONN_ID", "aws_default"))
+    if aws is not None:
+        extra = aws.extra_dejson
+        overrides["s3"] = {
+            "access_key_id": aws.login or None,
+            "secret_access_key": aws.password or None,
+            "endpoint_url": extra.get("endpoint_url") or (extra.get("service_config", {}).get("s3", {}) or {}).get("endpoint_url"),
+            "region": extra.get("region_name"),
+        }
+    database = _connection(os.environ.get("REALNESS_DB_CONN_ID", "realness_db"))
+    if database is not None:
+        overrides["database_url"] = _database_url(database)
+    azure = _connection(os.environ.get("REALNESS_AZURE_CONN_ID", "azure_face"))
+    if azure is not None and azure.host and azure.password:
+        host = azure.host if azure.host.startswith("http") else f"https://{azure.host}"
+        overrides["azure"] = {"endpoint": host, "key": azure.password}
+    config = RealnessConfig.from_env(**overrides)
+    log.info("Realness store %s, database %s, Azure Face %s", config.resolved_store_uri,
+             config.resolved_database_url.split("@")[-1], "on" if config.azure.enabled else "off (MTCNN only)")
+    return config
+
+
+def run_id_from_context() -> tuple[str, str]:
+    """(run id, run date YYYY-MM-DD) of the running DAG run, for ledger rows and shard paths."""
+    from airflow.sdk import get_current_context
+
+    context = get_current_context()
+    run = context["dag_run"]
+    when = context.get("logical_date") or run.run_after
+    return run.run_id, when.strftime("%Y-%m-%d")

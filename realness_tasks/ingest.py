@@ -1,0 +1,354 @@
+"""Ingest: from videos in the landing prefix to validated Parquet face shards.
+
+The steps, each a function the DAG (and the ``realness ingest`` command) calls:
+
+1. :func:`discover` lists the landing prefix and returns the objects not yet processed.
+2. :func:`process_video` downloads one object, identifies it by content hash, samples frames,
+   detects and crops faces and writes a shard to the staging prefix.
+3. :func:`validate_and_publish` checks the staged shard with Great Expectations and moves it to
+   the faces prefix, or to quarantine with the validation report beside it.
+4. :func:`summarize` writes the run report and the ``runs`` row.
+
+Every object ends with a ledger row saying what happened and why. Bad input never raises;
+an unreachable store does (``StorageUnavailable``), so Airflow retries the task, and a retry
+rewrites the same keys and rows instead of adding new ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import posixpath
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from realness_tasks import ledger
+from realness_tasks.config import RealnessConfig
+from realness_tasks.db import Database
+from realness_tasks.ledger import LedgerEntry, Status, VideoRecord
+from realness_tasks.shards import FaceRow, read_shard, rows_to_table, shard_key, table_to_bytes
+from realness_tasks.storage import ObjectStore, open_store, safe_key
+
+log = logging.getLogger(__name__)
+
+SIDECAR_NAMES = {"metadata.json"}
+LABEL_DIRECTORIES = {"real": "REAL", "fake": "FAKE"}
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """A landing object to ingest; small enough to travel through XCom."""
+
+    key: str
+    etag: str
+    size: int
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class VideoOutcome:
+    """What became of one landing object (also travels through XCom)."""
+
+    source_uri: str
+    source_etag: str
+    status: str
+    reason: str | None = None
+    video_id: str | None = None
+    staged_key: str | None = None
+    shard_uri: str | None = None
+    frames_sampled: int = 0
+    faces: int = 0
+    detector_stats: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VideoOutcome:
+        return cls(**data)
+
+
+def open_run_resources(cfg: RealnessConfig) -> tuple[ObjectStore, Database]:
+    return open_store(cfg.resolved_store_uri, cfg.s3), Database(cfg.resolved_database_url)
+
+
+# --- 1. discovery -------------------------------------------------------------------------------
+
+def read_labels(store: ObjectStore, landing_prefix: str, keys: Sequence[str]) -> dict[str, str]:
+    """Labels from DFDC-style ``metadata.json`` files beside the videos, else ``real/`` / ``fake/`` folders."""
+    labels: dict[str, str] = {}
+    for key in keys:
+        if posixpath.basename(key) not in SIDECAR_NAMES:
+            continue
+        try:
+            metadata = json.loads(store.get_bytes(key))
+        except (ValueError, UnicodeDecodeError) as exc:
+            log.warning("ignoring unreadable %s: %s", key, exc)
+            continue
+        folder = posixpath.dirname(key)
+        for name, entry in metadata.items():
+            label = str(entry.get("label", "")).upper() if isinstance(entry, dict) else ""
+            if label in ("REAL", "FAKE"):
+                labels[posixpath.join(folder, name) if folder else name] = label
+    for key in keys:
+        if key not in labels:
+            folders = key[len(landing_prefix):].lower().split("/")[:-1]
+            found = [LABEL_DIRECTORIES[f] for f in folders if f in LABEL_DIRECTORIES]
+            if found:
+                labels[key] = found[-1]
+    return labels
+
+
+def discover(cfg: RealnessConfig, store: ObjectStore, db: Database, *, reprocess: bool = False) -> list[VideoRef]:
+    """Landing objects whose (key, etag) has not reached a final ledger status yet.
+
+    Every object is a candidate, whatever its extension: content decides (see ``frames.sniff_container``),
+    so a non-video file gets its NOT_VIDEO row instead of being silently ignored.
+    """
+    objects = [o for o in store.list(cfg.landing_prefix) if not posixpath.basename(o.key).startswith(".")]
+    labels = read_labels(store, cfg.landing_prefix, [o.key for o in objects])
+    done = {} if reprocess else ledger.processed_sources(db)
+    refs = [VideoRef(o.key, o.etag, o.size, labels.get(o.key)) for o in objects
+            if posixpath.basename(o.key) not in SIDECAR_NAMES and done.get(store.uri_for(o.key)) != o.etag]
+    log.info("discovered %d new object(s) under %s (%d already processed)",
+             len(refs), store.uri_for(cfg.landing_prefix), len(objects) - len(refs))
+    return refs
+
+
+def batch_refs(refs: Sequence[VideoRef], max_tasks: int) -> list[list[VideoRef]]:
+    """One video per mapped task, or even batches when there are more videos than ``max_tasks``."""
+    size = max(1, math.ceil(len(refs) / max(1, max_tasks)))
+    return [list(refs[i:i + size]) for i in range(0, len(refs), size)]
+
+
+# --- 2. frames -> faces -> staged shard -----------------------------------------------------------
+
+def content_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
+def _frames_per_batch(cfg: RealnessConfig, width: int, height: int) -> int:
+    """Fewer full-resolution frames in memory at once for huge videos (8 x 1080p worth at most)."""
+    budget = 8 * 1920 * 1080
+    return max(1, min(cfg.detection.batch_size, budget // max(1, width * height)))
+
+
+def _pixel_box(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
+    """A detector's float box as integer pixels clamped inside the frame (at least 1 px)."""
+    x0 = min(max(0, int(math.floor(box[0]))), width - 1)
+    y0 = min(max(0, int(math.floor(box[1]))), height - 1)
+    x1 = min(width, max(x0 + 1, int(math.ceil(box[0] + box[2]))))
+    y1 = min(height, max(y0 + 1, int(math.ceil(box[1] + box[3]))))
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: str, source_uri: str,
+                      label: str | None, run_id: str, progress: Progress | None = None):
+    """Sample, detect and crop one video; returns (rows, frames sampled, sampler)."""
+    from realness_tasks.faces import crop_face, dominant_faces, encode_jpeg
+    from realness_tasks.frames import FrameSampler, probe_video
+
+    info = probe_video(path, cfg.sampling)
+    sampler = FrameSampler(path, info, cfg.sampling)
+    rows: list[FaceRow] = []
+    sampled = 0
+    created = datetime.now(timezone.utc)
+    for chunk in _chunks(iter(sampler), _frames_per_batch(cfg, info.width, info.height)):
+        found = detector.detect([frame.image for frame in chunk])
+        for frame, frame_faces in zip(chunk, found):
+            height, width = frame.image.shape[:2]
+            for face_index, det in enumerate(dominant_faces(frame_faces.detections, cfg.detection.max_faces_per_frame)):
+                crop = crop_face(frame.image, det.box, cfg.crop)
+                x, y, w, h = _pixel_box(det.box, width, height)
+                rows.append(FaceRow(
+                    video_id=video_id, source_uri=source_uri, frame_index=frame.index,
+                    timestamp_s=round(frame.timestamp_s, 4), face_index=face_index, detector=det.detector,
+                    confidence=float(min(1.0, max(0.0, det.confidence))), box_x=x, box_y=y, box_w=w, box_h=h,
+                    frame_width=width, frame_height=height,
+                    landmarks=[float(v) for v in det.landmarks] if det.landmarks else None,
+                    crop_jpeg=encode_jpeg(crop, cfg.crop.jpeg_quality), crop_width=crop.shape[1],
+                    crop_height=crop.shape[0], label=label, azure_status=frame_faces.azure_status,
+                    run_id=run_id, created_at=created))
+        sampled += len(chunk)
+        if progress:
+            progress(f"{posixpath.basename(source_uri)}: {sampled}/{len(sampler.planned)} frames, {len(rows)} faces")
+    return info, rows, sampled, sampler.ended_early_at
+
+
+def _stats_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: int(v) - int(before.get(k, 0)) for k, v in after.items() if int(v) - int(before.get(k, 0))}
+
+
+def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: VideoRef, *, run_id: str,
+                  run_date: str, detector, progress: Progress | None = None) -> VideoOutcome:
+    """Turn one landing object into a staged shard, or a ledger row explaining why not."""
+    from realness_tasks.frames import VideoError
+
+    source_uri = store.uri_for(ref.key)
+
+    def finish(status: Status, reason: str | None = None, **extra: Any) -> VideoOutcome:
+        outcome = VideoOutcome(source_uri, ref.etag, str(status), reason, **extra)
+        ledger.record(db, LedgerEntry(source_uri, ref.etag, status, run_id, outcome.video_id, reason,
+                                      outcome.shard_uri or (store.uri_for(outcome.staged_key)
+                                                            if outcome.staged_key else None),
+                                      outcome.frames_sampled, outcome.faces))
+        log.info("%s -> %s%s", ref.key, status, f" ({reason})" if reason else "")
+        return outcome
+
+    try:
+        safe_key(ref.key)
+    except ValueError as exc:
+        return finish(Status.UNSAFE_KEY, str(exc))
+    ledger.record(db, LedgerEntry(source_uri, ref.etag, Status.PENDING, run_id))
+    if ref.size == 0:
+        return finish(Status.EMPTY, "zero-byte object")
+
+    with tempfile.TemporaryDirectory(prefix="realness-video-", dir=_scratch(cfg)) as scratch:
+        path = Path(scratch) / "video"
+        store.download(ref.key, path)
+        video_id = content_hash(path)
+        if path.stat().st_size == 0:
+            return finish(Status.EMPTY, "zero-byte object", video_id=video_id)
+        if (first := ledger.ingested_elsewhere(db, video_id, source_uri)) is not None:
+            return finish(Status.DUPLICATE, f"same content as {first}", video_id=video_id)
+        stats_before = detector.stats()
+        started = time.monotonic()
+        try:
+            info, rows, sampled, ended_early_at = extract_face_rows(
+                path, cfg, detector, video_id=video_id, source_uri=source_uri, label=ref.label,
+                run_id=run_id, progress=progress)
+        except VideoError as exc:
+            return finish(Status(exc.status), exc.reason, video_id=video_id)
+        ledger.upsert_video(db, VideoRecord(video_id, source_uri, path.stat().st_size, ref.label, info.width,
+                                            info.height, info.fps, info.frame_count, info.duration_s))
+    stats = _stats_delta(stats_before, detector.stats())
+    truncated = f"stream ended at frame {ended_early_at} of {info.frame_count}" if ended_early_at is not None else None
+    log.info("%s: %d frames, %d faces in %.1f s", ref.key, sampled, len(rows), time.monotonic() - started)
+    if sampled == 0:
+        return finish(Status.UNREADABLE, truncated or "no frame could be decoded", video_id=video_id)
+    if not rows:
+        reason = f"no face in {sampled} sampled frames" + (f"; {truncated}" if truncated else "")
+        return finish(Status.NO_FACE, reason, video_id=video_id, frames_sampled=sampled, detector_stats=stats)
+    staged = f"{cfg.staging_prefix}{run_date}/{video_id}.parquet"
+    store.put_bytes(staged, table_to_bytes(rows_to_table(rows)))
+    return finish(Status.STAGED, truncated, video_id=video_id, staged_key=staged, frames_sampled=sampled,
+                  faces=len(rows), detector_stats=stats)
+
+
+def _scratch(cfg: RealnessConfig) -> str:
+    path = Path(cfg.home, "scratch")
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+# --- 3. validation gate ---------------------------------------------------------------------------
+
+def validate_and_publish(cfg: RealnessConfig, store: ObjectStore, db: Database, outcome: VideoOutcome, *,
+                         run_id: str, run_date: str) -> VideoOutcome:
+    """Publish a staged shard only if it passes validation; otherwise quarantine it with the report."""
+    from realness_tasks.validation import validate_shard
+
+    if outcome.status != Status.STAGED or outcome.staged_key is None:
+        return outcome
+    final_key = shard_key(cfg.faces_prefix, run_date, outcome.video_id)
+    quarantine_key = shard_key(cfg.quarantine_prefix, run_date, outcome.video_id)
+
+    def finish(status: Status, reason: str | None, key: str | None) -> VideoOutcome:
+        result = VideoOutcome(**{**outcome.to_dict(), "status": str(status), "reason": reason, "staged_key": None,
+                                 "shard_uri": store.uri_for(key) if key else None})
+        ledger.record(db, LedgerEntry(result.source_uri, result.source_etag, status, run_id, result.video_id, reason,
+                                      result.shard_uri, result.frames_sampled, result.faces))
+        log.info("%s -> %s%s", outcome.source_uri, status, f" ({reason})" if reason else "")
+        return result
+
+    if not store.exists(outcome.staged_key):  # a retry after the move already happened
+        for status, key in ((Status.PUBLISHED, final_key), (Status.QUARANTINED, quarantine_key)):
+            if store.exists(key):
+                return finish(status, outcome.reason if status == Status.PUBLISHED else "see validation report", key)
+        raise FileNotFoundError(f"staged shard {outcome.staged_key} is gone and was never published")
+
+    report = validate_shard(read_shard(store.get_bytes(outcome.staged_key)), cfg.crop.size)
+    if report.success:
+        store.move(outcome.staged_key, final_key)
+        return finish(Status.PUBLISHED, outcome.reason, final_key)
+    store.put_bytes(quarantine_key.removesuffix(".parquet") + ".validation.json",
+                    json.dumps({"failures": report.failures, "result": report.details}, indent=1, default=str).encode())
+    store.move(outcome.staged_key, quarantine_key)
+    return finish(Status.QUARANTINED, "validation failed: " + report.reason(), quarantine_key)
+
+
+# --- 4. run summary --------------------------------------------------------------------------------
+
+def summarize(cfg: RealnessConfig, store: ObjectStore, db: Database, outcomes: Sequence[VideoOutcome], *,
+              run_id: str, dag_id: str, started_at: datetime) -> dict[str, Any]:
+    """Counts per status, faces, detector contributions; saved as a report and as the ``runs`` row."""
+    detector_totals: Counter[str] = Counter()
+    for outcome in outcomes:
+        detector_totals.update(outcome.detector_stats)
+    summary = {
+        "run_id": run_id,
+        "videos": len(outcomes),
+        "statuses": dict(Counter(o.status for o in outcomes)),
+        "faces": sum(o.faces for o in outcomes if o.status == Status.PUBLISHED),
+        "frames_sampled": sum(o.frames_sampled for o in outcomes),
+        "detectors": dict(detector_totals),
+        "published": sorted(o.shard_uri for o in outcomes if o.status == Status.PUBLISHED and o.shard_uri),
+        "problems": [{"source_uri": o.source_uri, "status": o.status, "reason": o.reason}
+                     for o in outcomes if o.status not in (Status.PUBLISHED, Status.NO_FACE)],
+    }
+    store.put_bytes(f"{cfg.reports_prefix}ingest/{_file_safe(run_id)}.json",
+                    json.dumps(summary, indent=1).encode())
+    db.execute(
+        """
+        INSERT INTO runs (run_id, dag_id, started_at, finished_at, status, summary)
+        VALUES (:run_id, :dag_id, :started, :finished, :status, :summary)
+        ON CONFLICT (run_id) DO UPDATE SET finished_at = excluded.finished_at, status = excluded.status,
+            summary = excluded.summary
+        """,
+        {"run_id": run_id, "dag_id": dag_id, "started": started_at.replace(tzinfo=None),
+         "finished": datetime.now(timezone.utc).replace(tzinfo=None), "status": "success",
+         "summary": json.dumps(summary)},
+    )
+    return summary
+
+
+def _file_safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def run_ingest(cfg: RealnessConfig, *, run_id: str, run_date: str, reprocess: bool = False,
+               progress: Progress | None = None) -> dict[str, Any]:
+    """The whole ingest in one process (the ``realness ingest`` command): same steps as the DAG."""
+    from realness_tasks.faces import build_detector
+
+    started = datetime.now(timezone.utc)
+    store, db = open_run_resources(cfg)
+    refs = discover(cfg, store, db, reprocess=reprocess)
+    detector = build_detector(cfg) if refs else None
+    outcomes = []
+    for number, ref in enumerate(refs, 1):
+        if progress:
+            progress(f"[{number}/{len(refs)}] {ref.key}")
+        staged = process_video(cfg, store, db, ref, run_id=run_id, run_date=run_date, detector=detector,
+                               progress=progress)
+        outcomes.append(validate_and_publish(cfg, store, db, staged, run_id=run_id, run_date=run_date))
+    return summarize(cfg, store, db, outcomes, run_id=run_id, dag_id="realness_ingest", started_at=started)

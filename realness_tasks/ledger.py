@@ -1,0 +1,132 @@
+"""The ingest ledger: one row per source object, saying what became of it and why.
+
+Rows are upserted, so a retried or re-run task updates its row instead of adding one; the
+``attempts`` column counts how often an object was processed. ``videos`` holds one row per
+distinct content (the video id is the sha256 of the bytes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+
+from realness_tasks.db import Database
+
+
+class Status(StrEnum):
+    PENDING = "PENDING"            # being processed (a crash leaves it here; the next run retries it)
+    STAGED = "STAGED"              # shard written to staging, waiting for validation
+    PUBLISHED = "PUBLISHED"        # validated shard under the faces prefix
+    NO_FACE = "NO_FACE"            # readable video, no face found in the sampled frames
+    DUPLICATE = "DUPLICATE"        # same bytes as a video already ingested under another key
+    EMPTY = "EMPTY"                # zero-byte object
+    NOT_VIDEO = "NOT_VIDEO"        # content is not a supported container
+    UNREADABLE = "UNREADABLE"      # container recognised but no frame decodes (corrupt, truncated)
+    TOO_LARGE = "TOO_LARGE"        # frame size over the configured limit
+    UNSAFE_KEY = "UNSAFE_KEY"      # object key that would escape the store root
+    QUARANTINED = "QUARANTINED"    # shard failed validation; kept under the quarantine prefix
+    DETECTOR_ERROR = "DETECTOR_ERROR"  # a detector failed in a way that is a configuration error
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (Status.PENDING, Status.STAGED)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    source_uri: str
+    source_etag: str
+    status: Status
+    run_id: str
+    video_id: str | None = None
+    reason: str | None = None
+    shard_uri: str | None = None
+    frames_sampled: int = 0
+    faces: int = 0
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    video_id: str
+    source_uri: str
+    size_bytes: int
+    label: str | None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    frame_count: int | None = None
+    duration_s: float | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def record(db: Database, entry: LedgerEntry) -> None:
+    """Upsert the ledger row of ``entry.source_uri``; ``attempts`` grows when a new run touches it."""
+    db.execute(
+        """
+        INSERT INTO ingest_ledger (source_uri, source_etag, video_id, status, reason, shard_uri,
+                                   frames_sampled, faces, run_id, attempts, updated_at)
+        VALUES (:source_uri, :source_etag, :video_id, :status, :reason, :shard_uri,
+                :frames_sampled, :faces, :run_id, 1, :now)
+        ON CONFLICT (source_uri) DO UPDATE SET
+            source_etag = excluded.source_etag,
+            video_id = COALESCE(excluded.video_id, ingest_ledger.video_id),
+            status = excluded.status,
+            reason = excluded.reason,
+            shard_uri = excluded.shard_uri,
+            frames_sampled = excluded.frames_sampled,
+            faces = excluded.faces,
+            attempts = ingest_ledger.attempts + CASE WHEN excluded.status = 'PENDING' THEN 1 ELSE 0 END,
+            run_id = excluded.run_id,
+            updated_at = excluded.updated_at
+        """,
+        {**entry.__dict__, "status": str(entry.status), "now": _now()},
+    )
+
+
+def processed_sources(db: Database) -> dict[str, str]:
+    """source_uri -> etag of every object that reached a final status (PENDING ones are retried)."""
+    rows = db.query("SELECT source_uri, source_etag, status FROM ingest_ledger")
+    return {r["source_uri"]: r["source_etag"] for r in rows if Status(r["status"]).terminal}
+
+
+def ingested_elsewhere(db: Database, video_id: str, source_uri: str) -> str | None:
+    """The source URI under which the same bytes were already ingested, if any."""
+    rows = db.query(
+        "SELECT source_uri FROM ingest_ledger WHERE video_id = :v AND source_uri <> :s "
+        "AND status IN ('PUBLISHED', 'NO_FACE', 'STAGED', 'QUARANTINED') ORDER BY updated_at LIMIT 1",
+        {"v": video_id, "s": source_uri},
+    )
+    return rows[0]["source_uri"] if rows else None
+
+
+def upsert_video(db: Database, video: VideoRecord) -> None:
+    db.execute(
+        """
+        INSERT INTO videos (video_id, source_uri, size_bytes, label, width, height, fps, frame_count,
+                            duration_s, first_seen_at)
+        VALUES (:video_id, :source_uri, :size_bytes, :label, :width, :height, :fps, :frame_count,
+                :duration_s, :now)
+        ON CONFLICT (video_id) DO UPDATE SET
+            label = COALESCE(excluded.label, videos.label),
+            width = COALESCE(excluded.width, videos.width),
+            height = COALESCE(excluded.height, videos.height),
+            fps = COALESCE(excluded.fps, videos.fps),
+            frame_count = COALESCE(excluded.frame_count, videos.frame_count),
+            duration_s = COALESCE(excluded.duration_s, videos.duration_s)
+        """,
+        {**video.__dict__, "now": _now()},
+    )
+
+
+def entries(db: Database, run_id: str | None = None) -> list[dict]:
+    sql = "SELECT * FROM ingest_ledger" + (" WHERE run_id = :r" if run_id else "") + " ORDER BY source_uri"
+    return db.query(sql, {"r": run_id} if run_id else None)
+
+
+def status_counts(db: Database) -> dict[str, int]:
+    return {r["status"]: int(r["n"]) for r in
+            db.query("SELECT status, COUNT(*) AS n FROM ingest_ledger GROUP BY status ORDER BY status")}

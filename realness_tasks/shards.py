@@ -1,0 +1,94 @@
+"""Parquet face shards: the schema, and writing and reading them.
+
+One shard per video per ingest run, at ``<faces_prefix>date=YYYY-MM-DD/<video_id>.parquet``
+(Hive partitioning by the run's date). Each row is one face crop; ``docs/shards.md`` documents
+the columns. The schema is explicit so that a shard that drifts from it fails validation.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SHARD_SCHEMA = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),       # sha256 of the video file
+    pa.field("source_uri", pa.string(), nullable=False),
+    pa.field("frame_index", pa.int32(), nullable=False),     # index in the decoded stream
+    pa.field("timestamp_s", pa.float64(), nullable=False),
+    pa.field("face_index", pa.int16(), nullable=False),      # 0 = dominant face of the frame
+    pa.field("detector", pa.string(), nullable=False),       # mtcnn | azure | both
+    pa.field("confidence", pa.float32(), nullable=False),    # detection confidence in [0, 1]
+    pa.field("box_x", pa.int32(), nullable=False),           # box in original-frame pixels
+    pa.field("box_y", pa.int32(), nullable=False),
+    pa.field("box_w", pa.int32(), nullable=False),
+    pa.field("box_h", pa.int32(), nullable=False),
+    pa.field("frame_width", pa.int32(), nullable=False),
+    pa.field("frame_height", pa.int32(), nullable=False),
+    pa.field("landmarks", pa.list_(pa.float32())),           # x1, y1, ..., x5, y5 (eyes, nose, mouth corners)
+    pa.field("crop_jpeg", pa.binary(), nullable=False),
+    pa.field("crop_width", pa.int32(), nullable=False),
+    pa.field("crop_height", pa.int32(), nullable=False),
+    pa.field("label", pa.string()),                          # FAKE | REAL from metadata, null when unknown
+    pa.field("azure_status", pa.string()),                   # null when Azure is off; else ok / skipped / failed reason
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+])
+
+
+@dataclass(frozen=True)
+class FaceRow:
+    """One face crop as stored in a shard (field names and order follow ``SHARD_SCHEMA``)."""
+
+    video_id: str
+    source_uri: str
+    frame_index: int
+    timestamp_s: float
+    face_index: int
+    detector: str
+    confidence: float
+    box_x: int
+    box_y: int
+    box_w: int
+    box_h: int
+    frame_width: int
+    frame_height: int
+    landmarks: list[float] | None
+    crop_jpeg: bytes
+    crop_width: int
+    crop_height: int
+    label: str | None
+    azure_status: str | None
+    run_id: str
+    created_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
+
+
+assert [f.name for f in fields(FaceRow)] == SHARD_SCHEMA.names, "FaceRow and SHARD_SCHEMA disagree"
+
+
+def shard_key(faces_prefix: str, run_date: str, video_id: str) -> str:
+    return f"{faces_prefix}date={run_date}/{video_id}.parquet"
+
+
+def rows_to_table(rows: Sequence[FaceRow]) -> pa.Table:
+    return pa.Table.from_pylist([asdict(r) for r in rows], schema=SHARD_SCHEMA)
+
+
+def table_to_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    # Crops are JPEG already: compressing them again gains nothing, the metadata columns are small.
+    pq.write_table(table, sink, compression="zstd", use_dictionary=["video_id", "source_uri", "detector", "label",
+                                                                     "azure_status", "run_id"])
+    return sink.getvalue()
+
+
+def read_shard(data: bytes) -> pa.Table:
+    return pq.read_table(io.BytesIO(data))
+
+
+def concat(tables: Iterable[pa.Table]) -> pa.Table:
+    return pa.concat_tables([t.select(SHARD_SCHEMA.names).cast(SHARD_SCHEMA) for t in tables])

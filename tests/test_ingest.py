@@ -1,0 +1,166 @@
+"""Ingest end to end in one process (the path the ``realness ingest`` command takes), on both stores."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from realness_tasks import ledger
+from realness_tasks.config import RealnessConfig, SamplingSettings
+from realness_tasks.db import Database
+from realness_tasks.ingest import (VideoOutcome, batch_refs, discover, read_labels, run_ingest,
+                                   validate_and_publish)
+from realness_tasks.shards import read_shard, rows_to_table, table_to_bytes
+from realness_tasks.storage import StorageUnavailable, open_store
+from tests.landing import populate
+
+SAMPLING = SamplingSettings(every_seconds=0.25, max_frames=16)
+
+
+def _config(tmp_path, **overrides) -> RealnessConfig:
+    overrides.setdefault("sampling", SAMPLING.__dict__)
+    return RealnessConfig.from_env({}, home=str(tmp_path / "home"), **overrides)
+
+
+def _ledger(cfg):
+    db = Database(cfg.resolved_database_url)
+    return {row["source_uri"]: row for row in ledger.entries(db)}
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory):
+    """One ingest run over the bad-input zoo on the embedded store, shared by the checks below."""
+    tmp_path = tmp_path_factory.mktemp("ingest")
+    cfg = _config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    landing = populate(store, tmp_path / "videos")
+    summary = run_ingest(cfg, run_id="run-1", run_date="2026-11-26")
+    return cfg, store, landing, summary
+
+
+def test_every_object_gets_its_status_and_reason(ingested):
+    cfg, store, landing, summary = ingested
+    rows = _ledger(cfg)
+    got = {store.key_for(uri): row["status"] for uri, row in rows.items()}
+    assert got == landing.expected
+    for row in rows.values():
+        if row["status"] not in ("PUBLISHED",):
+            assert row["reason"], f"{row['source_uri']} has status {row['status']} but no reason"
+    assert summary["statuses"]["PUBLISHED"] == 3
+    assert {p["status"] for p in summary["problems"]} == {"DUPLICATE", "EMPTY", "NOT_VIDEO", "UNREADABLE"}
+
+
+def test_faces_found_only_in_frames_that_have_one(ingested):
+    cfg, store, landing, _ = ingested
+    uri = store.uri_for("landing/clips/partial face.mp4")
+    shard_uri = _ledger(cfg)[uri]["shard_uri"]
+    table = read_shard(store.get_bytes(store.key_for(shard_uri)))
+    frames = set(table.column("frame_index").to_pylist())
+    sampled_with_face = {i for i in landing.face_video.face_frames if i % 2 == 0}  # every 0.25 s at 8 fps
+    assert frames == sampled_with_face
+    assert set(table.column("detector").to_pylist()) == {"mtcnn"}
+    assert min(table.column("confidence").to_pylist()) >= cfg.detection.min_confidence
+
+
+def test_shards_are_partitioned_by_date_and_carry_labels(ingested):
+    cfg, store, landing, _ = ingested
+    published = [o.key for o in store.list(cfg.faces_prefix)]
+    assert len(published) == 3 and all(k.startswith("faces/date=2026-11-26/") for k in published)
+    rows = _ledger(cfg)
+    for key, label in landing.labels.items():
+        table = read_shard(store.get_bytes(store.key_for(rows[store.uri_for(key)]["shard_uri"])))
+        assert set(table.column("label").to_pylist()) == {label}
+    assert list(store.list(cfg.staging_prefix)) == []
+    report = json.loads(store.get_bytes("reports/ingest/run-1.json"))
+    assert report["faces"] == sum(r["faces"] for r in rows.values() if r["status"] == "PUBLISHED") > 0
+
+
+def test_rerun_skips_everything_and_changes_no_row(ingested):
+    cfg, store, _, _ = ingested
+    before = _ledger(cfg)
+    shards_before = sorted(o.key for o in store.list(cfg.faces_prefix))
+    summary = run_ingest(cfg, run_id="run-2", run_date="2026-11-27")
+    assert summary["videos"] == 0
+    assert _ledger(cfg) == before
+    assert sorted(o.key for o in store.list(cfg.faces_prefix)) == shards_before
+
+
+def test_reupload_under_a_new_key_is_a_duplicate(ingested, tmp_path):
+    cfg, store, _, _ = ingested
+    store.copy("landing/dfdc/astronaut.mp4", "landing/later/astronaut again.mp4")
+    summary = run_ingest(cfg, run_id="run-3", run_date="2026-11-28")
+    assert summary["statuses"] == {"DUPLICATE": 1}
+
+
+def test_huge_frames_are_rejected_with_the_limit(tmp_path):
+    cfg = _config(tmp_path, sampling={**SAMPLING.__dict__, "max_pixels": 320 * 240})
+    store = open_store(cfg.resolved_store_uri)
+    populate(store, tmp_path / "videos", with_bad_input=False)
+    summary = run_ingest(cfg, run_id="r", run_date="2026-11-26")
+    assert summary["statuses"] == {"TOO_LARGE": 4}
+    assert all("pixels" in r["reason"] for r in _ledger(cfg).values())
+
+
+def test_invalid_shard_is_quarantined_with_its_report(tmp_path, local_config):
+    from tests.test_validation import valid_rows
+
+    cfg = local_config
+    store = open_store(cfg.resolved_store_uri)
+    db = Database(cfg.resolved_database_url)
+    bad = [replace(r, confidence=1.7) for r in valid_rows(cfg.crop.size)]
+    store.put_bytes("staging/2026-11-26/v1.parquet", table_to_bytes(rows_to_table(bad)))
+    staged = VideoOutcome("file:///x.mp4", "etag", "STAGED", video_id="v1", staged_key="staging/2026-11-26/v1.parquet",
+                          faces=len(bad))
+    outcome = validate_and_publish(cfg, store, db, staged, run_id="r", run_date="2026-11-26")
+    assert outcome.status == "QUARANTINED" and "confidence" in outcome.reason
+    assert store.exists("quarantine/date=2026-11-26/v1.parquet")
+    report = json.loads(store.get_bytes("quarantine/date=2026-11-26/v1.validation.json"))
+    assert any("confidence" in f for f in report["failures"])
+    assert not list(store.list(cfg.faces_prefix))
+    # A retry of the same task after the move finds the quarantined shard instead of failing or duplicating.
+    again = validate_and_publish(cfg, store, db, staged, run_id="r", run_date="2026-11-26")
+    assert again.status == "QUARANTINED"
+    assert [r["status"] for r in ledger.entries(db)] == ["QUARANTINED"]
+
+
+def test_s3_store_over_http_with_odd_keys(tmp_path, s3_bucket_uri, s3_settings):
+    cfg = _config(tmp_path, store_uri=s3_bucket_uri, s3=s3_settings.__dict__)
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    populate(store, tmp_path / "videos", with_bad_input=False)
+    store.client.put_object(Bucket=store.bucket, Key=store.prefix + "landing/../escape.mp4", Body=b"x")
+    summary = run_ingest(cfg, run_id="s3-run", run_date="2026-11-26")
+    assert summary["statuses"] == {"PUBLISHED": 3, "NO_FACE": 1, "UNSAFE_KEY": 1}
+    assert all(uri.startswith(s3_bucket_uri + "/faces/date=2026-11-26/") for uri in summary["published"])
+
+
+def test_unreachable_store_fails_loudly_so_airflow_retries(tmp_path):
+    from realness_tasks.config import S3Settings
+    from tests.conftest import free_port
+
+    settings = S3Settings(endpoint_url=f"http://127.0.0.1:{free_port()}", access_key_id="x", secret_access_key="y",
+                          connect_timeout_s=0.5, max_attempts=1)
+    cfg = _config(tmp_path, store_uri="s3://nowhere/root", s3=settings.__dict__)
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    with pytest.raises(StorageUnavailable, match="unreachable"):
+        discover(cfg, store, Database(cfg.resolved_database_url))
+
+
+def test_labels_from_metadata_and_folders():
+    class Store:
+        def get_bytes(self, key):
+            return json.dumps({"a.mp4": {"label": "fake"}, "b.mp4": {"label": "REAL"}, "c.mp4": "junk"}).encode()
+
+    keys = ["landing/x/metadata.json", "landing/x/a.mp4", "landing/x/b.mp4", "landing/x/c.mp4",
+            "landing/Real/d.mp4", "landing/fake/e.mp4", "landing/other/f.mp4"]
+    assert read_labels(Store(), "landing/", keys) == {
+        "landing/x/a.mp4": "FAKE", "landing/x/b.mp4": "REAL", "landing/Real/d.mp4": "REAL", "landing/fake/e.mp4": "FAKE"}
+
+
+def test_batches_stay_within_the_mapped_task_limit():
+    refs = list(range(10))
+    assert batch_refs(refs, 1024) == [[i] for i in refs]
+    batches = batch_refs(refs, 3)
+    assert len(batches) <= 3 and sum(batches, []) == refs
+    assert batch_refs([], 5) == []
