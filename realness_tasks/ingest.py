@@ -228,8 +228,9 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
         video_id = content_hash(path)
         if path.stat().st_size == 0:
             return finish(Status.EMPTY, "zero-byte object", video_id=video_id)
-        if (first := ledger.ingested_elsewhere(db, video_id, source_uri)) is not None:
-            return finish(Status.DUPLICATE, f"same content as {first}", video_id=video_id)
+        owner = ledger.claim_video(db, video_id, source_uri, path.stat().st_size, ref.label)
+        if owner != source_uri:
+            return finish(Status.DUPLICATE, f"same content as {owner}", video_id=video_id)
         stats_before = detector.stats()
         started = time.monotonic()
         try:

@@ -93,14 +93,21 @@ def processed_sources(db: Database) -> dict[str, str]:
     return {r["source_uri"]: r["source_etag"] for r in rows if Status(r["status"]).terminal}
 
 
-def ingested_elsewhere(db: Database, video_id: str, source_uri: str) -> str | None:
-    """The source URI under which the same bytes were already ingested, if any."""
-    rows = db.query(
-        "SELECT source_uri FROM ingest_ledger WHERE video_id = :v AND source_uri <> :s "
-        "AND status IN ('PUBLISHED', 'NO_FACE', 'STAGED', 'QUARANTINED') ORDER BY updated_at LIMIT 1",
-        {"v": video_id, "s": source_uri},
+def claim_video(db: Database, video_id: str, source_uri: str, size_bytes: int, label: str | None) -> str:
+    """Register content ``video_id``; returns the source that owns it (the first to claim it).
+
+    The primary key makes the claim atomic, so two tasks ingesting the same bytes under different
+    keys at the same moment agree on one owner and the other records a DUPLICATE.
+    """
+    db.execute(
+        """
+        INSERT INTO videos (video_id, source_uri, size_bytes, label, first_seen_at)
+        VALUES (:video_id, :source_uri, :size_bytes, :label, :now)
+        ON CONFLICT (video_id) DO NOTHING
+        """,
+        {"video_id": video_id, "source_uri": source_uri, "size_bytes": size_bytes, "label": label, "now": _now()},
     )
-    return rows[0]["source_uri"] if rows else None
+    return db.query("SELECT source_uri FROM videos WHERE video_id = :v", {"v": video_id})[0]["source_uri"]
 
 
 def upsert_video(db: Database, video: VideoRecord) -> None:

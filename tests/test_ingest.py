@@ -43,8 +43,7 @@ def ingested(tmp_path_factory):
 def test_every_object_gets_its_status_and_reason(ingested):
     cfg, store, landing, summary = ingested
     rows = _ledger(cfg)
-    got = {store.key_for(uri): row["status"] for uri, row in rows.items()}
-    assert got == landing.expected
+    landing.assert_statuses({store.key_for(uri): row["status"] for uri, row in rows.items()})
     for row in rows.values():
         if row["status"] not in ("PUBLISHED",):
             assert row["reason"], f"{row['source_uri']} has status {row['status']} but no reason"
@@ -70,6 +69,8 @@ def test_shards_are_partitioned_by_date_and_carry_labels(ingested):
     assert len(published) == 3 and all(k.startswith("faces/date=2026-11-26/") for k in published)
     rows = _ledger(cfg)
     for key, label in landing.labels.items():
+        if rows[store.uri_for(key)]["status"] == "DUPLICATE":
+            continue  # its identical copy was ingested instead (order decides which)
         table = read_shard(store.get_bytes(store.key_for(rows[store.uri_for(key)]["shard_uri"])))
         assert set(table.column("label").to_pylist()) == {label}
     assert list(store.list(cfg.staging_prefix)) == []

@@ -1,0 +1,63 @@
+"""realness_ingest run through Airflow itself, with its configuration coming from Airflow connections."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from realness_tasks import ledger
+from realness_tasks.config import RealnessConfig
+from realness_tasks.db import Database
+from realness_tasks.shards import read_shard
+from realness_tasks.storage import open_store
+from tests.conftest import run_dag
+from tests.landing import populate
+
+pytestmark = pytest.mark.slow
+
+
+def _task_states(run) -> dict[str, set[str]]:
+    states: dict[str, set[str]] = {}
+    for ti in run.get_task_instances():
+        states.setdefault(ti.task_id, set()).add(str(ti.state))
+    return states
+
+
+def test_ingest_dag_on_s3_via_the_aws_default_connection(dagbag, realness_env, s3_bucket_uri, s3_endpoint, tmp_path):
+    realness_env.setenv("REALNESS_STORE_URI", s3_bucket_uri)
+    realness_env.setenv("REALNESS_SAMPLING_EVERY_SECONDS", "0.25")
+    realness_env.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+        "conn_type": "aws", "login": "testing", "password": "testing",
+        "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}))
+    cfg = RealnessConfig.from_env(s3={"endpoint_url": s3_endpoint, "access_key_id": "testing",
+                                      "secret_access_key": "testing"})
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    landing = populate(store, tmp_path / "videos")
+
+    run = run_dag(dagbag, "realness_ingest")
+    assert str(run.state) == "success", _task_states(run)
+    states = _task_states(run)
+    assert states["extract_faces"] == {"success"} and states["announce_shards"] == {"success"}
+
+    rows = {r["source_uri"]: r for r in ledger.entries(Database(cfg.resolved_database_url))}
+    landing.assert_statuses({store.key_for(u): r["status"] for u, r in rows.items()})
+    published = [r for r in rows.values() if r["status"] == "PUBLISHED"]
+    assert all(r["run_id"] == run.run_id and r["shard_uri"].startswith(s3_bucket_uri) for r in published)
+    partial = read_shard(store.get_bytes(store.key_for(rows[store.uri_for("landing/clips/partial face.mp4")]["shard_uri"])))
+    assert set(partial.column("frame_index").to_pylist()) == {i for i in landing.face_video.face_frames if i % 2 == 0}
+
+    # The asset event that schedules scoring carries the published shards.
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = [e for e in session.query(AssetEvent).all() if e.source_run_id == run.run_id]
+    assert len(events) == 1 and events[0].extra["count"] == len(published)
+
+    # A second run finds nothing new: nothing is processed twice and no asset event is emitted.
+    again = run_dag(dagbag, "realness_ingest")
+    assert str(again.state) == "success"
+    assert _task_states(again)["announce_shards"] == {"skipped"}
+    assert {r["source_uri"]: r["attempts"] for r in ledger.entries(Database(cfg.resolved_database_url))} == \
+        {u: r["attempts"] for u, r in rows.items()}
