@@ -20,11 +20,8 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, task
-
-FACE_SHARDS = Asset("realness_face_shards")
-HEAVY_POOL = os.environ.get("REALNESS_HEAVY_POOL", "default_pool")
-DETECTION_QUEUE = os.environ.get("REALNESS_DETECTION_QUEUE", "default")
+from airflow.sdk import Param, dag, task
+from realness_airflow import DETECTION_QUEUE, FACE_SHARDS, HEAVY_POOL
 
 
 @dag(

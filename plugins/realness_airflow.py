@@ -19,7 +19,17 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-LANDING_POOL = "realness_heavy"  # caps concurrently running TensorFlow-heavy tasks (created by the DAGs' tests/CLI)
+from airflow.sdk import Asset
+
+# Updated by realness_ingest when validated face shards are published.
+FACE_SHARDS = Asset("realness_face_shards")
+# Updated by realness_train when a new model is promoted to champion.
+CHAMPION_MODEL = Asset("realness_champion_model")
+
+# Where the TensorFlow-heavy tasks run: a pool caps how many run at once, queues pick the workers.
+HEAVY_POOL = os.environ.get("REALNESS_HEAVY_POOL", "default_pool")
+DETECTION_QUEUE = os.environ.get("REALNESS_DETECTION_QUEUE", "default")
+TRAINING_QUEUE = os.environ.get("REALNESS_TRAINING_QUEUE", "default")
 
 
 def _connection(conn_id: str):

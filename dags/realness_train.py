@@ -1,0 +1,75 @@
+"""
+### realness_train
+
+Retrains the real/fake classifier (EfficientNetB0 + Dense 512 + Dense 128, sigmoid) on the labelled,
+validated face shards, registers the model with its metrics and plots under the `models/` prefix and
+in the `model_versions` table, and promotes it to champion only if it beats the current champion on
+the same held-out faces.
+
+Runs weekly, and when `realness_face_shards` is updated, but an asset-triggered run trains only when
+at least `REALNESS_TRAINING_MIN_NEW_FACES` labelled faces arrived since the last model. A promotion
+updates the `realness_champion_model` asset, which makes `realness_score` rescore with the new model.
+See `docs/training.md`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from realness_airflow import CHAMPION_MODEL, FACE_SHARDS, HEAVY_POOL, TRAINING_QUEUE
+
+
+@dag(
+    dag_id="realness_train",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(os.environ.get("REALNESS_TRAIN_SCHEDULE", "0 3 * * 0"), timezone="UTC"),
+        assets=FACE_SHARDS),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["realness", "training"],
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
+)
+def realness_train():
+    @task.short_circuit
+    def enough_new_faces(dag_run=None) -> bool:
+        """Scheduled and manual runs always train; asset-triggered ones wait for enough new labels."""
+        if str(dag_run.run_type) not in ("asset_triggered", "DagRunType.ASSET_TRIGGERED"):
+            return True
+        from realness_airflow import load_config
+        from realness_tasks.ingest import open_run_resources
+        from realness_tasks.train import labelled_faces_since
+
+        cfg = load_config()
+        store, db = open_run_resources(cfg)
+        new = labelled_faces_since(cfg, store, db, None)
+        print(f"{new} new labelled faces since the last model (minimum {cfg.training.min_new_faces})")
+        return new >= cfg.training.min_new_faces
+
+    @task(pool=HEAVY_POOL, queue=TRAINING_QUEUE, execution_timeout=timedelta(hours=12))
+    def train_and_register(dag_run=None) -> dict:
+        from dataclasses import asdict
+
+        from realness_airflow import load_config
+        from realness_tasks.train import run_training
+
+        outcome = run_training(load_config(), dag_run.run_id, progress=print)
+        print(f"model {outcome.version}: {'promoted' if outcome.promoted else 'not promoted'} ({outcome.reason})")
+        return {k: v for k, v in asdict(outcome).items() if k in ("version", "promoted", "reason", "metrics")}
+
+    @task(outlets=[CHAMPION_MODEL])
+    def announce_champion(outcome: dict, outlet_events=None) -> str:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not outcome["promoted"]:
+            raise AirflowSkipException(f"champion unchanged: {outcome['reason']}")
+        outlet_events[CHAMPION_MODEL].extra = {"version": outcome["version"]}
+        return outcome["version"]
+
+    enough_new_faces() >> announce_champion(train_and_register())
+
+
+realness_train()
