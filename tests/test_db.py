@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import threading
+
+from realness_tasks import ledger
+from realness_tasks.db import MIGRATIONS_DIR, Database, migrate, split_statements
+from realness_tasks.ledger import LedgerEntry, Status
+
+
+def test_migrations_apply_once_on_both_engines(database_url):
+    db = Database(database_url)
+    versions = [r["version"] for r in db.query("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == sorted(p.stem for p in MIGRATIONS_DIR.glob("*.sql"))
+    assert migrate(db.engine) == []  # a second migrator finds nothing to do
+    for table in ("runs", "videos", "ingest_ledger", "ingest_failures"):
+        assert db.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"] == 0
+    db.dispose()
+
+
+def test_statement_splitting_ignores_comments():
+    assert split_statements("-- a; comment\nCREATE TABLE a (x INT);\n\n-- b\nCREATE VIEW v AS SELECT 1;") == [
+        "CREATE TABLE a (x INT)", "CREATE VIEW v AS SELECT 1"]
+
+
+def test_ledger_upserts_and_counts_attempts(database_url):
+    db = Database(database_url)
+    entry = LedgerEntry("s3://b/landing/a.mp4", "e1", Status.PENDING, "run-1")
+    ledger.record(db, entry)
+    ledger.record(db, LedgerEntry(entry.source_uri, "e1", Status.UNREADABLE, "run-1", "vid", "moov atom not found"))
+    ledger.record(db, LedgerEntry(entry.source_uri, "e1", Status.PENDING, "run-2"))
+    ledger.record(db, LedgerEntry(entry.source_uri, "e1", Status.NO_FACE, "run-2", None, "no face"))
+    rows = ledger.entries(db)
+    assert len(rows) == 1
+    assert rows[0]["attempts"] == 2 and rows[0]["status"] == "NO_FACE" and rows[0]["video_id"] == "vid"
+    assert ledger.processed_sources(db) == {entry.source_uri: "e1"}
+    failures = db.query("SELECT * FROM ingest_failures")
+    assert failures == []
+    ledger.record(db, LedgerEntry("s3://b/landing/b.mp4", "e2", Status.NOT_VIDEO, "run-2", None, "text file"))
+    assert [r["source_uri"] for r in db.query("SELECT source_uri FROM ingest_failures")] == ["s3://b/landing/b.mp4"]
+    db.dispose()
+
+
+def test_pending_rows_are_retried_by_the_next_discovery(database_url):
+    db = Database(database_url)
+    ledger.record(db, LedgerEntry("file:///l/a.mp4", "e", Status.PENDING, "r"))
+    assert ledger.processed_sources(db) == {}
+    db.dispose()
+
+
+def test_concurrent_claims_agree_on_one_owner(database_url):
+    db = Database(database_url)
+    owners: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        owners.append(ledger.claim_video(db, "same-bytes", f"file:///landing/copy{i}.mp4", 10, None))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(owners) == 4 and len(set(owners)) == 1
+    db.dispose()
