@@ -114,6 +114,9 @@ class ScoringSettings:
     confident_fake: float = _setting(0.8, "A face at or above this probability counts as confidently fake.")
     confident_real: float = _setting(0.2, "A face at or below this probability counts as confidently real.")
     uncertain_band: float = _setting(0.1, "Videos within this distance of the threshold are UNCERTAIN.")
+    min_confident_fakes: int = _setting(2, "The confident-fake rule needs more than this many confidently fake faces "
+                                           "(and more than n/2.5); a second person's track needs more faces than this.")
+    threads: int = _setting(2, "CPU threads of the TFLite inference engine.")
 
 
 @dataclass(frozen=True)
