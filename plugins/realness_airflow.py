@@ -17,9 +17,9 @@ import logging
 import os
 from typing import Any
 
-log = logging.getLogger(__name__)
-
 from airflow.sdk import Asset
+
+log = logging.getLogger(__name__)
 
 # Updated by realness_ingest when validated face shards are published.
 FACE_SHARDS = Asset("realness_face_shards")
