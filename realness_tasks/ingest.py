@@ -316,8 +316,7 @@ def summarize(cfg: RealnessConfig, store: ObjectStore, db: Database, outcomes: S
         "problems": [{"source_uri": o.source_uri, "status": o.status, "reason": o.reason}
                      for o in outcomes if o.status not in (Status.PUBLISHED, Status.NO_FACE)],
     }
-    store.put_bytes(f"{cfg.reports_prefix}ingest/{_file_safe(run_id)}.json",
-                    json.dumps(summary, indent=1).encode())
+    store.put_bytes(report_key(cfg, run_id), json.dumps(summary, indent=1).encode())
     db.execute(
         """
         INSERT INTO runs (run_id, dag_id, started_at, finished_at, status, summary)
@@ -332,8 +331,10 @@ def summarize(cfg: RealnessConfig, store: ObjectStore, db: Database, outcomes: S
     return summary
 
 
-def _file_safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+def report_key(cfg: RealnessConfig, run_id: str) -> str:
+    """Where a run's ingest report goes (run ids hold ':' and '+', which some stores dislike)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    return f"{cfg.reports_prefix}ingest/{safe}.json"
 
 
 def run_ingest(cfg: RealnessConfig, *, run_id: str, run_date: str, reprocess: bool = False,

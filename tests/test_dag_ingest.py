@@ -11,6 +11,7 @@ from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.shards import read_shard
 from realness_tasks.storage import open_store
+from realness_tasks.ingest import report_key
 from tests.conftest import run_dag
 from tests.landing import populate
 
@@ -61,3 +62,38 @@ def test_ingest_dag_on_s3_via_the_aws_default_connection(dagbag, realness_env, s
     assert _task_states(again)["announce_shards"] == {"skipped"}
     assert {r["source_uri"]: r["attempts"] for r in ledger.entries(Database(cfg.resolved_database_url))} == \
         {u: r["attempts"] for u, r in rows.items()}
+
+
+def test_ingest_dag_with_mtcnn_and_azure_face_via_connection(dagbag, realness_env, tmp_path):
+    """Both detectors on: Azure Face configured through the ``azure_face`` Airflow connection."""
+    from tests.fake_azure_face import FakeFaceService
+
+    service = FakeFaceService(key="conn-key")
+    try:
+        realness_env.setenv("AIRFLOW_CONN_AZURE_FACE", json.dumps(
+            {"conn_type": "generic", "host": service.endpoint, "password": "conn-key"}))
+        realness_env.setenv("REALNESS_SAMPLING_EVERY_SECONDS", "0.25")
+        realness_env.setenv("REALNESS_AZURE_BACKOFF_S", "0.01")
+        cfg = RealnessConfig.from_env()
+        store = open_store(cfg.resolved_store_uri)
+        landing = populate(store, tmp_path / "videos", with_bad_input=False)
+
+        run = run_dag(dagbag, "realness_ingest")
+        assert str(run.state) == "success", _task_states(run)
+        rows = {r["source_uri"]: r for r in ledger.entries(Database(cfg.resolved_database_url))}
+        landing.assert_statuses({store.key_for(u): r["status"] for u, r in rows.items()})
+        detectors: set[str] = set()
+        statuses: set[str] = set()
+        for row in rows.values():
+            if row["status"] == "PUBLISHED":
+                shard = read_shard(store.get_bytes(store.key_for(row["shard_uri"])))
+                detectors |= set(shard.column("detector").to_pylist())
+                statuses |= set(shard.column("azure_status").to_pylist())
+        assert "both" in detectors and detectors <= {"mtcnn", "azure", "both"}
+        assert statuses == {"ok"}
+        assert service.requests, "the Face API was never called"
+        report = json.loads(store.get_bytes(report_key(cfg, run.run_id)))
+        assert report["detectors"]["azure_calls"] == len(service.requests)
+        assert report["detectors"]["both"] > 0
+    finally:
+        service.close()
