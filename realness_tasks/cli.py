@@ -98,8 +98,8 @@ def cmd_status(args) -> int:
 
 def print_verdicts(db) -> None:
     print_table(db.query(
-        "SELECT v.source_uri AS video, l.verdict, l.p_fake, l.faces_scored, l.model_version "
-        "FROM latest_verdicts l JOIN videos v ON v.video_id = l.video_id ORDER BY l.p_fake DESC"))
+        "SELECT source_uri AS video, verdict, p_fake, faces_scored, model_version, reason FROM latest_verdicts "
+        "ORDER BY CASE WHEN p_fake IS NULL THEN 1 ELSE 0 END, p_fake DESC, source_uri"))
 
 
 def cmd_demo(args) -> int:

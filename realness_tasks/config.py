@@ -110,7 +110,7 @@ class TrainingSettings:
 class ScoringSettings:
     """Turning face scores into verdicts."""
 
-    batch_size: int = _setting(64, "Faces per inference batch.")
+    batch_size: int = _setting(8, "Faces per inference batch (the TFLite engine is fastest at small batches).")
     confident_fake: float = _setting(0.8, "A face at or above this probability counts as confidently fake.")
     confident_real: float = _setting(0.2, "A face at or below this probability counts as confidently real.")
     uncertain_band: float = _setting(0.1, "Videos within this distance of the threshold are UNCERTAIN.")

@@ -44,4 +44,4 @@ CREATE INDEX ingest_ledger_status_idx ON ingest_ledger (status, updated_at);
 CREATE VIEW ingest_failures AS
 SELECT source_uri, video_id, status, reason, run_id, attempts, updated_at
 FROM ingest_ledger
-WHERE status NOT IN ('PUBLISHED', 'NO_FACE', 'DUPLICATE', 'PENDING');
+WHERE status NOT IN ('PUBLISHED', 'NO_FACE', 'DUPLICATE', 'PENDING', 'STAGED');

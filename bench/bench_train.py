@@ -1,0 +1,98 @@
+"""Training throughput (images per second) of the classifier, frozen-backbone and fine-tuning phases.
+
+Runs the real training input pipeline (``augment.pipeline``: decode_crops, augmentation, batching)
+and ``model.fit`` on face crops cut from the sample photos, for a few steps per phase after one
+warm-up epoch (which traces and compiles the step). The input pipeline alone is timed too, to
+show whether decoding and augmentation keep up with the model. Weights: local ImageNet weights
+if there are any (see ``TrainingSettings.imagenet_weights``), else random ones (same cost per step
+except that a random backbone's BatchNorm layers keep learning their statistics in the frozen phase).
+
+    python bench/bench_train.py                          # 224 and 128 px, batch 32, 8 timed steps
+    python bench/bench_train.py --sizes 224 --batch 16 --steps 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+
+def crops(count: int) -> list[bytes]:
+    """``count`` 224 px JPEG face crops: the sample photos' faces with small shifts."""
+    from realness_tasks import samples
+    from realness_tasks.config import CropSettings
+    from realness_tasks.faces import crop_face, encode_jpeg
+
+    rng = np.random.default_rng(0)
+    photos = samples.sample_photos()
+    out = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        x, y, w, h = photo.face_box
+        box = (x + int(rng.integers(-6, 7)), y + int(rng.integers(-6, 7)), w, h)
+        out.append(encode_jpeg(crop_face(photo.image, box, CropSettings()), 92))
+    return out
+
+
+def pipeline_rate(data, batches: int, batch_size: int) -> float:
+    iterator = iter(data)
+    next(iterator)
+    started = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * batch_size / (time.perf_counter() - started)
+
+
+def fit_rate(model, data, steps: int, batch_size: int, class_weight: dict) -> float:
+    """Images per second of ``fit`` over ``steps`` steps, after a one-step warm-up epoch that compiles."""
+    model.fit(data, epochs=1, steps_per_epoch=1, class_weight=class_weight, shuffle=False, verbose=0)
+    started = time.perf_counter()
+    model.fit(data, epochs=1, steps_per_epoch=steps, class_weight=class_weight, shuffle=False, verbose=0)
+    return steps * batch_size / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 128])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per phase")
+    parser.add_argument("--weights", default=None, help="ImageNet weights file (default: Keras cache, else random)")
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    from realness_tasks.augment import pipeline
+    from realness_tasks.dataset import class_weights
+    from realness_tasks.model import (build_classifier, compile_classifier, resolve_imagenet_weights,
+                                      set_backbone_trainable)
+
+    weights = resolve_imagenet_weights(args.weights)
+    jpegs = crops(args.batch * 4)
+    labels = np.arange(len(jpegs)) % 2
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}, "
+          f"batch {args.batch}, {args.steps} timed steps per phase, "
+          f"weights: {weights or 'random (no local ImageNet weights)'}")
+    print("| size | input pipeline img/s | frozen backbone img/s | fine-tuning img/s |")
+    print("|---:|---:|---:|---:|")
+    for size in args.sizes:
+        data = pipeline(jpegs, labels, size, args.batch, train=True, seed=0)
+        model = build_classifier(size, 0.3, str(weights) if weights else None, seed=0)
+        rates = [pipeline_rate(data, args.steps, args.batch)]
+        for trainable, learning_rate in ((False, 1e-3), (True, 1e-4)):
+            set_backbone_trainable(model, trainable, pretrained=weights is not None)
+            compile_classifier(model, learning_rate)
+            rates.append(fit_rate(model, data, args.steps, args.batch, class_weights(labels)))
+        print(f"| {size} | " + " | ".join(f"{r:.1f}" for r in rates) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

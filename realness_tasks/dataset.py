@@ -1,0 +1,222 @@
+"""The labelled training set: validated face shards read from the object store, split by video.
+
+Only shards under ``faces_prefix`` have passed validation, so only those are read; rows without a
+label are skipped. Faces of one video are strongly correlated, so the split assigns whole videos:
+no video has faces in two splits. A video's split follows from a hash of (seed, video_id), which
+keeps it in the same split as the data set grows; so a later model's test videos were never in an
+earlier model's training split, and models trained on different days compare fairly on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from realness_tasks.config import RealnessConfig
+from realness_tasks.faces import crop_box
+from realness_tasks.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+LABELS = {"REAL": 0, "FAKE": 1}
+LABEL_NAMES = {v: k for k, v in LABELS.items()}
+SPLITS = ("train", "val", "test")
+# Fractions of each class's videos; the rest trains. val/test each get one video of a class
+# that has at least MIN_VIDEOS_PER_CLASS videos, however the hash falls.
+VAL_FRACTION = 0.1
+TEST_FRACTION = 0.1
+MIN_VIDEOS_PER_CLASS = 3
+COLUMNS = ["video_id", "label", "crop_jpeg", "landmarks", "box_x", "box_y", "box_w", "box_h",
+           "frame_width", "frame_height", "crop_width"]
+
+
+class NotEnoughData(ValueError):
+    """The labelled faces cannot make a train/val/test split with both classes in each."""
+
+
+@dataclass(frozen=True)
+class FaceSet:
+    """Labelled face crops in memory, still JPEG-compressed (about 10-20 kB a face at 224 px)."""
+
+    jpegs: list[bytes]
+    labels: np.ndarray                  # int32, 1 = FAKE
+    video_ids: np.ndarray               # str
+    boxes: np.ndarray                   # float32 [n, 4]: the detector's box x, y, w, h in crop pixels
+    landmarks: list[np.ndarray | None]  # 5 x 2 points in crop pixels, or None
+
+    def __len__(self) -> int:
+        return len(self.jpegs)
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> FaceSet:
+        idx = np.asarray(indices, dtype=np.int64)
+        return FaceSet([self.jpegs[i] for i in idx], self.labels[idx], self.video_ids[idx], self.boxes[idx],
+                       [self.landmarks[i] for i in idx])
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(int(y) for y in self.labels)
+        return {name: counts.get(value, 0) for name, value in LABELS.items()}
+
+    @staticmethod
+    def concat(a: FaceSet, b: FaceSet) -> FaceSet:
+        return FaceSet(a.jpegs + b.jpegs, np.concatenate([a.labels, b.labels]),
+                       np.concatenate([a.video_ids, b.video_ids]), np.concatenate([a.boxes, b.boxes]),
+                       a.landmarks + b.landmarks)
+
+
+@dataclass(frozen=True)
+class LabelledDataset:
+    train: FaceSet
+    val: FaceSet
+    test: FaceSet
+    manifest: dict
+    listed_at: datetime   # when the shards were listed: the data cut-off
+
+    @property
+    def total_faces(self) -> int:
+        return len(self.train) + len(self.val) + len(self.test)
+
+
+def split_of(video_id: str, seed: int) -> str:
+    """The split a video falls in by its hash alone (before the small-set adjustment)."""
+    u = hash_fraction(video_id, seed)
+    return "test" if u < TEST_FRACTION else "val" if u < TEST_FRACTION + VAL_FRACTION else "train"
+
+
+def hash_fraction(video_id: str, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}:{video_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2 ** 64
+
+
+def split_videos(video_labels: dict[str, int], seed: int) -> dict[str, list[str]]:
+    """Assign each video to train/val/test, per class, so each split's class mix follows the whole set's.
+
+    Deterministic for a seed and independent of the order videos are given in. A class with at
+    least three videos gets at least one video in each split: an empty split takes the
+    lowest-hash video of the largest split.
+    """
+    splits: dict[str, list[str]] = {name: [] for name in SPLITS}
+    for label in sorted(set(video_labels.values())):
+        videos = sorted((v for v, y in video_labels.items() if y == label), key=lambda v: hash_fraction(v, seed))
+        buckets: dict[str, list[str]] = {name: [] for name in SPLITS}
+        for video in videos:
+            buckets[split_of(video, seed)].append(video)
+        needed = SPLITS if len(videos) >= MIN_VIDEOS_PER_CLASS else ("train",)
+        for name in needed:
+            if not buckets[name]:
+                donor = max(SPLITS, key=lambda s: (len(buckets[s]), s == "train"))
+                buckets[name].append(buckets[donor].pop(0))
+        for name in SPLITS:
+            splits[name].extend(buckets[name])
+    return {name: sorted(videos) for name, videos in splits.items()}
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Keras ``class_weight``: each class contributes equally to the loss (n / (2 * n_class))."""
+    counts = np.bincount(labels.astype(np.int64), minlength=2)
+    if (counts == 0).any():
+        raise NotEnoughData(f"training split lacks a class: {dict(zip(LABELS, counts.tolist()))}")
+    return {c: float(len(labels) / (2 * counts[c])) for c in (0, 1)}
+
+
+def to_crop_pixels(points: np.ndarray, box: tuple[float, float, float, float], frame_size: tuple[int, int],
+                   crop_size: int, margin: float) -> np.ndarray:
+    """Map frame-pixel points (``[k, 2]``) into a crop made by ``faces.crop_face`` from that box and frame."""
+    x0, y0, x1, y1 = crop_box((frame_size[1], frame_size[0]), box, margin)
+    width, height = x1 - x0, y1 - y0
+    scale = crop_size / max(width, height)
+    new_w, new_h = min(crop_size, max(1, round(width * scale))), min(crop_size, max(1, round(height * scale)))
+    offset = np.array([(crop_size - new_w) // 2, (crop_size - new_h) // 2], np.float64)
+    return (np.asarray(points, np.float64) - (x0, y0)) * (new_w / width, new_h / height) + offset
+
+
+def list_shards(cfg: RealnessConfig, store: ObjectStore) -> list[dict]:
+    """The validated shards, as ``{"key", "etag", "size"}`` records for the manifest."""
+    return [{"key": o.key, "etag": o.etag, "size": o.size}
+            for o in store.list(cfg.faces_prefix) if o.key.endswith(".parquet")]
+
+
+def read_faces(cfg: RealnessConfig, store: ObjectStore, shards: Sequence[dict]) -> tuple[FaceSet, int]:
+    """Read the labelled rows of ``shards``; returns the faces and how many rows had no usable label."""
+    fs, base = store.pyarrow_filesystem()
+    paths = [f"{base}/{shard['key']}" for shard in shards]
+    if not paths:
+        return FaceSet([], np.zeros(0, np.int32), np.array([], dtype=str), np.zeros((0, 4), np.float32), []), 0
+    table = pads.dataset(paths, filesystem=fs, format="parquet").to_table(columns=COLUMNS)
+    known = _known_label(table)
+    skipped = table.num_rows - int(pc.sum(pc.cast(known, "int64")).as_py() or 0)
+    table = table.filter(known)
+    cols = table.to_pydict()
+    boxes, landmarks = [], []
+    for i in range(table.num_rows):
+        box = (cols["box_x"][i], cols["box_y"][i], cols["box_w"][i], cols["box_h"][i])
+        geometry = (box, (cols["frame_width"][i], cols["frame_height"][i]), cols["crop_width"][i], cfg.crop.margin)
+        corners = to_crop_pixels([box[:2], (box[0] + box[2], box[1] + box[3])], *geometry)
+        boxes.append([*corners[0], *(corners[1] - corners[0])])
+        points = cols["landmarks"][i]
+        landmarks.append(to_crop_pixels(np.reshape(points, (5, 2)), *geometry).astype(np.float32)
+                         if points is not None and len(points) == 10 else None)
+    faces = FaceSet(cols["crop_jpeg"], np.array([LABELS[x] for x in cols["label"]], dtype=np.int32),
+                    np.array(cols["video_id"], dtype=str), np.array(boxes, np.float32).reshape(-1, 4), landmarks)
+    return faces, skipped
+
+
+def video_labels(faces: FaceSet) -> dict[str, int]:
+    """Each video's label (a video's rows share it; should they not, the majority decides)."""
+    votes: dict[str, Counter] = {}
+    for video, label in zip(faces.video_ids, faces.labels):
+        votes.setdefault(str(video), Counter())[int(label)] += 1
+    mixed = [v for v, c in votes.items() if len(c) > 1]
+    if mixed:
+        log.warning("%d videos have faces with both labels; using each one's majority label", len(mixed))
+    return {v: c.most_common(1)[0][0] for v, c in votes.items()}
+
+
+def load_dataset(cfg: RealnessConfig, store: ObjectStore, listed_at: datetime) -> LabelledDataset:
+    """Read every validated labelled face and split it; ``listed_at`` is recorded as the data cut-off."""
+    shards = list_shards(cfg, store)
+    faces, skipped = read_faces(cfg, store, shards)
+    labels_by_video = video_labels(faces)
+    assignment = split_videos(labels_by_video, cfg.training.seed)
+    index = {v: name for name, videos in assignment.items() for v in videos}
+    parts = {name: faces.take([i for i, v in enumerate(faces.video_ids) if index[str(v)] == name])
+             for name in SPLITS}
+    for name, part in parts.items():
+        missing = [c for c, n in part.class_counts().items() if n == 0]
+        if missing:
+            per_class = Counter(LABEL_NAMES[y] for y in labels_by_video.values())
+            raise NotEnoughData(f"the {name} split has no {'/'.join(missing)} faces: need at least "
+                                f"{MIN_VIDEOS_PER_CLASS} labelled videos of each class, have {dict(per_class)}")
+    manifest = {
+        "listed_at": listed_at.isoformat(), "faces_prefix": cfg.faces_prefix, "seed": cfg.training.seed,
+        "shards": list(shards), "faces_total": len(faces), "rows_without_label": skipped,
+        "splits": {name: {"faces": part.class_counts(), "videos": assignment[name],
+                          "videos_per_class": dict(Counter(LABEL_NAMES[labels_by_video[v]] for v in assignment[name]))}
+                   for name, part in parts.items()},
+    }
+    log.info("dataset: %d labelled faces from %d shards; train %s, val %s, test %s", len(faces), len(shards),
+             parts["train"].class_counts(), parts["val"].class_counts(), parts["test"].class_counts())
+    return LabelledDataset(parts["train"], parts["val"], parts["test"], manifest, listed_at)
+
+
+def count_labelled(store: ObjectStore, keys: Sequence[str]) -> int:
+    """Rows with a REAL/FAKE label in the shards ``keys`` (reads the label column only)."""
+    if not keys:
+        return 0
+    fs, base = store.pyarrow_filesystem()
+    labels = pads.dataset([f"{base}/{k}" for k in keys], filesystem=fs, format="parquet").to_table(columns=["label"])
+    return int(pc.sum(pc.cast(_known_label(labels), "int64")).as_py() or 0)
+
+
+def _known_label(table: pa.Table) -> pa.ChunkedArray:
+    """True for rows labelled REAL or FAKE; null and unknown labels are False."""
+    return pc.fill_null(pc.is_in(table["label"], value_set=pa.array(list(LABELS), table.schema.field("label").type)),
+                        False)

@@ -1,0 +1,259 @@
+"""The model registry: versioned model folders in the object store and the champion pointer.
+
+Every trained model gets a folder ``<models_prefix><version>/`` holding the model, its TFLite
+export, metrics, dataset manifest, training configuration and plots. ``<models_prefix>champion.json``
+names the model that scoring uses; it is replaced with one PUT, so readers see the old champion
+or the new one, never a mix. The store is the source of truth; the ``model_versions`` table
+mirrors it for queries and dashboards, and :func:`champion` repairs the mirror if a crash left
+it behind the pointer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from realness_tasks.config import RealnessConfig
+from realness_tasks.db import Database
+from realness_tasks.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+POINTER_NAME = "champion.json"
+ARTEFACTS = ("model.keras", "model.tflite", "metrics.json", "manifest.json", "training_config.json",
+             "roc.png", "confusion_matrix.png", "training_curves.png")
+# Two AUCs (or F1s) closer than this are a tie: float noise must not decide a promotion.
+TIE_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered model as scoring sees it: where it lives, its input size and decision threshold."""
+
+    version: str
+    uri: str              # the version folder, e.g. s3://bucket/root/models/<version>/
+    image_size: int
+    threshold: float      # fake probability at or above which a face is called FAKE
+    metrics: dict
+    promoted: bool
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """Everything the registry stores about one version (the pointer and the table row)."""
+
+    version: str
+    created_at: datetime          # UTC, naive (as every timestamp in the database)
+    run_id: str
+    uri: str
+    image_size: int
+    threshold: float
+    metrics: dict
+    dataset_faces: int
+    data_cutoff: datetime         # when the training shards were listed: later faces are "new"
+    reason: str
+    promoted_at: datetime | None = None
+
+    def model_version(self, promoted: bool) -> ModelVersion:
+        return ModelVersion(self.version, self.uri, self.image_size, self.threshold, self.metrics, promoted)
+
+    def to_json(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        for name in ("created_at", "data_cutoff", "promoted_at"):
+            out[name] = out[name].isoformat() if out[name] else None
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelRecord:
+        values = {k: data.get(k) for k in cls.__dataclass_fields__}
+        for name in ("created_at", "data_cutoff", "promoted_at"):
+            values[name] = as_utc(values[name])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promote: bool
+    reason: str
+    champion_version: str | None          # the champion the candidate was compared with
+    comparison: dict = field(default_factory=dict)
+
+
+def as_utc(value: datetime | str | None) -> datetime | None:
+    """A naive UTC datetime from what the database or JSON gives back (SQLite returns strings)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def pointer_key(cfg: RealnessConfig) -> str:
+    return f"{cfg.models_prefix}{POINTER_NAME}"
+
+
+def version_prefix(cfg: RealnessConfig, version: str) -> str:
+    return f"{cfg.models_prefix}{version}/"
+
+
+def new_version(created_at: datetime, fingerprint: str) -> str:
+    """``<UTC timestamp>-<short hash>``: sorts by time, and the hash keeps same-second runs apart."""
+    digest = hashlib.sha256(f"{created_at.isoformat()}|{fingerprint}".encode()).hexdigest()[:8]
+    return f"{created_at:%Y%m%dT%H%M%SZ}-{digest}"
+
+
+def read_pointer(cfg: RealnessConfig, store: ObjectStore) -> ModelRecord | None:
+    try:
+        return ModelRecord.from_json(json.loads(store.get_bytes(pointer_key(cfg))))
+    except KeyError:
+        return None
+
+
+def champion(cfg: RealnessConfig, store: ObjectStore, db: Database | None) -> ModelVersion | None:
+    """The model scoring should use, or None before any model was promoted.
+
+    Reads the pointer in the store; with ``db``, also brings the table's mirror up to date.
+    """
+    record = read_pointer(cfg, store)
+    if record is None:
+        return None
+    if db is not None:
+        mirror_promotion(db, record)
+    return record.model_version(promoted=True)
+
+
+def artefact_key(cfg: RealnessConfig, version: str, name: str) -> str:
+    return version_prefix(cfg, version) + name
+
+
+def fetch_artefact(cfg: RealnessConfig, store: ObjectStore, version: str, name: str, dest_dir: Path) -> Path:
+    """Download one file of a version folder (``model.keras``, ``model.tflite``...) into ``dest_dir``."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    path = dest_dir / name
+    store.download(artefact_key(cfg, version, name), path)
+    return path
+
+
+def beats(candidate: dict, incumbent: dict) -> bool:
+    """Higher ROC AUC wins; equal AUC is settled by higher F1 of the FAKE class; a full tie keeps the incumbent."""
+    c_auc, i_auc = _number(candidate.get("auc")), _number(incumbent.get("auc"))
+    if abs(c_auc - i_auc) > TIE_TOLERANCE:
+        return c_auc > i_auc
+    return _number(candidate.get("f1_fake")) - _number(incumbent.get("f1_fake")) > TIE_TOLERANCE
+
+
+def _number(value: Any) -> float:
+    """Metrics as comparable numbers: a missing or NaN metric loses to any real one."""
+    return -math.inf if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def decide(candidate: dict, incumbent_version: str | None, incumbent_on_same_data: dict | None,
+           comparison_note: str = "") -> PromotionDecision:
+    """Promote when there is no champion or when the candidate beats it on the candidate's held-out split."""
+    if incumbent_version is None:
+        return PromotionDecision(True, "no champion yet", None)
+    assert incumbent_on_same_data is not None
+    comparison = {"champion": incumbent_version, "champion_metrics": incumbent_on_same_data,
+                  "candidate_metrics": {k: candidate.get(k) for k in ("auc", "f1_fake")}}
+    summary = (f"AUC {_fmt(candidate.get('auc'))} / F1 {_fmt(candidate.get('f1_fake'))} vs champion "
+               f"{incumbent_version} AUC {_fmt(incumbent_on_same_data.get('auc'))} / "
+               f"F1 {_fmt(incumbent_on_same_data.get('f1_fake'))} on the same test split{comparison_note}")
+    if beats(candidate, incumbent_on_same_data):
+        return PromotionDecision(True, f"beats champion: {summary}", incumbent_version, comparison)
+    return PromotionDecision(False, f"does not beat champion: {summary}", incumbent_version, comparison)
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.4f}"
+
+
+def register(cfg: RealnessConfig, store: ObjectStore, db: Database, record: ModelRecord, local_dir: Path,
+             decision: PromotionDecision) -> tuple[ModelVersion, str]:
+    """Upload the version folder, record the row, and move the champion pointer if the decision says so.
+
+    The pointer moves last, after every artefact is in place, so a champion is always complete.
+    If another run promoted a model after this one was compared, this one is not promoted.
+    Returns the registered version and the reason recorded for (not) promoting it.
+    """
+    prefix = version_prefix(cfg, record.version)
+    missing = [name for name in ARTEFACTS if not (local_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"version {record.version} lacks {missing} in {local_dir}")
+    for name in ARTEFACTS:
+        store.upload(local_dir / name, prefix + name)
+    if decision.promote:
+        current = read_pointer(cfg, store)
+        current_version = current.version if current else None
+        if current_version != decision.champion_version:
+            decision = PromotionDecision(False, f"champion changed to {current_version} while this model trained "
+                                                f"(compared with {decision.champion_version}); not promoted",
+                                         decision.champion_version, decision.comparison)
+    insert_row(db, record, decision.reason)
+    if not decision.promote:
+        log.info("model %s registered, not promoted: %s", record.version, decision.reason)
+        return record.model_version(promoted=False), decision.reason
+    promoted = ModelRecord(**{**record.__dict__, "reason": decision.reason, "promoted_at": utc_now()})
+    store.put_bytes(pointer_key(cfg), json.dumps(promoted.to_json(), indent=1).encode())
+    mirror_promotion(db, promoted)
+    log.info("model %s promoted to champion: %s", record.version, decision.reason)
+    return promoted.model_version(promoted=True), decision.reason
+
+
+def _row(record: ModelRecord, reason: str) -> dict[str, Any]:
+    m = record.metrics
+    return {"version": record.version, "created_at": record.created_at, "run_id": record.run_id,
+            "uri": record.uri, "image_size": record.image_size, "threshold": record.threshold,
+            "accuracy": m.get("accuracy"), "precision_fake": m.get("precision_fake"),
+            "recall_fake": m.get("recall_fake"), "f1_fake": m.get("f1_fake"), "auc": m.get("auc"),
+            "confusion": json.dumps(m.get("confusion")), "dataset_faces": record.dataset_faces,
+            "data_cutoff": record.data_cutoff, "reason": reason}
+
+
+_INSERT = sa.text(
+    "INSERT INTO model_versions (version, created_at, run_id, uri, image_size, threshold, accuracy, precision_fake, "
+    "recall_fake, f1_fake, auc, confusion, dataset_faces, data_cutoff, promoted, promoted_at, reason) VALUES "
+    "(:version, :created_at, :run_id, :uri, :image_size, :threshold, :accuracy, :precision_fake, :recall_fake, "
+    ":f1_fake, :auc, :confusion, :dataset_faces, :data_cutoff, 0, NULL, :reason)")
+
+
+def insert_row(db: Database, record: ModelRecord, reason: str) -> None:
+    with db.transaction() as conn:
+        conn.execute(_INSERT, _row(record, reason))
+
+
+def mirror_promotion(db: Database, record: ModelRecord) -> None:
+    """Make the table agree with the pointer: the row exists, is marked promoted, with the pointer's time.
+
+    The time matters: ``latest_verdicts`` follows the most recent ``promoted_at``, so a pointer moved
+    back to an older version (a rollback) must refresh it.
+    """
+    rows = db.query("SELECT promoted, promoted_at FROM model_versions WHERE version = :v", {"v": record.version})
+    if rows and rows[0]["promoted"] and (record.promoted_at is None
+                                         or as_utc(rows[0]["promoted_at"]) == as_utc(record.promoted_at)):
+        return
+    with db.transaction() as conn:
+        if not rows:
+            conn.execute(_INSERT, _row(record, record.reason))
+        conn.execute(sa.text("UPDATE model_versions SET promoted = 1, promoted_at = :at, reason = :reason "
+                             "WHERE version = :v"),
+                     {"at": record.promoted_at or utc_now(), "reason": record.reason, "v": record.version})
+
+
+def last_data_cutoff(db: Database) -> datetime | None:
+    """When the newest registered model's training data was listed (None before the first model)."""
+    rows = db.query("SELECT MAX(data_cutoff) AS cutoff FROM model_versions")
+    return as_utc(rows[0]["cutoff"]) if rows else None

@@ -1,0 +1,264 @@
+"""Scoring: every validated face shard not yet judged by the champion gets face scores and a verdict.
+
+:func:`run_scoring` is the whole step (the DAG calls it): find the shards under the faces prefix
+whose video has no face scores for the model version, decode their crops with the same
+``decode_crops`` as training, run them through the TFLite engine in batches that span videos,
+aggregate each video (``realness_tasks.verdicts``), add NO_FACE / ERROR verdicts for what ingest
+could not turn into faces, publish everything in one transaction and export the run's verdicts as
+Parquet. Work is keyed by (video, model version): a re-run finds nothing new and changes no row,
+and a new champion re-judges every video under its own version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import posixpath
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from realness_tasks import registry, verdicts
+from realness_tasks.config import RealnessConfig
+from realness_tasks.db import Database
+from realness_tasks.inference import TFLiteScorer
+from realness_tasks.ledger import Status
+from realness_tasks.registry import ModelVersion
+from realness_tasks.shards import read_shard
+from realness_tasks.storage import ObjectStore, open_store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+SCORED, NO_CHAMPION = "SCORED", "NO_CHAMPION"
+# Ledger statuses that end without faces to score (every other final status but these is a failure).
+NOT_FAILURES = {Status.PUBLISHED, Status.NO_FACE, Status.DUPLICATE}
+FAILURE_STATUSES = sorted(str(s) for s in Status if s.terminal and s not in NOT_FAILURES)
+
+
+@dataclass(frozen=True)
+class ScoringOutcome:
+    """What one scoring run did; small enough to travel through XCom."""
+
+    run_id: str
+    run_date: str
+    status: str                         # SCORED, or NO_CHAMPION when there is no model to score with
+    message: str
+    model_version: str | None = None
+    shards_scored: int = 0
+    faces_scored: int = 0
+    videos_already_scored: int = 0      # shards skipped: the version has judged them before
+    verdicts: dict[str, int] = field(default_factory=dict)   # verdict -> videos decided in this run
+    verdicts_uri: str | None = None     # the run's Parquet export, None when it decided nothing
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ShardVideo:
+    """One video's faces from its shard, with their probabilities once scored."""
+
+    key: str
+    video_id: str
+    source_uri: str
+    label: str | None
+    frame_width: int | None
+    frame_height: int | None
+    frame_index: np.ndarray
+    face_index: np.ndarray
+    p_fake: np.ndarray
+
+    @classmethod
+    def from_table(cls, key: str, table: pa.Table) -> ShardVideo:
+        def first(column: str) -> Any:
+            return table.column(column)[0].as_py() if table.num_rows else None
+
+        return cls(key, first("video_id") or shard_video_id(key), first("source_uri") or "", first("label"),
+                   first("frame_width"), first("frame_height"),
+                   table.column("frame_index").to_numpy(), table.column("face_index").to_numpy(),
+                   np.full(table.num_rows, np.nan, dtype=np.float32))
+
+
+def shard_video_id(key: str) -> str:
+    return posixpath.basename(key).removesuffix(".parquet")
+
+
+def pending_shards(cfg: RealnessConfig, store: ObjectStore, db: Database, version: str) -> tuple[list[str], int]:
+    """Shard keys to score for ``version`` (the newest shard per video) and how many are already scored."""
+    newest: dict[str, str] = {}
+    for obj in store.list(cfg.faces_prefix):
+        if obj.key.endswith(".parquet"):
+            video_id = shard_video_id(obj.key)
+            newest[video_id] = max(obj.key, newest.get(video_id, obj.key))  # date=YYYY-MM-DD sorts by date
+    scored = {r["video_id"] for r in db.query("SELECT DISTINCT video_id FROM face_scores WHERE model_version = :v",
+                                              {"v": version})}
+    pending = sorted(key for video_id, key in newest.items() if video_id not in scored)
+    return pending, len(newest) - len(pending)
+
+
+class _Batcher:
+    """Collects decoded faces across videos and runs the engine ``batch_size`` faces at a time."""
+
+    def __init__(self, scorer: TFLiteScorer, batch_size: int):
+        self.scorer = scorer
+        self.batch_size = batch_size
+        self.images: list[np.ndarray] = []
+        self.owners: list[tuple[ShardVideo, int]] = []
+
+    def add(self, video: ShardVideo, images: np.ndarray) -> None:
+        self.images.append(images)
+        self.owners.extend((video, row) for row in range(len(images)))
+        while len(self.owners) >= self.batch_size:
+            self._run(self.batch_size)
+
+    def finish(self) -> None:
+        if self.owners:
+            self._run(len(self.owners))
+
+    def _run(self, count: int) -> None:
+        queued = np.concatenate(self.images) if len(self.images) > 1 else self.images[0]
+        self.images = [queued[count:]] if len(queued) > count else []
+        for (video, row), p in zip(self.owners[:count], self.scorer.predict(queued[:count]), strict=True):
+            video.p_fake[row] = p
+        del self.owners[:count]
+
+
+def crop_decoder(image_size: int) -> Callable[[list[bytes]], np.ndarray]:
+    """``model.decode_crops`` traced once as a TF graph: the same ops, about 1.7x faster than eagerly."""
+    import tensorflow as tf
+
+    from realness_tasks.model import decode_crops
+
+    graph = tf.function(lambda jpegs: decode_crops(jpegs, image_size),
+                        input_signature=[tf.TensorSpec([None], tf.string)])
+    return lambda jpegs: graph(tf.constant(jpegs, dtype=tf.string, shape=[len(jpegs)])).numpy()
+
+
+def score_shards(store: ObjectStore, keys: Sequence[str], scorer: TFLiteScorer, batch_size: int,
+                 progress: Progress | None = None) -> tuple[list[ShardVideo], list[verdicts.VideoVerdict]]:
+    """Score every face of the shards; shards or crops that cannot be read become ERROR verdicts."""
+    import tensorflow as tf
+
+    decode = crop_decoder(scorer.image_size)
+    scored: list[ShardVideo] = []
+    unreadable: list[verdicts.VideoVerdict] = []
+    batcher = _Batcher(scorer, batch_size)
+    for number, key in enumerate(keys, 1):
+        try:
+            table = read_shard(store.get_bytes(key))
+            video = ShardVideo.from_table(key, table)
+            images = decode(table.column("crop_jpeg").to_pylist()) if table.num_rows \
+                else np.empty((0, *scorer.face_shape), np.float32)
+        except (pa.ArrowException, tf.errors.InvalidArgumentError) as exc:
+            log.warning("cannot score %s: %s", key, exc)
+            unreadable.append(verdicts.unscored(shard_video_id(key), None, verdicts.ERROR,
+                                                f"unreadable shard {key}: {str(exc).splitlines()[0][:200]}"))
+            continue
+        scored.append(video)
+        batcher.add(video, images)
+        if progress:
+            progress(f"[{number}/{len(keys)}] {video.video_id[:12]}: {len(images)} faces")
+    batcher.finish()
+    return scored, unreadable
+
+
+def ledger_verdicts(db: Database, version: str, skip: set[str]) -> list[verdicts.VideoVerdict]:
+    """NO_FACE and ERROR verdicts for ledger entries that never became a shard, unless already decided.
+
+    An entry without a video id (ingest never read its bytes) is keyed by the hash of its URI. When
+    several entries share a video, the most recently updated one speaks for it.
+    """
+    rows = db.query(
+        "SELECT source_uri, video_id, status, reason FROM ingest_ledger WHERE status IN ("
+        + ", ".join(f"'{s}'" for s in [str(Status.NO_FACE), *FAILURE_STATUSES])
+        + ") ORDER BY updated_at, source_uri")
+    decided = {r["video_id"] for r in db.query("SELECT video_id FROM verdicts WHERE model_version = :v",
+                                               {"v": version})}
+    latest: dict[str, verdicts.VideoVerdict] = {}
+    for row in rows:
+        video_id = row["video_id"] or "source:" + hashlib.sha256(row["source_uri"].encode()).hexdigest()
+        if row["status"] == Status.NO_FACE:
+            latest[video_id] = verdicts.unscored(video_id, row["source_uri"], verdicts.NO_FACE, row["reason"])
+        else:
+            reason = f"{row['status']}: {row['reason']}" if row["reason"] else row["status"]
+            latest[video_id] = verdicts.unscored(video_id, row["source_uri"], verdicts.ERROR, reason)
+    return [v for video_id, v in sorted(latest.items()) if video_id not in decided and video_id not in skip]
+
+
+def judge(videos: Sequence[ShardVideo], model: ModelVersion, cfg: RealnessConfig
+          ) -> tuple[list[verdicts.FaceScore], list[verdicts.VideoVerdict]]:
+    """Face labels and video verdicts from scored shards."""
+    faces: list[verdicts.FaceScore] = []
+    decided: list[verdicts.VideoVerdict] = []
+    for video in videos:
+        video_faces = [verdicts.face_score(video.video_id, frame, face, p, model.threshold)
+                       for frame, face, p in zip(video.frame_index, video.face_index, video.p_fake, strict=True)]
+        faces.extend(video_faces)
+        decided.append(verdicts.aggregate(video.video_id, video.source_uri, video_faces, model.threshold, cfg.scoring))
+    return faces, decided
+
+
+def load_scorer(cfg: RealnessConfig, model: ModelVersion, workdir: Path) -> TFLiteScorer:
+    """The engine for ``model``, from ``model.tflite`` in its version folder."""
+    path = workdir / "model.tflite"
+    try:
+        open_store(model.uri, cfg.s3).download("model.tflite", path)
+    except KeyError:
+        raise FileNotFoundError(f"model {model.version} has no model.tflite in {model.uri}: export it with "
+                                "realness_tasks.inference.export_tflite") from None
+    scorer = TFLiteScorer(path, threads=cfg.scoring.threads)
+    if scorer.image_size != model.image_size:
+        raise ValueError(f"model {model.version}: model.tflite takes {scorer.image_size} px faces, "
+                         f"the registry says {model.image_size}")
+    return scorer
+
+
+def run_scoring(cfg: RealnessConfig, run_id: str, run_date: str, *, model: ModelVersion | None = None,
+                progress: Progress | None = None) -> ScoringOutcome:
+    """Score what the model has not judged yet, publish the verdicts and export them; see the module doc.
+
+    ``model`` None means the current champion; with no champion, nothing is scored and the
+    outcome says so.
+    """
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    db = Database(cfg.resolved_database_url)
+    try:
+        model = model or registry.champion(cfg, store, db)
+        if model is None:
+            message = (f"no champion model in {store.uri_for(registry.pointer_key(cfg))}: nothing scored; "
+                       "train and promote a model first")
+            log.warning(message)
+            return ScoringOutcome(run_id, run_date, NO_CHAMPION, message)
+        keys, already = pending_shards(cfg, store, db, model.version)
+        log.info("model %s: %d shards to score, %d already scored", model.version, len(keys), already)
+        scored: list[ShardVideo] = []
+        unreadable: list[verdicts.VideoVerdict] = []
+        if keys:
+            with tempfile.TemporaryDirectory(prefix="realness-model-") as workdir:
+                scorer = load_scorer(cfg, model, Path(workdir))
+                scored, unreadable = score_shards(store, keys, scorer, cfg.scoring.batch_size, progress)
+        faces, decided = judge(scored, model, cfg)
+        decided += unreadable
+        decided += ledger_verdicts(db, model.version, skip={shard_video_id(k) for k in keys}
+                                   | {v.video_id for v in decided})
+        videos = [verdicts.VideoRow(v.video_id, v.source_uri, v.label, v.frame_width, v.frame_height)
+                  for v in scored if v.source_uri]
+        verdicts.publish(db, model_version=model.version, run_id=run_id, run_date=run_date,
+                         decided_at=registry.utc_now(), videos=videos, faces=faces, verdicts=decided)
+        uri = verdicts.export_run(db, store, cfg.verdicts_prefix, run_id, run_date)
+        counts = dict(Counter(v.verdict for v in decided))
+        message = (f"model {model.version}: {len(faces)} faces in {len(scored)} shards scored, "
+                   f"{len(decided)} verdicts {counts or ''}, {already} videos already scored")
+        log.info(message)
+        return ScoringOutcome(run_id, run_date, SCORED, message, model.version, len(scored), len(faces), already,
+                              counts, uri)
+    finally:
+        db.dispose()

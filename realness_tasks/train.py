@@ -1,0 +1,412 @@
+"""Training the real/fake classifier end to end: data, two training phases, evaluation, registration.
+
+``run_training`` is what the training DAG calls. It reads the validated labelled faces, trains
+with the backbone frozen and then fine-tunes everything, picks the decision threshold on the
+validation split, measures the test split, compares with the champion on the same test faces,
+and registers the model (promoting it only if it wins). ``labelled_faces_since`` tells the
+asset-triggered DAG whether enough new labelled faces arrived to be worth a retrain.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from realness_tasks import dataset as ds
+from realness_tasks import registry
+from realness_tasks.config import RealnessConfig, TrainingSettings
+from realness_tasks.db import Database
+from realness_tasks.model import (build_classifier, compile_classifier, decode_crops, predict_probabilities,
+                                  resolve_imagenet_weights, set_backbone_trainable)
+from realness_tasks.storage import ObjectStore, StorageUnavailable, open_store
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+THRESHOLD_RULE = "youden_j_on_validation"
+AGREEMENT_SAMPLE = 16  # test faces on which the TFLite export must match Keras
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    version: str
+    promoted: bool
+    reason: str
+    metrics: dict                 # test-split metrics of the new model
+    artefacts: dict[str, str]     # file name -> URI in the version folder
+
+
+# ---------------------------------------------------------------- metrics (FAKE = 1 is the positive class)
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic (ties count half); NaN without both classes."""
+    labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
+    n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), np.float64)
+    sorted_scores = scores[order]
+    # average rank of each group of tied scores
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+    ends = np.r_[starts[1:], len(scores)]
+    for s, e in zip(starts, ends):
+        ranks[order[s:e]] = (s + e + 1) / 2
+    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(false-positive rates, true-positive rates, thresholds), predicting FAKE when score >= threshold."""
+    labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
+    thresholds = np.unique(scores)[::-1]
+    positives, negatives = max(1, int((labels == 1).sum())), max(1, int((labels == 0).sum()))
+    tpr = np.array([((scores >= t) & (labels == 1)).sum() / positives for t in thresholds])
+    fpr = np.array([((scores >= t) & (labels == 0)).sum() / negatives for t in thresholds])
+    return np.r_[0.0, fpr], np.r_[0.0, tpr], np.r_[np.inf, thresholds]
+
+
+def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold maximising Youden's J (TPR - FPR) on validation scores.
+
+    J does not depend on the share of fakes, which differs between the labelled set and what
+    arrives for scoring. The cut is placed halfway to the next lower score, not on a face's own
+    score, to leave a margin on both sides.
+    """
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    best = int(np.argmax(tpr[1:] - fpr[1:])) + 1
+    below = thresholds[best + 1] if best + 1 < len(thresholds) else 0.0
+    return float((thresholds[best] + below) / 2)
+
+
+def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
+    predicted = (scores >= threshold).astype(int)
+    tp = int(((predicted == 1) & (labels == 1)).sum())
+    fp = int(((predicted == 1) & (labels == 0)).sum())
+    fn = int(((predicted == 0) & (labels == 1)).sum())
+    tn = int(((predicted == 0) & (labels == 0)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"faces": int(len(labels)), "threshold": float(threshold), "accuracy": (tp + tn) / max(1, len(labels)),
+            "precision_fake": precision, "recall_fake": recall, "f1_fake": f1, "auc": roc_auc(labels, scores),
+            "confusion": [[tn, fp], [fn, tp]]}
+
+
+# ---------------------------------------------------------------- training
+
+def binary_cross_entropy(labels: np.ndarray, scores: np.ndarray) -> float:
+    p = np.clip(np.asarray(scores, np.float64), 1e-7, 1 - 1e-7)
+    y = np.asarray(labels, np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if len(y) else float("nan")
+
+
+def epoch_tracker(report: Progress, total_epochs: int, val_data: tf.data.Dataset,
+                  val_labels: np.ndarray) -> keras.callbacks.Callback:
+    """A Keras callback that scores the validation split after each epoch, reports, and keeps the best weights.
+
+    Validation AUC is computed exactly here rather than by Keras' AUC metric, which buckets
+    probabilities into 200 bins and reads 0.5 while an early model's outputs still sit in one
+    bin. It is written into the epoch's logs as ``val_auc``/``val_loss`` for early stopping.
+    """
+    import keras
+
+    class EpochTracker(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.phase = ""
+            self.history: dict[str, list] = {key: [] for key in ("epoch", "phase", "loss", "val_loss", "auc",
+                                                                 "val_auc")}
+            self.best_auc = -np.inf
+            self.best_weights: list[tuple[Any, np.ndarray]] = []  # (variable, value): order-proof when freezing
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs if logs is not None else {}
+            scores = self.model.predict(val_data, verbose=0).reshape(-1)
+            logs["val_loss"] = binary_cross_entropy(val_labels, scores)
+            logs["val_auc"] = roc_auc(val_labels, scores)
+            for key in ("loss", "val_loss", "auc", "val_auc"):
+                self.history[key].append(float(logs.get(key, np.nan)))
+            self.history["epoch"].append(epoch + 1)
+            self.history["phase"].append(self.phase)
+            report(f"{self.phase} epoch {epoch + 1}/{total_epochs}: loss {self.history['loss'][-1]:.4f}, "
+                   f"val loss {logs['val_loss']:.4f}, val AUC {logs['val_auc']:.4f}")
+            if logs["val_auc"] > self.best_auc:
+                self.best_auc = logs["val_auc"]
+                self.best_weights = [(v, np.array(v.numpy())) for v in self.model.weights]
+
+        def restore_best(self) -> None:
+            for variable, value in self.best_weights:
+                variable.assign(value)
+
+    return EpochTracker()
+
+
+def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: TrainingSettings, *, pretrained: bool,
+        report: Progress) -> dict[str, list]:
+    """Frozen-backbone phase at ``learning_rate``, then fine-tuning at a tenth of it.
+
+    Each phase stops early when validation AUC has not improved for ``patience`` epochs; the
+    weights of the best epoch over both phases are kept.
+    """
+    import keras
+
+    from realness_tasks.augment import pipeline
+
+    size, batch = settings.image_size, settings.batch_size
+    train_data = pipeline(train.jpegs, train.labels, size, batch, train=True, seed=settings.seed)
+    val_data = pipeline(val.jpegs, val.labels, size, batch, train=False, seed=settings.seed)
+    steps = -(-len(train) // batch)
+    if settings.steps_per_epoch > 0:
+        steps = min(steps, settings.steps_per_epoch)
+    weights = ds.class_weights(train.labels)
+    tracker = epoch_tracker(report, settings.frozen_epochs + settings.finetune_epochs, val_data, val.labels)
+    done = 0
+    for phase, epochs, learning_rate, trainable in (("frozen", settings.frozen_epochs, settings.learning_rate, False),
+                                                    ("fine-tune", settings.finetune_epochs, settings.learning_rate / 10,
+                                                     True)):
+        if epochs <= 0:
+            continue
+        set_backbone_trainable(model, trainable, pretrained)
+        compile_classifier(model, learning_rate)
+        tracker.phase = phase
+        stopper = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=settings.patience)
+        report(f"{phase} phase: up to {epochs} epochs of {steps} steps, learning rate {learning_rate:g}")
+        result = model.fit(train_data, epochs=done + epochs, initial_epoch=done,
+                           steps_per_epoch=steps, class_weight=weights, callbacks=[tracker, stopper], shuffle=False,
+                           verbose=0)
+        done += len(result.epoch)
+    tracker.restore_best()
+    return tracker.history
+
+
+# ---------------------------------------------------------------- comparing with the champion
+
+def compare_with_champion(cfg: RealnessConfig, store: ObjectStore, test: ds.FaceSet, scores: np.ndarray,
+                          threshold: float, workdir: Path, report: Progress) -> registry.PromotionDecision:
+    """Score the champion on the candidate's test faces and decide whether the candidate replaces it.
+
+    Test videos that the champion trained or validated on are left out of the comparison when
+    enough remain (both classes), so the champion is not judged on faces it has seen.
+    """
+    import keras
+
+    current = registry.read_pointer(cfg, store)
+    if current is None:
+        return registry.decide({}, None, None)
+    try:
+        seen_manifest = json.loads(store.get_bytes(registry.artefact_key(cfg, current.version, "manifest.json")))
+        seen = set(seen_manifest["splits"]["train"]["videos"]) | set(seen_manifest["splits"]["val"]["videos"])
+        champion_model = keras.models.load_model(
+            registry.fetch_artefact(cfg, store, current.version, "model.keras", workdir / "champion"), compile=False)
+    except StorageUnavailable:
+        raise
+    except (KeyError, OSError, ValueError) as exc:
+        return registry.PromotionDecision(True, f"champion {current.version} could not be evaluated ({exc}); "
+                                                f"replacing it", current.version)
+    keep = np.array([i for i, v in enumerate(test.video_ids) if v not in seen], dtype=np.int64)
+    note = ""
+    if len(keep) < len(test):
+        if len(set(test.labels[keep].tolist())) == 2:
+            note = f" (the {len(keep)} test faces from videos the champion never trained on)"
+        else:
+            keep, note = np.arange(len(test)), " (the champion trained on some of these videos)"
+    subset = test.take(keep)
+    report(f"scoring champion {current.version} on {len(subset)} test faces")
+    champion_scores = np.array(predict_probabilities(champion_model, subset.jpegs, current.image_size))
+    champion_metrics = classification_metrics(subset.labels, champion_scores, current.threshold)
+    candidate_metrics = classification_metrics(subset.labels, scores[keep], threshold)
+    return registry.decide(candidate_metrics, current.version, champion_metrics, note)
+
+
+# ---------------------------------------------------------------- artefacts
+
+def code_version() -> str:
+    """``git describe`` of the checkout this code runs from, else the installed package's version."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=root, capture_output=True,
+                             text=True, timeout=10, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("realness")
+        except PackageNotFoundError:
+            return "unknown"
+
+
+def save_plots(directory: Path, test_labels: np.ndarray, test_scores: np.ndarray, metrics: dict,
+               history: dict[str, list]) -> None:
+    """roc.png, confusion_matrix.png and training_curves.png (matplotlib's Agg canvas, no display)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fpr, tpr, _ = roc_curve(test_labels, test_scores)
+    fig = Figure(figsize=(5, 5))
+    ax = fig.add_subplot()
+    ax.plot(fpr, tpr, label=f"model (AUC {metrics['auc']:.3f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    ax.set(xlabel="false-positive rate (REAL called FAKE)", ylabel="true-positive rate (FAKE caught)",
+           title="ROC curve, test split")
+    ax.legend(loc="lower right")
+    FigureCanvasAgg(fig).print_png(str(directory / "roc.png"))
+
+    fig = Figure(figsize=(5, 4.5))
+    ax = fig.add_subplot()
+    matrix = np.array(metrics["confusion"])
+    ax.imshow(matrix, cmap="Blues")
+    for (row, col), count in np.ndenumerate(matrix):
+        ax.text(col, row, str(count), ha="center", va="center",
+                color="white" if count > matrix.max() / 2 else "black")
+    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["REAL", "FAKE"], yticklabels=["REAL", "FAKE"],
+           xlabel="predicted", ylabel="actual", title=f"Test split, threshold {metrics['threshold']:.3f}")
+    FigureCanvasAgg(fig).print_png(str(directory / "confusion_matrix.png"))
+
+    fig = Figure(figsize=(9, 4))
+    loss_ax, auc_ax = fig.subplots(1, 2)
+    epochs = history["epoch"]
+    for ax, key, title in ((loss_ax, "loss", "loss"), (auc_ax, "auc", "AUC")):
+        ax.plot(epochs, history[key], marker="o", label=f"train {title}")
+        ax.plot(epochs, history[f"val_{key}"], marker="o", label=f"validation {title}")
+        if "fine-tune" in history["phase"] and "frozen" in history["phase"]:
+            ax.axvline(history["phase"].index("fine-tune") + 0.5, color="grey", linestyle=":",
+                       label="fine-tuning starts")
+        ax.set(xlabel="epoch", title=title)
+        if not epochs:
+            ax.text(0.5, 0.5, "no training epochs", ha="center", va="center", transform=ax.transAxes)
+        ax.legend()
+    FigureCanvasAgg(fig).print_png(str(directory / "training_curves.png"))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    threshold: float              # chosen on the validation split
+    validation: dict              # metrics at that threshold
+    test: dict
+    test_scores: np.ndarray
+
+
+def evaluate(model: keras.Model, data: ds.LabelledDataset, image_size: int) -> Evaluation:
+    val_scores = np.array(predict_probabilities(model, data.val.jpegs, image_size))
+    threshold = choose_threshold(data.val.labels, val_scores)
+    test_scores = np.array(predict_probabilities(model, data.test.jpegs, image_size))
+    return Evaluation(threshold, classification_metrics(data.val.labels, val_scores, threshold),
+                      classification_metrics(data.test.labels, test_scores, threshold), test_scores)
+
+
+def with_pseudo_fakes(cfg: RealnessConfig, train: ds.FaceSet, report: Progress) -> ds.FaceSet:
+    """The training split, plus one self-blended pseudo-fake per real face when configured."""
+    if not cfg.training.self_blended_fakes:
+        return train
+    from realness_tasks.sbi import pseudo_fakes
+
+    fakes = pseudo_fakes(train.take(np.flatnonzero(train.labels == 0)), cfg.training.seed, cfg.crop.jpeg_quality)
+    report(f"added {len(fakes)} self-blended pseudo-fakes to the training split")
+    return ds.FaceSet.concat(train, fakes)
+
+
+def write_version_folder(directory: Path, model: keras.Model, data: ds.LabelledDataset, evaluation: Evaluation,
+                         files: dict[str, dict], history: dict[str, list]) -> None:
+    """Every artefact of a version, written locally; the TFLite export must reproduce Keras' outputs."""
+    from realness_tasks.inference import check_agreement, export_tflite
+
+    model.save(directory / "model.keras")
+    export_tflite(model, directory / "model.tflite")
+    sample = decode_crops(data.test.jpegs[:AGREEMENT_SAMPLE], model.inputs[0].shape[1]).numpy()
+    files["metrics.json"]["tflite_max_abs_difference"] = check_agreement(model, directory / "model.tflite", sample)
+    for name, content in files.items():
+        (directory / name).write_text(json.dumps(content, indent=1, default=str))
+    save_plots(directory, data.test.labels, evaluation.test_scores, evaluation.test, history)
+
+
+def publish(cfg: RealnessConfig, store: ObjectStore, db: Database, run_id: str, model: keras.Model,
+            data: ds.LabelledDataset, manifest: dict, history: dict[str, list], evaluation: Evaluation,
+            weights: Path | None, report: Progress) -> TrainingOutcome:
+    """Compare with the champion, write the version folder and register it (promoting it if it won)."""
+    with tempfile.TemporaryDirectory(prefix="realness-train-") as tmp:
+        workdir = Path(tmp)
+        decision = compare_with_champion(cfg, store, data.test, evaluation.test_scores, evaluation.threshold,
+                                         workdir, report)
+        created_at = registry.utc_now()
+        config_record = {"training": asdict(cfg.training), "crop": asdict(cfg.crop), "code_version": code_version(),
+                         "run_id": run_id, "imagenet_weights": str(weights) if weights else None}
+        version = registry.new_version(created_at, json.dumps([run_id, config_record, manifest["shards"]],
+                                                              sort_keys=True, default=str))
+        metrics_file = {"version": version, "test": evaluation.test, "threshold": evaluation.threshold,
+                        "threshold_rule": THRESHOLD_RULE, "validation": evaluation.validation, "history": history,
+                        "comparison": {"reason": decision.reason, **decision.comparison}}
+        folder = workdir / version
+        folder.mkdir()
+        write_version_folder(folder, model, data, evaluation, {"metrics.json": metrics_file, "manifest.json": manifest,
+                                                               "training_config.json": config_record}, history)
+        record = registry.ModelRecord(
+            version=version, created_at=created_at, run_id=run_id,
+            uri=store.uri_for(registry.version_prefix(cfg, version)), image_size=cfg.training.image_size,
+            threshold=evaluation.threshold, metrics=evaluation.test, dataset_faces=data.total_faces,
+            data_cutoff=data.listed_at, reason=decision.reason)
+        registered, reason = registry.register(cfg, store, db, record, folder, decision)
+    report(f"model {version} {'promoted' if registered.promoted else 'registered, not promoted'}: {reason}")
+    return TrainingOutcome(version, registered.promoted, reason, evaluation.test,
+                           {name: store.uri_for(registry.artefact_key(cfg, version, name))
+                            for name in registry.ARTEFACTS})
+
+
+# ---------------------------------------------------------------- entry points
+
+def run_training(cfg: RealnessConfig, run_id: str, *, progress: Progress | None = None) -> TrainingOutcome:
+    """Train, evaluate and register a model from every validated labelled face in the store."""
+
+    def report(message: str) -> None:
+        log.info("%s", message)
+        if progress is not None:
+            progress(message)
+
+    settings = cfg.training
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    db = Database(cfg.resolved_database_url)
+    try:
+        data = ds.load_dataset(cfg, store, listed_at=registry.utc_now())
+        splits = data.manifest["splits"]
+        report(f"dataset: {data.total_faces} faces; " + ", ".join(
+            f"{name} {split['faces']} in {len(split['videos'])} videos" for name, split in splits.items()))
+        train = with_pseudo_fakes(cfg, data.train, report)
+        manifest = {**data.manifest, "self_blended_fakes": len(train) - len(data.train),
+                    "class_weights": ds.class_weights(train.labels)}
+        weights = resolve_imagenet_weights(settings.imagenet_weights)
+        model = build_classifier(settings.image_size, settings.dropout, str(weights) if weights else None,
+                                 settings.seed)
+        history = fit(model, train, data.val, settings, pretrained=weights is not None, report=report)
+        evaluation = evaluate(model, data, settings.image_size)
+        report(f"test: AUC {evaluation.test['auc']:.4f}, F1(FAKE) {evaluation.test['f1_fake']:.4f}, "
+               f"accuracy {evaluation.test['accuracy']:.4f} at threshold {evaluation.threshold:.4f} "
+               f"(chosen on validation)")
+        return publish(cfg, store, db, run_id, model, data, manifest, history, evaluation, weights, report)
+    finally:
+        db.dispose()
+
+
+def labelled_faces_since(cfg: RealnessConfig, store: ObjectStore, db: Database, since: datetime | None = None) -> int:
+    """Labelled faces in validated shards that arrived after ``since``.
+
+    ``since`` defaults to the data cut-off of the newest registered model (promoted or not, so a
+    losing model does not trigger an immediate retrain); before any model, every labelled face counts.
+    """
+    since = registry.as_utc(since) if since is not None else registry.last_data_cutoff(db)
+    keys = [o.key for o in store.list(cfg.faces_prefix)
+            if o.key.endswith(".parquet") and (since is None or registry.as_utc(o.modified) > since)]
+    return ds.count_labelled(store, keys)

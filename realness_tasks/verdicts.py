@@ -1,0 +1,210 @@
+"""From face scores to one verdict per video, and publishing them.
+
+The aggregation is the "confident strategy" of the DFDC winner (Selim Seferbekov, Deepfake
+Detection Challenge 2020), adapted to a model's stored threshold; ``docs/scoring.md`` explains
+the rule with examples. :func:`publish` writes a run's videos, face scores and verdicts in one
+transaction, as upserts keyed by (video, model version), so a re-run rewrites the same rows.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from realness_tasks.config import ScoringSettings
+from realness_tasks.db import Database
+from realness_tasks.registry import as_utc
+from realness_tasks.storage import ObjectStore
+
+FAKE, REAL, UNCERTAIN, NO_FACE, ERROR = "FAKE", "REAL", "UNCERTAIN", "NO_FACE", "ERROR"
+
+
+@dataclass(frozen=True)
+class FaceScore:
+    """One scored face crop."""
+
+    video_id: str
+    frame_index: int
+    face_index: int
+    p_fake: float
+    label: str          # FAKE when p_fake >= the model's threshold
+    confidence: float   # probability of ``label``: p_fake for FAKE, 1 - p_fake for REAL
+
+
+@dataclass(frozen=True)
+class VideoVerdict:
+    video_id: str
+    source_uri: str | None
+    verdict: str                 # FAKE | REAL | UNCERTAIN | NO_FACE | ERROR
+    p_fake: float | None         # the aggregated video score; None for NO_FACE and ERROR
+    faces_scored: int
+    fake_faces: int              # faces at or above the threshold
+    reason: str | None           # which rule decided, or why there is no score
+
+
+@dataclass(frozen=True)
+class VideoRow:
+    """What scoring knows about a video from its shard, to make sure ``videos`` has it."""
+
+    video_id: str
+    source_uri: str
+    label: str | None
+    width: int | None
+    height: int | None
+
+
+def face_score(video_id: str, frame_index: int, face_index: int, p_fake: float, threshold: float) -> FaceScore:
+    fake = p_fake >= threshold
+    return FaceScore(video_id, int(frame_index), int(face_index), float(p_fake), FAKE if fake else REAL,
+                     float(p_fake if fake else 1.0 - p_fake))
+
+
+def confident_score(p_fake: np.ndarray, threshold: float, settings: ScoringSettings) -> tuple[float, str]:
+    """One person's score over their faces, and the rule that produced it.
+
+    With n faces: if more than max(n / 2.5, ``min_confident_fakes``) are confidently fake, the
+    mean of those; else if more than 90 % are confidently real, the mean of those; else the mean
+    of all. A few strongly manipulated frames thus outweigh many unremarkable ones, as face swaps
+    often fail only in some frames. "Confidently fake" is at or above
+    max(``confident_fake``, threshold) and "confidently real" at or below
+    min(``confident_real``, threshold), so neither can contradict the model's own threshold.
+    """
+    n = len(p_fake)
+    fake_cut = max(settings.confident_fake, threshold)
+    real_cut = min(settings.confident_real, threshold)
+    confident_fakes = p_fake[p_fake >= fake_cut]
+    if len(confident_fakes) > max(n / 2.5, settings.min_confident_fakes):
+        return float(confident_fakes.mean()), f"{len(confident_fakes)} of {n} faces >= {fake_cut:.2f}"
+    confident_reals = p_fake[p_fake <= real_cut]
+    if len(confident_reals) > 0.9 * n:
+        return float(confident_reals.mean()), f"{len(confident_reals)} of {n} faces <= {real_cut:.2f}"
+    return float(p_fake.mean()), f"mean of all {n} faces"
+
+
+def classify(score: float, threshold: float, uncertain_band: float) -> str:
+    """FAKE at or above the threshold, REAL below it, UNCERTAIN closer to it than ``uncertain_band``."""
+    if abs(score - threshold) < uncertain_band:
+        return UNCERTAIN
+    return FAKE if score >= threshold else REAL
+
+
+def aggregate(video_id: str, source_uri: str | None, faces: Sequence[FaceScore], threshold: float,
+              settings: ScoringSettings) -> VideoVerdict:
+    """The verdict of one video from its scored faces.
+
+    Faces are grouped by ``face_index`` (0 = the frame's dominant face, 1 = the next...), each
+    group is scored with :func:`confident_score`, and the video takes the highest: a video is
+    fake if anyone in it is. A group other than the dominant one counts only with more than
+    ``min_confident_fakes`` faces, so a face detected in a frame or two (often a detector false
+    positive) cannot decide the video on its own.
+    """
+    if not faces:
+        return VideoVerdict(video_id, source_uri, NO_FACE, None, 0, 0, "no face crops in the shard")
+    face_index = np.array([f.face_index for f in faces])
+    p_fake = np.array([f.p_fake for f in faces], dtype=np.float64)
+    dominant = int(face_index.min())
+    best: tuple[float, str] | None = None
+    for track in np.unique(face_index):
+        in_track = p_fake[face_index == track]
+        if track != dominant and len(in_track) <= settings.min_confident_fakes:
+            continue
+        score, rule = confident_score(in_track, threshold, settings)
+        if best is None or score > best[0]:
+            best = (score, f"face {track}: {rule}")
+    assert best is not None
+    fake_faces = int(np.count_nonzero(p_fake >= threshold))
+    return VideoVerdict(video_id, source_uri, classify(best[0], threshold, settings.uncertain_band), best[0],
+                        len(faces), fake_faces, best[1])
+
+
+def unscored(video_id: str, source_uri: str | None, verdict: str, reason: str | None) -> VideoVerdict:
+    """A NO_FACE or ERROR verdict (nothing to score)."""
+    return VideoVerdict(video_id, source_uri, verdict, None, 0, 0, reason)
+
+
+_UPSERT_VIDEO = sa.text("""
+    INSERT INTO videos (video_id, source_uri, size_bytes, label, width, height, first_seen_at)
+    VALUES (:video_id, :source_uri, 0, :label, :width, :height, :now)
+    ON CONFLICT (video_id) DO UPDATE SET label = COALESCE(videos.label, excluded.label)
+""")
+
+_UPSERT_FACE_SCORE = sa.text("""
+    INSERT INTO face_scores (video_id, frame_index, face_index, model_version, p_fake, label, confidence,
+                             run_id, scored_at)
+    VALUES (:video_id, :frame_index, :face_index, :model_version, :p_fake, :label, :confidence, :run_id, :now)
+    ON CONFLICT (video_id, frame_index, face_index, model_version) DO UPDATE SET
+        p_fake = excluded.p_fake, label = excluded.label, confidence = excluded.confidence,
+        run_id = excluded.run_id, scored_at = excluded.scored_at
+""")
+
+_UPSERT_VERDICT = sa.text("""
+    INSERT INTO verdicts (video_id, model_version, run_id, run_date, source_uri, verdict, p_fake, faces_scored,
+                          fake_faces, reason, decided_at)
+    VALUES (:video_id, :model_version, :run_id, :run_date, :source_uri, :verdict, :p_fake, :faces_scored,
+            :fake_faces, :reason, :now)
+    ON CONFLICT (video_id, model_version) DO UPDATE SET
+        run_id = excluded.run_id, run_date = excluded.run_date, source_uri = excluded.source_uri,
+        verdict = excluded.verdict, p_fake = excluded.p_fake, faces_scored = excluded.faces_scored,
+        fake_faces = excluded.fake_faces, reason = excluded.reason, decided_at = excluded.decided_at
+""")
+
+
+def publish(db: Database, *, model_version: str, run_id: str, run_date: str, decided_at: datetime,
+            videos: Sequence[VideoRow], faces: Sequence[FaceScore], verdicts: Sequence[VideoVerdict]) -> None:
+    """Write one run's results in one transaction: all of them or, on any error, none.
+
+    ``videos`` rows are inserted only when ingest has not written them (a shard from elsewhere),
+    with ``size_bytes`` 0 for "unknown"; an existing row only gains a label it lacked.
+    """
+    common = {"model_version": model_version, "run_id": run_id, "run_date": run_date, "now": decided_at}
+    with db.transaction() as conn:
+        for statement, rows in ((_UPSERT_VIDEO, videos), (_UPSERT_FACE_SCORE, faces), (_UPSERT_VERDICT, verdicts)):
+            if rows:
+                conn.execute(statement, [{**asdict(row), **common} for row in rows])
+
+
+EXPORT_SCHEMA = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("model_version", pa.string(), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("run_date", pa.string(), nullable=False),
+    pa.field("source_uri", pa.string()),
+    pa.field("verdict", pa.string(), nullable=False),
+    pa.field("p_fake", pa.float64()),
+    pa.field("faces_scored", pa.int32(), nullable=False),
+    pa.field("fake_faces", pa.int32(), nullable=False),
+    pa.field("reason", pa.string()),
+    pa.field("decided_at", pa.timestamp("us", tz="UTC"), nullable=False),
+])
+
+
+def export_key(verdicts_prefix: str, run_date: str, run_id: str) -> str:
+    safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    return f"{verdicts_prefix}date={run_date}/verdicts-{safe_run}.parquet"
+
+
+def export_run(db: Database, store: ObjectStore, verdicts_prefix: str, run_id: str, run_date: str) -> str | None:
+    """Write the verdicts a run decided as Parquet; the same run always writes the same key and rows.
+
+    Read from the database rather than from memory, so a re-run that finds nothing new to score
+    rewrites the file with what the first attempt decided instead of emptying it. Returns the
+    file's URI, or None when the run decided nothing.
+    """
+    rows = db.query("SELECT " + ", ".join(EXPORT_SCHEMA.names) + " FROM verdicts WHERE run_id = :run_id "
+                    "ORDER BY video_id, model_version", {"run_id": run_id})
+    if not rows:
+        return None
+    for row in rows:
+        row["decided_at"] = as_utc(row["decided_at"])
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=EXPORT_SCHEMA), sink, compression="zstd")
+    key = export_key(verdicts_prefix, run_date, run_id)
+    store.put_bytes(key, sink.getvalue())
+    return store.uri_for(key)

@@ -1,0 +1,46 @@
+"""The augmentation stage and the tf.data pipelines: augmentation on the training split only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from realness_tasks import augment, model
+from tests.test_model import sample_crops
+
+
+def test_augmentation_changes_images_in_training_only():
+    images = model.decode_crops(sample_crops(), 48)
+    stage = augment.augmentation_stage(seed=3)
+    augmented = stage(images, training=True).numpy()
+    assert augmented.shape == images.shape
+    assert not np.allclose(augmented, images.numpy(), atol=1.0)
+    assert np.array_equal(stage(images, training=False).numpy(), images.numpy())
+
+
+def test_every_transform_of_the_stage_is_there():
+    names = [type(layer).__name__ for layer in augment.augmentation_stage(seed=0).layers]
+    assert names == ["RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomShear"]
+
+
+def test_evaluation_pipeline_is_deterministic_and_undistorted():
+    crops = sample_crops()
+    labels = np.array([0, 1, 1, 0])
+    data = augment.pipeline(crops, labels, 40, batch_size=3, train=False, seed=1)
+    first = [(x.numpy(), y.numpy()) for x, y in data]
+    second = [(x.numpy(), y.numpy()) for x, y in data]
+    assert [x.shape[0] for x, _ in first] == [3, 1]                      # one pass, in order, last batch short
+    images = np.concatenate([x for x, _ in first])
+    assert np.array_equal(images, np.concatenate([x for x, _ in second]))
+    assert np.array_equal(images, model.decode_crops(crops, 40).numpy())  # what scoring sees
+    assert np.concatenate([y for _, y in first]).tolist() == labels.tolist()
+
+
+def test_training_pipeline_augments_each_pass_differently():
+    crop = sample_crops()[:1]
+    data = augment.pipeline(crop, np.array([1]), 40, batch_size=1, train=True, seed=1)
+    batches = [x.numpy() for x, _ in data.take(4)]                        # repeats: the same face four times
+    plain = model.decode_crops(crop, 40).numpy()
+    assert all(b.shape == plain.shape for b in batches)
+    assert not any(np.allclose(b, plain, atol=1.0) for b in batches)
+    assert len({b.tobytes() for b in batches}) == 4
+    assert all(y.numpy().tolist() == [1.0] for _, y in data.take(4))

@@ -1,0 +1,277 @@
+"""Scoring runs end to end: shards in a store, a registered champion, verdicts in both databases.
+
+The champion here is a tiny but genuine Keras model exported with the real engine: it calls a
+face fake in proportion to how bright the crop is. "Manipulated" crops are real face crops
+washed out towards white, so each test knows which faces the model will call fake.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from realness_tasks import ledger, registry, scoring
+from realness_tasks.config import RealnessConfig
+from realness_tasks.db import Database
+from realness_tasks.faces import crop_face, encode_jpeg
+from realness_tasks.ledger import LedgerEntry, Status
+from realness_tasks.samples import sample_photos
+from realness_tasks.shards import FaceRow, rows_to_table, shard_key, table_to_bytes
+from realness_tasks.storage import ObjectStore, open_store
+
+IMAGE_SIZE = 32
+BRIGHTNESS_GAIN, BRIGHTNESS_CUT = 25.0, 0.75   # p_fake = sigmoid(gain * (mean RGB / 255 - cut))
+RUN_DATE = "2025-04-01"
+
+
+@pytest.fixture(scope="module")
+def brightness_tflite(tmp_path_factory) -> Path:
+    import keras
+
+    from realness_tasks.inference import export_tflite
+
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    dense = keras.layers.Dense(1, activation="sigmoid")
+    model = keras.Model(inputs, dense(x))
+    dense.set_weights([np.full((3, 1), BRIGHTNESS_GAIN / 3, np.float32),
+                       np.array([-BRIGHTNESS_GAIN * BRIGHTNESS_CUT], np.float32)])
+    path = tmp_path_factory.mktemp("model") / "model.tflite"
+    export_tflite(model, path)
+    return path
+
+
+def expected_p_fake(jpeg: bytes) -> float:
+    from realness_tasks.model import decode_crops
+
+    mean = float(np.asarray(decode_crops([jpeg], IMAGE_SIZE)).mean()) / 255
+    return float(1 / (1 + np.exp(-BRIGHTNESS_GAIN * (mean - BRIGHTNESS_CUT))))
+
+
+@pytest.fixture(scope="module")
+def crops() -> dict[str, list[bytes]]:
+    """Real face crops of each sample photo (48 px to keep shards small), and washed-out ("fake") ones."""
+    from realness_tasks.config import CropSettings
+
+    settings = CropSettings(size=48)
+    real = [encode_jpeg(crop_face(p.image, p.face_box, settings), 92) for p in sample_photos()]
+    fake = [encode_jpeg(cv2.convertScaleAbs(crop_face(p.image, p.face_box, settings), alpha=0.15, beta=225), 92)
+            for p in sample_photos()]
+    return {"real": real, "fake": fake}
+
+
+def make_config(tmp_path: Path, database_url: str, store_uri: str = "", s3=None, batch_size: int = 4):
+    return RealnessConfig.from_env({}, home=str(tmp_path / "home"), database_url=database_url, store_uri=store_uri,
+                                   s3=s3.__dict__ if s3 else None, scoring={"batch_size": batch_size})
+
+
+def register_champion(cfg: RealnessConfig, store: ObjectStore, tflite: Path, version: str, threshold: float,
+                      promoted_at: datetime) -> registry.ModelVersion:
+    """What training leaves behind for scoring: the version folder's engine file and the champion pointer."""
+    store.upload(tflite, registry.artefact_key(cfg, version, "model.tflite"))
+    record = registry.ModelRecord(version, promoted_at, "train-run", store.uri_for(registry.version_prefix(cfg, version)),
+                                  IMAGE_SIZE, threshold, {"auc": 0.9}, 100, promoted_at, "test champion",
+                                  promoted_at=promoted_at)
+    store.put_bytes(registry.pointer_key(cfg), json.dumps(record.to_json()).encode())
+    return record.model_version(promoted=True)
+
+
+def write_shard(cfg: RealnessConfig, store: ObjectStore, video_id: str, faces: list[tuple[int, int, bytes]],
+                run_date: str = RUN_DATE) -> str:
+    """A shard of ``(frame_index, face_index, jpeg)`` faces, as ingest publishes it."""
+    source = f"s3://landing/{video_id}.mp4"
+    rows = [FaceRow(video_id, source, frame, frame / 8.0, face, "mtcnn", 0.99, 10, 10, 40, 40, 640, 360,
+                    None, jpeg, 48, 48, None, None, "ingest-run") for frame, face, jpeg in faces]
+    key = shard_key(cfg.faces_prefix, run_date, video_id)
+    store.put_bytes(key, table_to_bytes(rows_to_table(rows)))
+    return key
+
+
+def one_person(jpegs: list[bytes]) -> list[tuple[int, int, bytes]]:
+    return [(frame, 0, jpeg) for frame, jpeg in enumerate(jpegs)]
+
+
+def standard_day(cfg: RealnessConfig, store: ObjectStore, db: Database, crops) -> dict[str, list]:
+    """Shards and ledger rows covering every verdict; returns each shard video's faces."""
+    real, fake = crops["real"], crops["fake"]
+    videos = {
+        "real": one_person(real * 3),                                    # every face below the threshold
+        "partly": one_person([fake[i % 4] if i % 2 else real[i % 4] for i in range(10)]),  # 5 of 10 frames swapped
+        "guest": [(f, 0, real[f % 4]) for f in range(12)] + [(f, 1, fake[f % 4]) for f in range(4)],  # 2nd person
+    }
+    for video_id, faces in videos.items():
+        write_shard(cfg, store, video_id, faces)
+    for entry in (LedgerEntry("s3://landing/empty.mp4", "e1", Status.EMPTY, "ingest-run", None, "zero-byte object"),
+                  LedgerEntry("s3://landing/bad.mp4", "e2", Status.UNREADABLE, "ingest-run", "bad", "no frame decodes"),
+                  LedgerEntry("s3://landing/wall.mp4", "e3", Status.NO_FACE, "ingest-run", "wall", "no face in 8 frames"),
+                  LedgerEntry("s3://landing/wip.mp4", "e4", Status.STAGED, "ingest-run", "wip"),
+                  LedgerEntry("s3://landing/real.mp4", "e5", Status.PUBLISHED, "ingest-run", "real")):
+        ledger.record(db, entry)
+    return videos
+
+
+def rows(db: Database, table: str) -> list[dict]:
+    return db.query(f"SELECT * FROM {table} ORDER BY 1, 2, 3")
+
+
+def test_without_a_champion_nothing_is_scored(tmp_path, crops):
+    cfg = make_config(tmp_path, "")
+    store = open_store(cfg.resolved_store_uri)
+    write_shard(cfg, store, "real", one_person(crops["real"]))
+
+    outcome = scoring.run_scoring(cfg, "run-1", RUN_DATE)
+
+    assert outcome.status == scoring.NO_CHAMPION and "no champion" in outcome.message
+    assert outcome.model_version is None and outcome.faces_scored == 0
+    assert rows(Database(cfg.resolved_database_url), "verdicts") == []
+
+
+def test_a_run_scores_every_face_and_decides_every_video(tmp_path, database_url, brightness_tflite, crops):
+    cfg = make_config(tmp_path, database_url)
+    store = open_store(cfg.resolved_store_uri)
+    db = Database(database_url)
+    model = register_champion(cfg, store, brightness_tflite, "v1", 0.5, datetime(2025, 3, 1))
+    videos = standard_day(cfg, store, db, crops)
+    progress: list[str] = []
+
+    outcome = scoring.run_scoring(cfg, "run-1", RUN_DATE, progress=progress.append)
+
+    scores = rows(db, "face_scores")
+    assert len(scores) == sum(len(f) for f in videos.values()) == outcome.faces_scored
+    expected = {(vid, frame, face): expected_p_fake(jpeg) for vid, faces in videos.items() for frame, face, jpeg in faces}
+    for s in scores:  # every face got its own probability, whichever batch it travelled in
+        assert s["p_fake"] == pytest.approx(expected[(s["video_id"], s["frame_index"], s["face_index"])], abs=1e-4)
+        assert s["label"] == ("FAKE" if s["p_fake"] >= model.threshold else "REAL")
+        assert s["model_version"] == "v1"
+    decided = {v["video_id"]: v for v in rows(db, "verdicts")}
+    empty_id = next(k for k in decided if k.startswith("source:"))
+    assert {k: v["verdict"] for k, v in decided.items()} == {
+        "real": "REAL", "partly": "FAKE", "guest": "FAKE", "wall": "NO_FACE", "bad": "ERROR", empty_id: "ERROR"}
+    assert decided["real"]["fake_faces"] == 0 and decided["real"]["faces_scored"] == 12
+    assert decided["guest"]["reason"].startswith("face 1")
+    assert decided["bad"]["reason"] == "UNREADABLE: no frame decodes"
+    assert decided["wall"]["p_fake"] is None and decided[empty_id]["source_uri"] == "s3://landing/empty.mp4"
+    assert {v["run_date"] for v in decided.values()} == {RUN_DATE}
+    assert {r["video_id"] for r in rows(db, "videos")} == set(videos)
+    assert outcome.verdicts == {"REAL": 1, "FAKE": 2, "NO_FACE": 1, "ERROR": 2} and outcome.shards_scored == 3
+    assert len(progress) == 3
+    export = pq.read_table(io.BytesIO(store.get_bytes(store.key_for(outcome.verdicts_uri))))
+    assert f"date={RUN_DATE}/" in outcome.verdicts_uri
+    assert sorted(export.column("video_id").to_pylist()) == sorted(decided)
+    db.dispose()
+
+
+def test_a_rerun_changes_no_row_and_later_shards_are_scored_alone(tmp_path, database_url, brightness_tflite, crops):
+    cfg = make_config(tmp_path, database_url)
+    store = open_store(cfg.resolved_store_uri)
+    db = Database(database_url)
+    register_champion(cfg, store, brightness_tflite, "v1", 0.5, datetime(2025, 3, 1))
+    standard_day(cfg, store, db, crops)
+    first = scoring.run_scoring(cfg, "run-1", RUN_DATE)
+    tables = {t: rows(db, t) for t in ("videos", "face_scores", "verdicts")}
+    export = store.get_bytes(store.key_for(first.verdicts_uri))
+
+    again = scoring.run_scoring(cfg, "run-1", RUN_DATE)
+
+    assert {t: rows(db, t) for t in tables} == tables
+    assert again.faces_scored == 0 and again.videos_already_scored == 3 and again.verdicts == {}
+    assert again.verdicts_uri == first.verdicts_uri
+    assert pq.read_table(io.BytesIO(store.get_bytes(store.key_for(again.verdicts_uri)))) == \
+        pq.read_table(io.BytesIO(export))
+
+    write_shard(cfg, store, "tomorrow", one_person(crops["real"]), run_date="2025-04-02")
+    later = scoring.run_scoring(cfg, "run-2", "2025-04-02")
+
+    assert later.faces_scored == 4 and later.shards_scored == 1 and later.verdicts == {"REAL": 1}
+    assert len(rows(db, "verdicts")) == len(tables["verdicts"]) + 1
+    db.dispose()
+
+
+def test_a_new_champion_adds_its_own_rows_and_the_latest_view_follows(tmp_path, database_url, brightness_tflite,
+                                                                      crops):
+    cfg = make_config(tmp_path, database_url)
+    store = open_store(cfg.resolved_store_uri)
+    db = Database(database_url)
+    register_champion(cfg, store, brightness_tflite, "v1", 0.5, datetime(2025, 3, 1))
+    standard_day(cfg, store, db, crops)
+    scoring.run_scoring(cfg, "run-1", RUN_DATE)
+    before = rows(db, "verdicts")
+    # the same network with a much stricter threshold: the washed-out faces are no longer fake enough
+    register_champion(cfg, store, brightness_tflite, "v2", 0.995, datetime(2025, 3, 2))
+
+    outcome = scoring.run_scoring(cfg, "run-2", "2025-04-02")
+
+    assert outcome.model_version == "v2" and outcome.shards_scored == 3
+    after = rows(db, "verdicts")
+    assert [v for v in after if v["model_version"] == "v1"] == before
+    assert len(after) == 2 * len(before)
+    latest = {r["video_id"]: r for r in db.query("SELECT * FROM latest_verdicts")}
+    assert {r["model_version"] for r in latest.values()} == {"v2"}
+    assert latest["partly"]["verdict"] == "REAL"  # was FAKE under v1
+    assert "FAKE" not in {r["verdict"] for r in latest.values()}  # no face reaches 0.995
+    assert len(rows(db, "face_scores")) == 2 * outcome.faces_scored
+    db.dispose()
+
+
+def test_an_unreadable_shard_is_an_error_and_the_others_are_scored(tmp_path, brightness_tflite, crops):
+    cfg = make_config(tmp_path, "")
+    store = open_store(cfg.resolved_store_uri)
+    register_champion(cfg, store, brightness_tflite, "v1", 0.5, datetime(2025, 3, 1))
+    write_shard(cfg, store, "good", one_person(crops["real"]))
+    store.put_bytes(shard_key(cfg.faces_prefix, RUN_DATE, "broken"), b"not parquet at all")
+    write_shard(cfg, store, "corrupt-crop", [(0, 0, crops["real"][0]), (1, 0, b"not a jpeg")])
+
+    outcome = scoring.run_scoring(cfg, "run-1", RUN_DATE)
+
+    db = Database(cfg.resolved_database_url)
+    decided = {v["video_id"]: v for v in db.query("SELECT * FROM verdicts")}
+    assert decided["good"]["verdict"] == "REAL"
+    for video_id in ("broken", "corrupt-crop"):
+        assert decided[video_id]["verdict"] == "ERROR" and "unreadable shard" in decided[video_id]["reason"]
+    assert outcome.verdicts == {"REAL": 1, "ERROR": 2}
+    assert {r["video_id"] for r in db.query("SELECT video_id FROM face_scores")} == {"good"}
+
+
+def test_scoring_reads_shards_and_the_model_from_s3(tmp_path, s3_bucket_uri, s3_settings, brightness_tflite, crops):
+    cfg = make_config(tmp_path, "", store_uri=s3_bucket_uri, s3=s3_settings)
+    store = open_store(s3_bucket_uri, s3_settings)
+    register_champion(cfg, store, brightness_tflite, "v1", 0.5, datetime(2025, 3, 1))
+    write_shard(cfg, store, "partly", one_person([crops["fake"][i % 4] if i % 2 else crops["real"][i % 4]
+                                                  for i in range(10)]))
+
+    outcome = scoring.run_scoring(cfg, "run-1", RUN_DATE)
+
+    assert outcome.verdicts == {"FAKE": 1}
+    assert outcome.verdicts_uri.startswith(s3_bucket_uri + "/verdicts/date=2025-04-01/")
+    assert store.exists(store.key_for(outcome.verdicts_uri))
+
+
+def test_the_model_input_size_must_match_the_registry(tmp_path, brightness_tflite, crops):
+    cfg = make_config(tmp_path, "")
+    store = open_store(cfg.resolved_store_uri)
+    model = register_champion(cfg, store, brightness_tflite, "v1", 0.5, datetime(2025, 3, 1))
+    write_shard(cfg, store, "real", one_person(crops["real"]))
+    wrong = registry.ModelVersion(model.version, model.uri, IMAGE_SIZE * 2, 0.5, {}, True)
+
+    with pytest.raises(ValueError, match="takes 32 px"):
+        scoring.run_scoring(cfg, "run-1", RUN_DATE, model=wrong)
+    assert Database(cfg.resolved_database_url).query("SELECT * FROM verdicts") == []
+
+
+def test_a_champion_without_its_engine_file_is_a_clear_error(tmp_path, brightness_tflite, crops):
+    cfg = make_config(tmp_path, "")
+    store = open_store(cfg.resolved_store_uri)
+    register_champion(cfg, store, brightness_tflite, "v1", 0.5, datetime(2025, 3, 1))
+    store.delete(registry.artefact_key(cfg, "v1", "model.tflite"))
+    write_shard(cfg, store, "real", one_person(crops["real"]))
+
+    with pytest.raises(FileNotFoundError, match="no model.tflite"):
+        scoring.run_scoring(cfg, "run-1", RUN_DATE)

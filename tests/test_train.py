@@ -1,0 +1,159 @@
+"""Training end to end: metrics, a promoted first model, a worse second one that is not, S3 + PostgreSQL.
+
+Small on purpose (64 px, a few steps): the models only need to learn the colour mismatch of the
+test fakes (tests/test_dataset.py), which a frozen backbone's features show after a few steps.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from itertools import product
+
+import numpy as np
+import pytest
+
+from realness_tasks import registry, train
+from realness_tasks.config import RealnessConfig
+from realness_tasks.db import Database
+from realness_tasks.inference import TFLiteScorer
+from realness_tasks.model import decode_crops
+from realness_tasks.storage import open_store
+from tests.test_dataset import write_labelled_shards
+from tests.test_model import calibrated_backbone
+
+SIZE = 64
+
+
+def quick_settings(weights, **changes) -> dict:
+    return {"imagenet_weights": str(weights), "image_size": SIZE, "batch_size": 16, "frozen_epochs": 6,
+            "finetune_epochs": 1, "steps_per_epoch": 6, "patience": 3, **changes}
+
+
+@pytest.fixture(scope="module")
+def pretend_imagenet(tmp_path_factory):
+    return calibrated_backbone(tmp_path_factory.mktemp("weights") / "backbone.weights.h5", SIZE)
+
+
+def test_roc_auc_matches_counting_pairs():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    scores = np.round(rng.random(60), 1)           # many ties
+    pairs = [(p, n) for p, n in product(scores[labels == 1], scores[labels == 0])]
+    expected = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs) / len(pairs)
+    assert train.roc_auc(labels, scores) == pytest.approx(expected)
+    assert np.isnan(train.roc_auc(np.ones(3), np.array([0.1, 0.2, 0.3])))
+
+
+def test_threshold_separates_validation_scores_with_a_margin():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    threshold = train.choose_threshold(labels, scores)
+    assert threshold == pytest.approx(0.5)
+    m = train.classification_metrics(labels, scores, threshold)
+    assert (m["accuracy"], m["f1_fake"], m["auc"], m["confusion"]) == (1.0, 1.0, 1.0, [[3, 0], [0, 3]])
+    noisy = train.classification_metrics(np.array([0, 0, 1, 1]), np.array([0.2, 0.6, 0.4, 0.9]), 0.5)
+    assert noisy["confusion"] == [[1, 1], [1, 1]] and noisy["precision_fake"] == 0.5 and noisy["recall_fake"] == 0.5
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, pretend_imagenet):
+    """A trained first model, then an untrained one, on the local store and SQLite."""
+    home = tmp_path_factory.mktemp("train")
+    good = RealnessConfig.from_env({}, home=str(home), training=quick_settings(pretend_imagenet))
+    store = open_store(good.resolved_store_uri)
+    write_labelled_shards(store, videos_per_class=8, faces_per_video=6, crop_size=SIZE)
+    progress: list[str] = []
+    first = train.run_training(good, "run-1", progress=progress.append)
+    untrained = RealnessConfig.from_env({}, home=str(home), training=quick_settings(
+        pretend_imagenet, frozen_epochs=0, finetune_epochs=0))
+    second = train.run_training(untrained, "run-2")
+    return good, store, first, second, progress
+
+
+def test_first_model_is_registered_and_promoted_with_every_artefact(two_runs, tmp_path):
+    cfg, store, first, _, progress = two_runs
+    assert first.promoted and first.reason == "no champion yet"
+    assert first.metrics["auc"] > 0.9                       # it learned the fakes' cue
+    assert set(first.artefacts) == set(registry.ARTEFACTS)
+    for name, uri in first.artefacts.items():
+        assert store.exists(store.key_for(uri)), name
+        if name.endswith(".png"):
+            assert store.get_bytes(store.key_for(uri))[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads(store.get_bytes(registry.artefact_key(cfg, first.version, "metrics.json")))
+    assert metrics["test"] == first.metrics and metrics["threshold_rule"] == train.THRESHOLD_RULE
+    assert 0 < metrics["threshold"] < 1 and metrics["history"]["phase"][-1] == "fine-tune"
+    assert metrics["tflite_max_abs_difference"] <= 1e-4
+    manifest = json.loads(store.get_bytes(registry.artefact_key(cfg, first.version, "manifest.json")))
+    assert sum(sum(s["faces"].values()) for s in manifest["splits"].values()) == 96
+    config = json.loads(store.get_bytes(registry.artefact_key(cfg, first.version, "training_config.json")))
+    assert config["training"]["image_size"] == SIZE and config["code_version"] and config["run_id"] == "run-1"
+    assert any("frozen epoch 1/7" in line and "val AUC" in line for line in progress)
+    assert any("fine-tune epoch" in line for line in progress)
+
+
+def test_champion_points_at_the_first_model_and_its_tflite_export_works(two_runs, tmp_path):
+    cfg, store, first, _, _ = two_runs
+    db = Database(cfg.resolved_database_url)
+    current = registry.champion(cfg, store, db)
+    assert current.version == first.version and current.image_size == SIZE and current.promoted
+    assert current.threshold == first.metrics["threshold"]
+    rows = {r["version"]: r for r in db.query("SELECT * FROM model_versions")}
+    assert rows[first.version]["promoted"] == 1 and rows[first.version]["auc"] == pytest.approx(first.metrics["auc"])
+    db.dispose()
+    import keras
+
+    keras_model = keras.models.load_model(registry.fetch_artefact(cfg, store, first.version, "model.keras", tmp_path),
+                                          compile=False)
+    scorer = TFLiteScorer(registry.fetch_artefact(cfg, store, first.version, "model.tflite", tmp_path))
+    manifest = json.loads(store.get_bytes(registry.artefact_key(cfg, first.version, "manifest.json")))
+    crops = [store.get_bytes(s["key"]) for s in manifest["shards"][:1]]
+    from realness_tasks.shards import read_shard
+
+    faces = decode_crops(read_shard(crops[0]).column("crop_jpeg").to_pylist(), SIZE).numpy()
+    assert np.allclose(scorer.predict(faces), keras_model(faces, training=False).numpy().reshape(-1), atol=1e-4)
+
+
+def test_a_worse_second_model_is_registered_but_not_promoted(two_runs):
+    cfg, store, first, second, _ = two_runs
+    assert not second.promoted
+    assert second.reason.startswith("does not beat champion") and first.version in second.reason
+    assert store.exists(registry.artefact_key(cfg, second.version, "model.tflite"))
+    db = Database(cfg.resolved_database_url)
+    assert registry.champion(cfg, store, db).version == first.version
+    row = db.query("SELECT promoted, reason FROM model_versions WHERE version = :v", {"v": second.version})[0]
+    assert row == {"promoted": 0, "reason": second.reason}
+    metrics = json.loads(store.get_bytes(registry.artefact_key(cfg, second.version, "metrics.json")))
+    assert metrics["comparison"]["champion"] == first.version
+    assert metrics["history"]["epoch"] == []
+    db.dispose()
+
+
+def test_labelled_faces_since_counts_only_faces_after_the_last_model(two_runs):
+    cfg, store, _, _, _ = two_runs
+    db = Database(cfg.resolved_database_url)
+    assert train.labelled_faces_since(cfg, store, db) == 0
+    write_labelled_shards(store, videos_per_class=1, faces_per_video=3, crop_size=SIZE, seed=5, first_video=50,
+                          unlabelled_faces=4)
+    assert train.labelled_faces_since(cfg, store, db) == 6
+    assert train.labelled_faces_since(cfg, store, db, since=datetime(2000, 1, 1)) == 96 + 6
+    db.dispose()
+
+
+def test_training_on_s3_and_postgresql_with_self_blended_fakes(s3_bucket_uri, s3_settings, postgres_url,
+                                                               pretend_imagenet):
+    cfg = RealnessConfig.from_env({}, store_uri=s3_bucket_uri, s3=s3_settings.__dict__, database_url=postgres_url,
+                                  training=quick_settings(pretend_imagenet, frozen_epochs=1, finetune_epochs=0,
+                                                          steps_per_epoch=2, self_blended_fakes=True))
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    write_labelled_shards(store, videos_per_class=3, faces_per_video=3, crop_size=SIZE)
+    outcome = train.run_training(cfg, "run-s3")
+    assert outcome.promoted
+    assert all(uri.startswith(s3_bucket_uri) and store.exists(store.key_for(uri)) for uri in outcome.artefacts.values())
+    manifest = json.loads(store.get_bytes(registry.artefact_key(cfg, outcome.version, "manifest.json")))
+    real_train_faces = manifest["splits"]["train"]["faces"]["REAL"]
+    assert manifest["self_blended_fakes"] == real_train_faces > 0
+    db = Database(postgres_url)
+    assert registry.champion(cfg, store, db).version == outcome.version
+    assert db.query("SELECT promoted FROM model_versions")[0]["promoted"] == 1
+    db.dispose()
