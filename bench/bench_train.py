@@ -72,8 +72,8 @@ def main() -> None:
 
     from realness_tasks.augment import pipeline
     from realness_tasks.dataset import class_weights
-    from realness_tasks.model import (build_classifier, compile_classifier, resolve_imagenet_weights,
-                                      set_backbone_trainable)
+    from realness_tasks.model import (BACKBONE_NAME, build_classifier, calibrate_batchnorm, compile_classifier, decode_crops,
+                                      resolve_imagenet_weights, set_backbone_trainable)
 
     weights = resolve_imagenet_weights(args.weights)
     jpegs = crops(args.batch * 4)
@@ -86,9 +86,11 @@ def main() -> None:
     for size in args.sizes:
         data = pipeline(jpegs, labels, size, args.batch, train=True, seed=0)
         model = build_classifier(size, 0.3, str(weights) if weights else None, seed=0)
+        if weights is None:
+            calibrate_batchnorm(model.get_layer(BACKBONE_NAME), decode_crops(jpegs[:256], size))
         rates = [pipeline_rate(data, args.steps, args.batch)]
         for trainable, learning_rate in ((False, 1e-3), (True, 1e-4)):
-            set_backbone_trainable(model, trainable, pretrained=weights is not None)
+            set_backbone_trainable(model, trainable)
             compile_classifier(model, learning_rate)
             rates.append(fit_rate(model, data, args.steps, args.batch, class_weights(labels)))
         print(f"| {size} | " + " | ".join(f"{r:.1f}" for r in rates) + " |", flush=True)

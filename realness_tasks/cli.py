@@ -116,15 +116,16 @@ def cmd_demo(args) -> int:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         # Small and quick: a demo, not a benchmark. Real runs use the documented defaults.
-        "REALNESS_SAMPLING_EVERY_SECONDS": "0.25",
-        "REALNESS_TRAINING_IMAGE_SIZE": "96",
-        "REALNESS_TRAINING_FROZEN_EPOCHS": "2",
-        "REALNESS_TRAINING_FINETUNE_EPOCHS": "2",
+        "REALNESS_SAMPLING_EVERY_SECONDS": "0.125",
+        "REALNESS_TRAINING_IMAGE_SIZE": "64",
+        "REALNESS_TRAINING_FROZEN_EPOCHS": "4",
+        "REALNESS_TRAINING_FINETUNE_EPOCHS": "6",
         "REALNESS_TRAINING_BATCH_SIZE": "16",
         "REALNESS_TRAINING_MIN_NEW_FACES": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    os.environ.update(env)
+    for name, value in env.items():  # the caller's environment wins, so any setting can be tried in the demo
+        os.environ.setdefault(name, value)
     sys.path.insert(0, str(REPO / "plugins"))
     from realness_tasks import samples
     from realness_tasks.config import RealnessConfig
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="what the ledger, the registry and the verdict tables hold")
     demo = sub.add_parser("demo", help="run the whole pipeline locally through Airflow on sample videos")
     demo.add_argument("--home", default=".realness-demo", help="where the demo keeps everything")
-    demo.add_argument("--videos", type=int, default=4, help="real (and as many fake) sample videos")
+    demo.add_argument("--videos", type=int, default=8, help="real (and as many fake) sample videos")
     args = parser.parse_args(argv)
     commands = {"ingest": cmd_ingest, "train": cmd_train, "score": cmd_score, "status": cmd_status, "demo": cmd_demo}
     return commands[args.command](args)

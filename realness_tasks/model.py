@@ -63,10 +63,11 @@ def resolve_imagenet_weights(configured: str | None) -> Path | None:
 def build_classifier(image_size: int, dropout: float, weights_path: str | None, seed: int) -> keras.Model:
     """EfficientNetB0 (no top, average pooled) + Dense 512 + Dropout + Dense 128 + Dropout + Dense 1 sigmoid.
 
-    Starts from local ImageNet weights when there are any, else from a random initialisation.
-    A pretrained backbone is called with ``training=False`` so its BatchNorm statistics stay
-    fixed in both phases, as Keras' transfer-learning guide advises for small fine-tuning sets.
-    A random one must learn its statistics (see :func:`set_backbone_trainable`).
+    Starts from local ImageNet weights when there are any, else from a random initialisation (then
+    call :func:`calibrate_batchnorm` before training). The backbone is always called with
+    ``training=False``, so its BatchNorm statistics stay fixed in both phases, as Keras'
+    transfer-learning guide advises for small fine-tuning sets, and training and inference see the
+    same features.
     """
     import keras
 
@@ -80,7 +81,7 @@ def build_classifier(image_size: int, dropout: float, weights_path: str | None, 
                                                  input_shape=(image_size, image_size, 3))
     backbone.name = BACKBONE_NAME
     inputs = keras.Input((image_size, image_size, 3), name="face_rgb_0_255")
-    x = backbone(inputs, training=False) if weights else backbone(inputs)
+    x = backbone(inputs, training=False)
     x = keras.layers.Dense(512, activation="relu", name="dense_512")(x)
     x = keras.layers.Dropout(dropout, seed=seed, name="dropout_512")(x)
     x = keras.layers.Dense(128, activation="relu", name="dense_128")(x)
@@ -89,21 +90,29 @@ def build_classifier(image_size: int, dropout: float, weights_path: str | None, 
     return keras.Model(inputs, outputs, name="realness_classifier")
 
 
-def set_backbone_trainable(model: keras.Model, trainable: bool, pretrained: bool) -> None:
-    """Freeze or unfreeze the backbone (recompile afterwards for it to take effect).
+def calibrate_batchnorm(backbone: keras.Model, images) -> None:
+    """Data-dependent initialisation of a randomly initialised backbone: BatchNorm statistics from ``images``.
 
-    A randomly initialised backbone keeps its BatchNorm layers learning their statistics even
-    when frozen: with the initial statistics (mean 0, variance 1) its features shrink to about
-    1e-7 and the head has nothing to learn from.
+    With its initial statistics (mean 0, variance 1) a random EfficientNetB0 in inference mode
+    shrinks features to about 1e-7 and the head has nothing to learn from. One forward pass in
+    training mode with momentum 0 sets every layer's statistics to those of this batch (each layer
+    sees the already-normalised output of the layers before it), after which inference mode gives
+    well-scaled random features, as pretrained statistics would.
     """
     import keras
 
-    backbone = model.get_layer(BACKBONE_NAME)
-    backbone.trainable = trainable
-    if not trainable and not pretrained:
-        for layer in backbone.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = True
+    layers = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    backbone(images, training=True)
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+
+
+def set_backbone_trainable(model: keras.Model, trainable: bool) -> None:
+    """Freeze or unfreeze the backbone (recompile afterwards for it to take effect)."""
+    model.get_layer(BACKBONE_NAME).trainable = trainable
 
 
 def compile_classifier(model: keras.Model, learning_rate: float) -> None:

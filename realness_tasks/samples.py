@@ -110,8 +110,13 @@ def face_video(path: Path, photo: np.ndarray | None, *, seconds: float = 2.0, fp
     return SampleVideo(path, fps, written, size, face_frames, label)
 
 
-def face_swap(target: SamplePhoto, source: SamplePhoto, seed: int = 0) -> np.ndarray:
-    """Blend ``source``'s face into ``target``'s face box (a crude face swap, with its blending seam)."""
+def face_swap(target: SamplePhoto, source: SamplePhoto, seed: int = 0,
+              colour_cast: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+    """Blend ``source``'s face into ``target``'s face box (a crude face swap, with its blending seam).
+
+    ``colour_cast`` (BGR) is added to the whole face box after blending: the skin-tone mismatch of a
+    badly colour-matched swap, a cue a small model learns in a few steps.
+    """
     rng = np.random.default_rng(seed)
     out = target.image.copy()
     tx, ty, tw, th = target.face_box
@@ -124,12 +129,17 @@ def face_swap(target: SamplePhoto, source: SamplePhoto, seed: int = 0) -> np.nda
     mask = np.zeros((th, tw), np.float32)
     cv2.ellipse(mask, (tw // 2, th // 2), (int(tw * 0.42), int(th * 0.47)), 0, 0, 360, 1.0, -1)
     mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=max(1.0, tw * rng.uniform(0.03, 0.06)))[..., None]
-    out[ty:ty + th, tx:tx + tw] = np.clip(face * mask + region * (1 - mask), 0, 255).astype(np.uint8)
+    blended = face * mask + region * (1 - mask) + np.array(colour_cast, np.float32)
+    out[ty:ty + th, tx:tx + tw] = np.clip(blended, 0, 255).astype(np.uint8)
     return out
 
 
+CRUDE_SWAP_CAST = (-30, 0, 60)  # warmer, redder skin than the surrounding face
+
+
 def labelled_set(directory: Path, *, per_class: int = 4, seconds: float = 2.0, fps: float = 8.0,
-                 size: tuple[int, int] = (480, 270), extension: str = ".mp4") -> list[SampleVideo]:
+                 size: tuple[int, int] = (480, 270), extension: str = ".mp4",
+                 colour_cast: tuple[int, int, int] = CRUDE_SWAP_CAST) -> list[SampleVideo]:
     """Real videos of each photo and fake videos where another person's face was swapped in.
 
     Writes a DFDC-style ``metadata.json`` beside the videos and returns the videos.
@@ -142,7 +152,7 @@ def labelled_set(directory: Path, *, per_class: int = 4, seconds: float = 2.0, f
         source = photos[(i + 1 + i // len(photos)) % len(photos)]
         videos.append(face_video(directory / f"real_{i:02d}_{target.name}{extension}", target.image,
                                  seconds=seconds, fps=fps, size=size, seed=i, label="REAL"))
-        fake = face_swap(target, source, seed=i)
+        fake = face_swap(target, source, seed=i, colour_cast=colour_cast)
         videos.append(face_video(directory / f"fake_{i:02d}_{target.name}{extension}", fake,
                                  seconds=seconds, fps=fps, size=size, seed=100 + i, label="FAKE"))
     write_metadata(directory, videos)

@@ -25,8 +25,8 @@ from realness_tasks import dataset as ds
 from realness_tasks import registry
 from realness_tasks.config import RealnessConfig, TrainingSettings
 from realness_tasks.db import Database
-from realness_tasks.model import (build_classifier, compile_classifier, decode_crops, predict_probabilities,
-                                  resolve_imagenet_weights, set_backbone_trainable)
+from realness_tasks.model import (BACKBONE_NAME, build_classifier, calibrate_batchnorm, compile_classifier, decode_crops,
+                                  predict_probabilities, resolve_imagenet_weights, set_backbone_trainable)
 from realness_tasks.storage import ObjectStore, StorageUnavailable, open_store
 
 if TYPE_CHECKING:
@@ -155,7 +155,17 @@ def epoch_tracker(report: Progress, total_epochs: int, val_data: tf.data.Dataset
     return EpochTracker()
 
 
-def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: TrainingSettings, *, pretrained: bool,
+CALIBRATION_FACES = 256
+
+
+def sample_for_calibration(train: ds.FaceSet, seed: int) -> list[bytes]:
+    """Up to CALIBRATION_FACES training crops, both classes, for :func:`calibrate_batchnorm`."""
+    rng = np.random.default_rng(seed)
+    picked = rng.permutation(len(train))[:CALIBRATION_FACES]
+    return [train.jpegs[i] for i in picked]
+
+
+def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: TrainingSettings, *,
         report: Progress) -> dict[str, list]:
     """Frozen-backbone phase at ``learning_rate``, then fine-tuning at a tenth of it.
 
@@ -180,7 +190,7 @@ def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: Traini
                                                      True)):
         if epochs <= 0:
             continue
-        set_backbone_trainable(model, trainable, pretrained)
+        set_backbone_trainable(model, trainable)
         compile_classifier(model, learning_rate)
         tracker.phase = phase
         stopper = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=settings.patience)
@@ -390,7 +400,9 @@ def run_training(cfg: RealnessConfig, run_id: str, *, progress: Progress | None 
         weights = resolve_imagenet_weights(settings.imagenet_weights)
         model = build_classifier(settings.image_size, settings.dropout, str(weights) if weights else None,
                                  settings.seed)
-        history = fit(model, train, data.val, settings, pretrained=weights is not None, report=report)
+        if weights is None:
+            calibrate_batchnorm(model.get_layer(BACKBONE_NAME), decode_crops(sample_for_calibration(train, settings.seed), settings.image_size))
+        history = fit(model, train, data.val, settings, report=report)
         evaluation = evaluate(model, data, settings.image_size)
         report(f"test: AUC {evaluation.test['auc']:.4f}, F1(FAKE) {evaluation.test['f1_fake']:.4f}, "
                f"accuracy {evaluation.test['accuracy']:.4f} at threshold {evaluation.threshold:.4f} "

@@ -89,8 +89,15 @@ def confident_score(p_fake: np.ndarray, threshold: float, settings: ScoringSetti
 
 
 def classify(score: float, threshold: float, uncertain_band: float) -> str:
-    """FAKE at or above the threshold, REAL below it, UNCERTAIN closer to it than ``uncertain_band``."""
-    if abs(score - threshold) < uncertain_band:
+    """FAKE at or above the threshold, REAL below it, UNCERTAIN inside the band around it.
+
+    The band is ``uncertain_band`` wide on each side at threshold 0.5 and shrinks in proportion to
+    the room left on that side, so a threshold near 0 or 1 does not swallow the confident scores:
+    at threshold 0.9 and band 0.1 the band is [0.72, 0.92).
+    """
+    below = uncertain_band * threshold / 0.5
+    above = uncertain_band * (1.0 - threshold) / 0.5
+    if threshold - below < score < threshold + above:
         return UNCERTAIN
     return FAKE if score >= threshold else REAL
 

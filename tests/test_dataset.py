@@ -54,11 +54,7 @@ def fake_image(target: samples.SamplePhoto, source: samples.SamplePhoto, seed: i
     The mismatch is a cue a small network picks up in a few steps, whoever's face it is, so the
     training tests can tell a model that learned from one that did not.
     """
-    image = samples.face_swap(target, source, seed=seed)
-    x, y, w, h = target.face_box
-    face = image[y:y + h, x:x + w].astype(np.int16) + np.array([-30, 0, 60], np.int16)  # BGR: warmer skin
-    image[y:y + h, x:x + w] = np.clip(face, 0, 255).astype(np.uint8)
-    return image
+    return samples.face_swap(target, source, seed=seed, colour_cast=samples.CRUDE_SWAP_CAST)
 
 
 def write_labelled_shards(store: ObjectStore, faces_prefix: str = "faces/", *, videos_per_class: int = 4,

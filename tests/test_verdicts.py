@@ -236,3 +236,15 @@ def test_export_writes_the_runs_verdicts_to_one_key_per_run(database_url, tmp_pa
     assert len(list(store.list("verdicts/"))) == 1
     assert verdicts.export_run(db, store, "verdicts/", "run-that-decided-nothing", "2025-03-01") is None
     db.dispose()
+
+
+@pytest.mark.parametrize("threshold", [0.1, 0.5, 0.92])
+def test_uncertain_band_shrinks_towards_a_threshold_near_the_extremes(threshold):
+    band = 0.1
+    assert verdicts.classify(threshold, threshold, band) == verdicts.UNCERTAIN
+    assert verdicts.classify(threshold + 0.999 * 2 * band * (1 - threshold), threshold, band) == verdicts.UNCERTAIN
+    assert verdicts.classify(threshold + 1.001 * 2 * band * (1 - threshold), threshold, band) == verdicts.FAKE
+    assert verdicts.classify(threshold - 0.999 * 2 * band * threshold, threshold, band) == verdicts.UNCERTAIN
+    assert verdicts.classify(threshold - 1.001 * 2 * band * threshold, threshold, band) == verdicts.REAL
+    assert verdicts.classify(0.999, threshold, band) == verdicts.FAKE
+    assert verdicts.classify(0.001, threshold, band) == verdicts.REAL
