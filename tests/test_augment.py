@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from realness_tasks import augment, model
-from tests.test_model import sample_crops
+from tests.factories import sample_crops
 
 
 def test_augmentation_changes_images_in_training_only():

@@ -105,7 +105,7 @@ def test_huge_frames_are_rejected_with_the_limit(tmp_path):
 
 
 def test_invalid_shard_is_quarantined_with_its_report(tmp_path, local_config):
-    from tests.test_validation import valid_rows
+    from tests.factories import valid_rows
 
     cfg = local_config
     store = open_store(cfg.resolved_store_uri)

@@ -8,38 +8,14 @@ well-scaled features as pretrained weights do.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from realness_tasks import model, samples
-from realness_tasks.config import CropSettings
-from realness_tasks.faces import crop_face, encode_jpeg
-
-
-def sample_crops(size: int = 64) -> list[bytes]:
-    return [encode_jpeg(crop_face(p.image, p.face_box, CropSettings(size=size)), 92) for p in samples.sample_photos()]
-
-
-def calibrated_backbone(path: Path, image_size: int) -> Path:
-    """Write stand-in EfficientNetB0 no-top weights to ``path`` (``*.weights.h5``, or ``*.h5`` in Keras' legacy
-    format, which is how Keras caches the real file)."""
-    import h5py
-    import keras
-    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
-
-    backbone = keras.applications.EfficientNetB0(include_top=False, pooling="avg", weights=None,
-                                                 input_shape=(image_size, image_size, 3))
-    model.calibrate_batchnorm(backbone, model.decode_crops(sample_crops() * 4, image_size))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.name.endswith(".weights.h5"):
-        backbone.save_weights(path)
-    else:
-        with h5py.File(path, "w") as handle:
-            save_weights_to_hdf5_group(handle, backbone)
-    return path
+from realness_tasks.faces import encode_jpeg
+from tests.factories import calibrated_backbone, sample_crops
 
 
 def test_decode_crops_gives_rgb_float_batches_of_the_requested_size():

@@ -10,7 +10,7 @@ from realness_tasks import dataset as ds
 from realness_tasks import samples, sbi
 from realness_tasks.config import CropSettings
 from realness_tasks.faces import crop_face, encode_jpeg
-from tests.test_dataset import face_landmarks
+from tests.factories import face_landmarks
 
 SIZE = 96
 

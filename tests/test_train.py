@@ -19,8 +19,8 @@ from realness_tasks.db import Database
 from realness_tasks.inference import TFLiteScorer
 from realness_tasks.model import decode_crops
 from realness_tasks.storage import open_store
-from tests.test_dataset import write_labelled_shards
-from tests.test_model import calibrated_backbone
+from tests.factories import write_labelled_shards
+from tests.factories import calibrated_backbone
 
 SIZE = 64
 

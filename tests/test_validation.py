@@ -2,19 +2,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import cv2
 import pyarrow as pa
 
-from realness_tasks import samples
-from realness_tasks.shards import FaceRow, rows_to_table
+from realness_tasks.shards import rows_to_table
 from realness_tasks.validation import validate_shard
-
-
-def valid_rows(size: int, n: int = 4) -> list[FaceRow]:
-    photo = samples.sample_photos()[0]
-    jpeg = cv2.imencode(".jpg", cv2.resize(photo.image, (size, size)))[1].tobytes()
-    return [FaceRow("v1", "file:///v.mp4", i, i / 8, 0, "mtcnn", 0.99, 10, 20, 100, 120, 640, 360, [1.0] * 10,
-                    jpeg, size, size, None, None, "run") for i in range(n)]
+from tests.factories import valid_rows
 
 
 def test_a_good_shard_passes():
