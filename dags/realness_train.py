@@ -37,7 +37,7 @@ def realness_train():
     @task.short_circuit
     def enough_new_faces(dag_run=None) -> bool:
         """Scheduled and manual runs always train; asset-triggered ones wait for enough new labels."""
-        if str(dag_run.run_type) not in ("asset_triggered", "DagRunType.ASSET_TRIGGERED"):
+        if dag_run.run_type != "asset_triggered":  # a str enum: compares by value
             return True
         from realness_airflow import load_config
         from realness_tasks.ingest import open_run_resources
