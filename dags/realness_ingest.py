@@ -49,7 +49,7 @@ def realness_ingest():
         from airflow.sdk import conf
 
         max_map = conf.getint("core", "max_map_length", fallback=1024)
-        return [[asdict(r) for r in batch] for batch in batch_refs(refs, max_map)]
+        return [[asdict(r) for r in batch] for batch in batch_refs(refs, max_map, cfg.videos_per_task)]
 
     @task(pool=HEAVY_POOL, queue=DETECTION_QUEUE, execution_timeout=timedelta(hours=2))
     def extract_faces(batch: list[dict]) -> list[dict]:

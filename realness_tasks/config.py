@@ -132,6 +132,8 @@ class RealnessConfig:
     models_prefix: str = _setting("models/", "Model registry.")
     verdicts_prefix: str = _setting("verdicts/", "Verdicts exported as Parquet, partitioned by date.")
     reports_prefix: str = _setting("reports/", "Run summaries.")
+    videos_per_task: int = _setting(1, "Videos per mapped ingest task; more amortises the ~5 s a task spends "
+                                       "loading MTCNN and Great Expectations (archives of short clips).")
     database_url: str = _setting("", "Verdict database (SQLAlchemy URL); empty: sqlite:///<home>/realness.db.")
     s3: S3Settings = field(default_factory=S3Settings)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)

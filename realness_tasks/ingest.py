@@ -125,9 +125,9 @@ def discover(cfg: RealnessConfig, store: ObjectStore, db: Database, *, reprocess
     return refs
 
 
-def batch_refs(refs: Sequence[VideoRef], max_tasks: int) -> list[list[VideoRef]]:
-    """One video per mapped task, or even batches when there are more videos than ``max_tasks``."""
-    size = max(1, math.ceil(len(refs) / max(1, max_tasks)))
+def batch_refs(refs: Sequence[VideoRef], max_tasks: int, per_task: int = 1) -> list[list[VideoRef]]:
+    """``per_task`` videos per mapped task, or larger even batches when that would exceed ``max_tasks``."""
+    size = max(1, per_task, math.ceil(len(refs) / max(1, max_tasks)))
     return [list(refs[i:i + size]) for i in range(0, len(refs), size)]
 
 

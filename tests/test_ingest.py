@@ -165,3 +165,5 @@ def test_batches_stay_within_the_mapped_task_limit():
     batches = batch_refs(refs, 3)
     assert len(batches) <= 3 and sum(batches, []) == refs
     assert batch_refs([], 5) == []
+    assert batch_refs(refs, 1024, per_task=4) == [refs[0:4], refs[4:8], refs[8:10]]
+    assert len(batch_refs(refs, 2, per_task=3)) == 2
