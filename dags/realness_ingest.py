@@ -57,12 +57,18 @@ def realness_ingest():
         from realness_tasks.faces import build_detector
         from realness_tasks.ingest import VideoRef, open_run_resources, process_video
 
+        from airflow.sdk.exceptions import AirflowFailException
+        from realness_tasks.azure_face import AzureAuthError
+
         cfg = load_config()
         run_id, run_date = run_id_from_context()
         store, db = open_run_resources(cfg)
         detector = build_detector(cfg)
-        return [process_video(cfg, store, db, VideoRef(**ref), run_id=run_id, run_date=run_date,
-                              detector=detector, progress=print).to_dict() for ref in batch]
+        try:
+            return [process_video(cfg, store, db, VideoRef(**ref), run_id=run_id, run_date=run_date,
+                                  detector=detector, progress=print).to_dict() for ref in batch]
+        except AzureAuthError as exc:  # a configuration error: retrying cannot help
+            raise AirflowFailException(str(exc)) from exc
 
     @task
     def validate_shards(outcomes: list[dict]) -> list[dict]:

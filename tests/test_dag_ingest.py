@@ -97,3 +97,31 @@ def test_ingest_dag_with_mtcnn_and_azure_face_via_connection(dagbag, realness_en
         assert report["detectors"]["both"] > 0
     finally:
         service.close()
+
+
+def test_rejected_azure_key_fails_the_task_once_without_retries(dagbag, realness_env, tmp_path):
+    """REALNESS_AZURE_ON_AUTH_ERROR=fail: a 401 is a configuration error, so no retry and a clear message."""
+    from tests.fake_azure_face import FakeFaceService
+
+    service = FakeFaceService(key="the-right-key")
+    try:
+        realness_env.setenv("REALNESS_AZURE_ENDPOINT", service.endpoint)
+        realness_env.setenv("REALNESS_AZURE_KEY", "a-wrong-key")
+        realness_env.setenv("REALNESS_AZURE_ON_AUTH_ERROR", "fail")
+        cfg = RealnessConfig.from_env()
+        store = open_store(cfg.resolved_store_uri)
+        samples_dir = tmp_path / "videos"
+        samples_dir.mkdir()
+        from realness_tasks import samples
+
+        clip = samples.face_video(samples_dir / "one.mp4", samples.sample_photos()[0].image, seconds=1.0, fps=4)
+        store.upload(clip.path, "landing/one.mp4")
+
+        run = run_dag(dagbag, "realness_ingest")
+        assert str(run.state) == "failed"
+        [extract] = [ti for ti in run.get_task_instances() if ti.task_id == "extract_faces"]
+        assert str(extract.state) == "failed" and extract.try_number == 1
+        # The object stays PENDING, so the next run retries it once the key is fixed.
+        assert [r["status"] for r in ledger.entries(Database(cfg.resolved_database_url))] == ["PENDING"]
+    finally:
+        service.close()
