@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -117,13 +117,21 @@ class LocalStore(ObjectStore):
         except FileNotFoundError:
             raise KeyError(key) from None
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def _write_atomically(self, key: str, fill: Callable[[Path], object]) -> None:
+        """Fill a temporary file beside the target, then rename it into place: readers see all or nothing."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        os.close(fd)
+        try:
+            fill(Path(tmp))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._write_atomically(key, lambda tmp: tmp.write_bytes(data))
 
     def download(self, key: str, path: Path) -> None:
         try:
@@ -132,12 +140,7 @@ class LocalStore(ObjectStore):
             raise KeyError(key) from None
 
     def upload(self, path: Path, key: str) -> None:
-        dst = self._path(key)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.tmp-")
-        os.close(fd)
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, dst)
+        self._write_atomically(key, lambda tmp: shutil.copyfile(path, tmp))
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
