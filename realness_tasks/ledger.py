@@ -26,7 +26,6 @@ class Status(StrEnum):
     TOO_LARGE = "TOO_LARGE"        # frame size over the configured limit
     UNSAFE_KEY = "UNSAFE_KEY"      # object key that would escape the store root
     QUARANTINED = "QUARANTINED"    # shard failed validation; kept under the quarantine prefix
-    DETECTOR_ERROR = "DETECTOR_ERROR"  # a detector failed in a way that is a configuration error
 
     @property
     def terminal(self) -> bool:
