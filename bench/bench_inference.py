@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from realness_tasks.config import BACKBONES  # noqa: E402
+
 
 def faces_per_second(engines: dict[str, Callable], inputs, batch_size: int, repeats: int
                      ) -> dict[str, tuple[float, np.ndarray]]:
@@ -66,18 +68,24 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=64, help="faces per pass (rounded up to a whole batch)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--threads", type=int, default=2, help="TFLite engine threads")
+    parser.add_argument("--backbone", default="efficientnet_lite0", choices=BACKBONES)
     parser.add_argument("--repeats", type=int, default=3, help="passes per measurement; the best counts")
     args = parser.parse_args()
 
     import cv2
     import tensorflow as tf
 
+    from realness_tasks.config import TrainingSettings
     from realness_tasks.inference import TFLiteScorer, export_tflite
     from realness_tasks.model import build_classifier, decode_crops
     from realness_tasks.scoring import crop_decoder
 
     rng = np.random.default_rng(0)
-    model = spread_outputs(build_classifier(args.image_size, dropout=0.3, weights_path=None, seed=0), rng)
+    with tempfile.TemporaryDirectory() as weights_cache:  # B0 random (no ImageNet file here): same cost per face
+        settings = TrainingSettings(backbone=args.backbone, image_size=args.image_size, seed=0,
+                                    random_init=args.backbone == "efficientnet_b0")
+        classifier, origin = build_classifier(settings, Path(weights_cache))
+    model = spread_outputs(classifier, rng)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
         started = time.perf_counter()
@@ -88,7 +96,7 @@ def main() -> None:
                    "call": lambda b: np.asarray(model(b, training=False)),
                    "tflite": engine.predict}
 
-        print(f"EfficientNetB0 classifier, {args.image_size} px, random weights; TensorFlow {tf.__version__}, "
+        print(f"{origin.name} classifier ({origin.weights[:40]}), {args.image_size} px; TensorFlow {tf.__version__}, "
               f"{os.cpu_count()} CPUs, TFLite {args.threads} threads; TFLite export took {export_s:.1f} s")
         print(f"{'batch':>5} | {'Keras predict':>13} | {'Keras call':>11} | {'TFLite':>10} | "
               f"{'vs predict':>10} | {'max |diff|':>10}")

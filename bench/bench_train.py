@@ -3,11 +3,11 @@
 Runs the real training input pipeline (``augment.pipeline``: decode_crops, augmentation, batching)
 and ``model.fit`` on face crops cut from the sample photos, for a few steps per phase after one
 warm-up epoch (which traces and compiles the step). The input pipeline alone is timed too, to
-show whether decoding and augmentation keep up with the model. Weights: local ImageNet weights
-if there are any (see ``TrainingSettings.imagenet_weights``), else random ones (same cost per step
-except that a random backbone's BatchNorm layers keep learning their statistics in the frozen phase).
+show whether decoding and augmentation keep up with the model. Backbones: the pretrained
+EfficientNet-Lite0 default, and EfficientNetB0 (random weights when Keras' ImageNet file is not
+cached: the same cost per step).
 
-    python bench/bench_train.py                          # 224 and 128 px, batch 32, 8 timed steps
+    python bench/bench_train.py                          # both backbones, 224 and 128 px, batch 32, 8 timed steps
     python bench/bench_train.py --sizes 224 --batch 16 --steps 4
 """
 
@@ -17,13 +17,17 @@ import argparse
 import os
 import platform
 import sys
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+
+from realness_tasks.config import BACKBONES  # noqa: E402
 
 
 def crops(count: int) -> list[bytes]:
@@ -65,35 +69,39 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 128])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=8, help="timed steps per phase")
-    parser.add_argument("--weights", default=None, help="ImageNet weights file (default: Keras cache, else random)")
+    parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
     args = parser.parse_args()
 
     import tensorflow as tf
 
     from realness_tasks.augment import pipeline
+    from realness_tasks.config import TrainingSettings
     from realness_tasks.dataset import class_weights
-    from realness_tasks.model import (BACKBONE_NAME, build_classifier, calibrate_batchnorm, compile_classifier, decode_crops,
-                                      resolve_imagenet_weights, set_backbone_trainable)
+    from realness_tasks.model import (BACKBONE_NAME, BackboneUnavailable, build_classifier, calibrate_batchnorm,
+                                      compile_classifier, decode_crops, set_backbone_trainable)
 
-    weights = resolve_imagenet_weights(args.weights)
     jpegs = crops(args.batch * 4)
     labels = np.arange(len(jpegs)) % 2
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}, "
-          f"batch {args.batch}, {args.steps} timed steps per phase, "
-          f"weights: {weights or 'random (no local ImageNet weights)'}")
-    print("| size | input pipeline img/s | frozen backbone img/s | fine-tuning img/s |")
-    print("|---:|---:|---:|---:|")
-    for size in args.sizes:
-        data = pipeline(jpegs, labels, size, args.batch, train=True, seed=0)
-        model = build_classifier(size, 0.3, str(weights) if weights else None, seed=0)
-        if weights is None:
-            calibrate_batchnorm(model.get_layer(BACKBONE_NAME), decode_crops(jpegs[:256], size))
-        rates = [pipeline_rate(data, args.steps, args.batch)]
-        for trainable, learning_rate in ((False, 1e-3), (True, 1e-4)):
-            set_backbone_trainable(model, trainable)
-            compile_classifier(model, learning_rate)
-            rates.append(fit_rate(model, data, args.steps, args.batch, class_weights(labels)))
-        print(f"| {size} | " + " | ".join(f"{r:.1f}" for r in rates) + " |", flush=True)
+          f"batch {args.batch}, {args.steps} timed steps per phase")
+    print("| backbone | weights | size | input pipeline img/s | frozen backbone img/s | fine-tuning img/s |")
+    print("|---|---|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as cache:
+        for backbone, size in ((b, s) for b in args.backbones for s in args.sizes):
+            data = pipeline(jpegs, labels, size, args.batch, train=True, seed=0)
+            settings = TrainingSettings(backbone=backbone, image_size=size, seed=0)
+            try:
+                model, origin = build_classifier(settings, Path(cache))
+            except BackboneUnavailable:
+                model, origin = build_classifier(replace(settings, random_init=True), Path(cache))
+                calibrate_batchnorm(model.get_layer(BACKBONE_NAME), [decode_crops(jpegs[:args.batch], size)])
+            rates = [pipeline_rate(data, args.steps, args.batch)]
+            for trainable, learning_rate in ((False, 1e-3), (True, 1e-4)):
+                set_backbone_trainable(model, trainable)
+                compile_classifier(model, learning_rate)
+                rates.append(fit_rate(model, data, args.steps, args.batch, class_weights(labels)))
+            print(f"| {backbone} | {origin.weights.split(' ')[0]} | {size} | " + " | ".join(f"{r:.1f}" for r in rates)
+                  + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from realness_tasks.model import decode_crops
+from realness_tasks.sbi import PseudoFakeMaker
 
 if TYPE_CHECKING:
     import keras
@@ -45,22 +46,41 @@ def augmentation_stage(seed: int, settings: AugmentationSettings = AugmentationS
 
 
 def pipeline(jpegs: Sequence[bytes], labels: np.ndarray, image_size: int, batch_size: int, *,
-             train: bool, seed: int) -> tf.data.Dataset:
+             train: bool, seed: int, pseudo_fakes: PseudoFakeMaker | None = None) -> tf.data.Dataset:
     """``(images, labels)`` batches: decode_crops -> augment (train only) -> batch -> prefetch.
 
     The training pipeline shuffles, augments and repeats forever (epochs are counted in steps);
-    the others pass over the faces once, in order, unchanged.
+    the others pass over the faces once, in order, unchanged. With ``pseudo_fakes`` each pass
+    also holds one newly made self-blended FAKE per real face it was given. Only face indices are
+    shuffled and the JPEG bytes are held once, so memory does not grow with a shuffle buffer.
     """
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensor_slices((tf.constant(list(jpegs), dtype=tf.string),
-                                               tf.constant(np.asarray(labels, np.float32))))
+    count, extra = len(jpegs), len(pseudo_fakes) if pseudo_fakes is not None else 0
+    table = tf.constant(list(jpegs), dtype=tf.string, shape=[count])
+    all_labels = tf.constant(np.r_[np.asarray(labels, np.float32), np.ones(extra, np.float32)])
+    ids = tf.data.Dataset.range(count + extra)
     if train:
-        data = data.shuffle(max(1, len(jpegs)), seed=seed, reshuffle_each_iteration=True).repeat()
+        ids = ids.shuffle(count + extra, seed=seed, reshuffle_each_iteration=True).repeat()
+
+    def element(index: tf.Tensor, draw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        if pseudo_fakes is None:
+            return tf.gather(table, index), tf.gather(all_labels, index)
+
+        def blend() -> tf.Tensor:
+            made = tf.numpy_function(lambda i, d: pseudo_fakes.make(int(i), int(d)), [index - count, draw],
+                                     tf.string, stateful=False)
+            return tf.reshape(made, [])
+
+        jpeg = tf.cond(index < count, lambda: tf.gather(table, tf.minimum(index, count - 1)), blend)
+        return jpeg, tf.gather(all_labels, index)
+
+    # Each draw gets its own number, so a real face yields a different pseudo-fake every epoch.
+    data = tf.data.Dataset.zip(ids, tf.data.Dataset.counter()).map(element, num_parallel_calls=tf.data.AUTOTUNE)
     # Batching the JPEG strings first lets decode_crops, the one decoder, run on whole batches.
     data = data.batch(batch_size).map(lambda j, y: (decode_crops(j, image_size), y),
-                                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=not train)
+                                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if train:
         augment = augmentation_stage(seed)
         data = data.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return data.prefetch(tf.data.AUTOTUNE)
+    return data.prefetch(2)

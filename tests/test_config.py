@@ -13,14 +13,14 @@ def test_environment_variables_reach_every_section():
         "REALNESS_S3_ENDPOINT_URL": "http://minio:9000",
         "REALNESS_SAMPLING_FRAMES_PER_VIDEO": "32",
         "REALNESS_CROP_MARGIN": "0.25",
-        "REALNESS_TRAINING_SELF_BLENDED_FAKES": "yes",
+        "REALNESS_TRAINING_SELF_BLENDED_FAKES": "always",
         "REALNESS_AZURE_ENDPOINT": "",
     })
     assert cfg.resolved_store_uri == "s3://archive/realness"
     assert cfg.s3.endpoint_url == "http://minio:9000"
     assert cfg.sampling.frames_per_video == 32
     assert cfg.crop.margin == 0.25
-    assert cfg.training.self_blended_fakes is True
+    assert cfg.training.self_blended_fakes == "always"
     assert cfg.azure.endpoint is None and not cfg.azure.enabled
 
 
@@ -42,6 +42,8 @@ def test_bad_values_name_the_variable():
         RealnessConfig.from_env({"REALNESS_SAMPLING_MAX_FRAMES": "many"})
     with pytest.raises(ValueError, match="REALNESS_TRAINING_SELF_BLENDED_FAKES"):
         RealnessConfig.from_env({"REALNESS_TRAINING_SELF_BLENDED_FAKES": "perhaps"})
+    with pytest.raises(ValueError, match="REALNESS_TRAINING_BACKBONE='resnet50': choose one of efficientnet_lite0, "):
+        RealnessConfig.from_env({"REALNESS_TRAINING_BACKBONE": "resnet50"})
 
 
 def test_secrets_are_masked():

@@ -15,13 +15,14 @@ def faces(count: int, seed: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def classifier():
-    """The EfficientNetB0 classifier (random weights) with its last layer scaled so outputs spread over (0, 1)."""
+def classifier(tmp_path_factory):
+    """The pretrained Lite0 classifier with its last layer scaled so outputs spread over (0, 1)."""
     import keras
 
+    from realness_tasks.config import TrainingSettings
     from realness_tasks.model import build_classifier
 
-    model = build_classifier(IMAGE_SIZE, dropout=0.3, weights_path=None, seed=7)
+    model, _ = build_classifier(TrainingSettings(image_size=IMAGE_SIZE, seed=7), tmp_path_factory.mktemp("weights"))
     features = np.asarray(keras.Model(model.input, model.get_layer("dense_128").output)(faces(64, 0)))
     head = model.get_layer("fake_probability")
     weights = np.random.default_rng(1).normal(size=head.get_weights()[0].shape)

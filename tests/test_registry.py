@@ -24,6 +24,9 @@ def make_record(cfg, store, version: str, auc: float, f1: float) -> registry.Mod
         dataset_faces=120, data_cutoff=datetime(2024, 6, 1, 11), reason="")
 
 
+FIRST = registry.PromotionDecision(True, "no champion yet", None)
+
+
 def artefacts(directory, version: str):
     directory.mkdir(parents=True, exist_ok=True)
     for name in registry.ARTEFACTS:
@@ -46,10 +49,22 @@ def test_promotion_rule():
     assert registry.beats({"auc": 0.9, "f1_fake": 0.8}, {"auc": 0.9, "f1_fake": 0.7})       # tie-break on F1
     assert not registry.beats({"auc": 0.9, "f1_fake": 0.7}, {"auc": 0.9, "f1_fake": 0.7})   # full tie: keep
     assert not registry.beats({"auc": math.nan, "f1_fake": 1.0}, {"auc": 0.6, "f1_fake": 0.1})
-    assert registry.decide({"auc": 0.1}, None, None).promote
-    worse = registry.decide({"auc": 0.7, "f1_fake": 0.6}, "v1", {"auc": 0.8, "f1_fake": 0.7})
+    first = registry.decide({"auc": 0.85, "videos": 20}, 0.8, None, None)
+    assert first.promote and first.reason == "no champion yet; held-out video AUC 0.8500 reaches the floor 0.80"
+    worse = registry.decide({"auc": 0.7, "f1_fake": 0.6}, 0.5, "v1", {"auc": 0.8, "f1_fake": 0.7})
     assert not worse.promote and "does not beat" in worse.reason and "v1" in worse.reason
     assert worse.comparison["champion_metrics"]["auc"] == 0.8
+    with pytest.raises(ValueError, match="v1 has no metrics"):
+        registry.decide({"auc": 0.9}, 0.5, "v1", None)
+
+
+@pytest.mark.parametrize("auc", [0.79, math.nan, None])
+def test_the_promotion_floor_refuses_first_models_and_challengers_alike(auc):
+    below = {"auc": auc, "f1_fake": 1.0, "videos": 12}
+    for champion, metrics in ((None, None), ("v1", {"auc": 0.1, "f1_fake": 0.0})):
+        decision = registry.decide(below, 0.8, champion, metrics)
+        assert not decision.promote and "below the promotion floor 0.80" in decision.reason
+        assert "12 videos" in decision.reason and not decision.comparison
 
 
 def test_versions_sort_by_time_and_differ_within_a_second():
@@ -65,7 +80,7 @@ def test_register_promotes_the_first_model_and_moves_the_pointer(registry_env):
     assert registry.champion(cfg, store, db) is None
     record = make_record(cfg, store, "20240601T120000Z-aaaaaaaa", 0.8, 0.7)
     version, reason = registry.register(cfg, store, db, record, artefacts(tmp / "a", record.version),
-                                        registry.decide({}, None, None))
+                                        FIRST)
     assert version.promoted and reason == "no champion yet"
     for name in registry.ARTEFACTS:
         assert store.get_bytes(registry.artefact_key(cfg, record.version, name)) == f"{record.version}:{name}".encode()
@@ -82,10 +97,10 @@ def test_register_promotes_the_first_model_and_moves_the_pointer(registry_env):
 def test_a_worse_model_is_registered_but_the_pointer_stays(registry_env):
     cfg, store, db, tmp = registry_env
     first = make_record(cfg, store, "20240601T120000Z-aaaaaaaa", 0.8, 0.7)
-    registry.register(cfg, store, db, first, artefacts(tmp / "a", first.version), registry.decide({}, None, None))
+    registry.register(cfg, store, db, first, artefacts(tmp / "a", first.version), FIRST)
     pointer = store.get_bytes(registry.pointer_key(cfg))
     second = make_record(cfg, store, "20240602T120000Z-bbbbbbbb", 0.7, 0.9)
-    decision = registry.decide(second.metrics, first.version, {"auc": 0.75, "f1_fake": 0.6})
+    decision = registry.decide(second.metrics, 0.5, first.version, {"auc": 0.75, "f1_fake": 0.6})
     version, reason = registry.register(cfg, store, db, second, artefacts(tmp / "b", second.version), decision)
     assert not version.promoted and reason.startswith("does not beat champion")
     assert store.get_bytes(registry.pointer_key(cfg)) == pointer
@@ -95,7 +110,7 @@ def test_a_worse_model_is_registered_but_the_pointer_stays(registry_env):
     assert store.exists(registry.artefact_key(cfg, second.version, "model.keras"))
 
     better = make_record(cfg, store, "20240603T120000Z-cccccccc", 0.95, 0.9)
-    decision = registry.decide(better.metrics, first.version, {"auc": 0.8, "f1_fake": 0.7})
+    decision = registry.decide(better.metrics, 0.5, first.version, {"auc": 0.8, "f1_fake": 0.7})
     version, reason = registry.register(cfg, store, db, better, artefacts(tmp / "c", better.version), decision)
     assert version.promoted and reason.startswith("beats champion")
     assert registry.champion(cfg, store, db).version == better.version
@@ -104,8 +119,8 @@ def test_a_worse_model_is_registered_but_the_pointer_stays(registry_env):
 def test_a_model_compared_with_a_replaced_champion_is_not_promoted(registry_env):
     cfg, store, db, tmp = registry_env
     first = make_record(cfg, store, "20240601T120000Z-aaaaaaaa", 0.8, 0.7)
-    registry.register(cfg, store, db, first, artefacts(tmp / "a", first.version), registry.decide({}, None, None))
-    stale = registry.decide({"auc": 0.9, "f1_fake": 0.9}, "20240501T000000Z-00000000", {"auc": 0.5, "f1_fake": 0.5})
+    registry.register(cfg, store, db, first, artefacts(tmp / "a", first.version), FIRST)
+    stale = registry.decide({"auc": 0.9, "f1_fake": 0.9}, 0.5, "20240501T000000Z-00000000", {"auc": 0.5, "f1_fake": 0.5})
     late = make_record(cfg, store, "20240602T120000Z-bbbbbbbb", 0.9, 0.9)
     version, reason = registry.register(cfg, store, db, late, artefacts(tmp / "b", late.version), stale)
     assert not version.promoted and "champion changed" in reason
@@ -115,7 +130,7 @@ def test_a_model_compared_with_a_replaced_champion_is_not_promoted(registry_env)
 def test_champion_repairs_a_mirror_left_behind_by_a_crash(registry_env):
     cfg, store, db, tmp = registry_env
     record = make_record(cfg, store, "20240601T120000Z-aaaaaaaa", 0.8, 0.7)
-    registry.register(cfg, store, db, record, artefacts(tmp / "a", record.version), registry.decide({}, None, None))
+    registry.register(cfg, store, db, record, artefacts(tmp / "a", record.version), FIRST)
     db.execute("UPDATE model_versions SET promoted = 0, promoted_at = NULL")   # crash after the pointer moved
     assert registry.champion(cfg, store, db).version == record.version
     assert db.query("SELECT promoted FROM model_versions")[0]["promoted"] == 1
@@ -131,6 +146,6 @@ def test_register_refuses_an_incomplete_folder(registry_env):
     folder = artefacts(tmp / "a", record.version)
     (folder / "model.tflite").unlink()
     with pytest.raises(FileNotFoundError, match="model.tflite"):
-        registry.register(cfg, store, db, record, folder, registry.decide({}, None, None))
+        registry.register(cfg, store, db, record, folder, FIRST)
     assert registry.champion(cfg, store, db) is None
     assert db.query("SELECT COUNT(*) AS n FROM model_versions")[0]["n"] == 0

@@ -65,18 +65,18 @@ def test_face_mask_from_landmarks_covers_them_and_without_falls_back_to_the_box_
     assert not np.array_equal(hull, ellipse)
 
 
-def test_pseudo_fakes_are_labelled_fake_jpegs_of_the_same_size():
+def test_pseudo_fake_maker_draws_a_new_fake_jpeg_each_time_reproducibly():
     photos = samples.sample_photos()
     geometry = [crop_with_geometry(p) for p in photos]
     real = ds.FaceSet([encode_jpeg(c, 92) for c, _, _ in geometry], np.zeros(len(photos), np.int32),
                       np.array([f"v{i}" for i in range(len(photos))]), np.array([b for _, _, b in geometry]),
-                      [lm for _, lm, _ in geometry])
-    fakes = sbi.pseudo_fakes(real, seed=1, jpeg_quality=92)
-    assert len(fakes) == len(real) and fakes.labels.tolist() == [1] * len(real)
-    assert fakes.video_ids.tolist() == [sbi.SBI_VIDEO_PREFIX + v for v in real.video_ids]
-    for original, fake in zip(real.jpegs, fakes.jpegs):
+                      [lm for _, lm, _ in geometry], np.zeros(len(photos), np.int16))
+    maker = sbi.PseudoFakeMaker(real, seed=1, jpeg_quality=92)
+    assert len(maker) == len(real)
+    for index, original in enumerate(real.jpegs):
         a = cv2.imdecode(np.frombuffer(original, np.uint8), cv2.IMREAD_COLOR)
-        b = cv2.imdecode(np.frombuffer(fake, np.uint8), cv2.IMREAD_COLOR)
+        b = cv2.imdecode(np.frombuffer(maker.make(index, draw=index), np.uint8), cv2.IMREAD_COLOR)
         assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).mean() > 0.5
-    again = sbi.pseudo_fakes(real, seed=1, jpeg_quality=92)
-    assert again.jpegs == fakes.jpegs
+    assert maker.make(0, draw=7) == maker.make(0, draw=7)                 # seeded: a run can be repeated
+    assert len({maker.make(0, draw=d) for d in range(5)}) == 5            # a new pseudo-fake on every draw
+    assert sbi.PseudoFakeMaker(real, seed=2, jpeg_quality=92).make(0, draw=7) != maker.make(0, draw=7)

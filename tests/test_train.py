@@ -1,7 +1,10 @@
-"""Training end to end: metrics, a promoted first model, a worse second one that is not, S3 + PostgreSQL.
+"""Training end to end: metrics, a promoted first model, a worse second one that is not, the promotion
+floor, a champion that cannot be loaded, and S3 + PostgreSQL with self-blended pseudo-fakes.
 
-Small on purpose (64 px, a few steps): the models only need to learn the colour mismatch of the
-test fakes (tests/test_dataset.py), which a frozen backbone's features show after a few steps.
+Small on purpose (64 px, a few steps) on the pretrained EfficientNet-Lite0 default: the models
+only need to learn the colour mismatch of the test fakes (tests/test_dataset.py), which the
+pretrained features show after a few steps. TensorFlow's op determinism is on, so a run gives the
+same model every time and the quality assertions cannot flip between runs.
 """
 
 from __future__ import annotations
@@ -20,21 +23,22 @@ from realness_tasks.inference import TFLiteScorer
 from realness_tasks.model import decode_crops
 from realness_tasks.storage import open_store
 from tests.factories import write_labelled_shards
-from tests.factories import calibrated_backbone
 
 SIZE = 64
 VIDEOS_PER_CLASS = 12  # fewer made the test split so small that a run's AUC swung between 0.58 and 1.0
 FACES = VIDEOS_PER_CLASS * 2 * 6
 
 
-def quick_settings(weights, **changes) -> dict:
-    return {"imagenet_weights": str(weights), "image_size": SIZE, "batch_size": 16, "frozen_epochs": 8,
-            "finetune_epochs": 1, "steps_per_epoch": 8, "patience": 9, **changes}
+def quick_settings(**changes) -> dict:
+    return {"image_size": SIZE, "batch_size": 16, "frozen_epochs": 8, "finetune_epochs": 1, "steps_per_epoch": 8,
+            "patience": 9, **changes}
 
 
-@pytest.fixture(scope="module")
-def pretend_imagenet(tmp_path_factory):
-    return calibrated_backbone(tmp_path_factory.mktemp("weights") / "backbone.weights.h5", SIZE)
+@pytest.fixture(scope="module", autouse=True)
+def deterministic_ops():
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
 
 
 def test_roc_auc_matches_counting_pairs():
@@ -59,24 +63,26 @@ def test_threshold_separates_validation_scores_with_a_margin():
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory, pretend_imagenet):
-    """A trained first model, then an untrained one, on the local store and SQLite."""
+def two_runs(tmp_path_factory):
+    """A trained first model, then an untrained one (compared whatever its AUC), on the local store and SQLite."""
     home = tmp_path_factory.mktemp("train")
-    good = RealnessConfig.from_env({}, home=str(home), training=quick_settings(pretend_imagenet))
+    good = RealnessConfig.from_env({}, home=str(home), training=quick_settings())
     store = open_store(good.resolved_store_uri)
     write_labelled_shards(store, videos_per_class=VIDEOS_PER_CLASS, faces_per_video=6, crop_size=SIZE)
     progress: list[str] = []
     first = train.run_training(good, "run-1", progress=progress.append)
     untrained = RealnessConfig.from_env({}, home=str(home), training=quick_settings(
-        pretend_imagenet, frozen_epochs=0, finetune_epochs=0))
+        frozen_epochs=0, finetune_epochs=0, min_video_auc=0.0))
     second = train.run_training(untrained, "run-2")
     return good, store, first, second, progress
 
 
 def test_first_model_is_registered_and_promoted_with_every_artefact(two_runs, tmp_path):
     cfg, store, first, _, progress = two_runs
-    assert first.promoted and first.reason == "no champion yet"
-    assert first.metrics["auc"] > 0.8                       # it learned the fakes' cue (chance is 0.5)
+    assert first.promoted and first.reason.startswith("no champion yet; held-out video AUC")
+    assert first.metrics["auc"] > 0.9                       # it learned the fakes' cue (chance is 0.5)
+    assert first.metrics["video"]["auc"] >= cfg.training.min_video_auc and first.metrics["video"]["videos"] >= 2
+    assert first.backbone.startswith("efficientnet_lite0 (imagenet:efficientnet-lite0-57934424.pth sha256:")
     assert set(first.artefacts) == set(registry.ARTEFACTS)
     for name, uri in first.artefacts.items():
         assert store.exists(store.key_for(uri)), name
@@ -90,6 +96,7 @@ def test_first_model_is_registered_and_promoted_with_every_artefact(two_runs, tm
     assert sum(sum(s["faces"].values()) for s in manifest["splits"].values()) == FACES
     config = json.loads(store.get_bytes(registry.artefact_key(cfg, first.version, "training_config.json")))
     assert config["training"]["image_size"] == SIZE and config["code_version"] and config["run_id"] == "run-1"
+    assert config["backbone"]["name"] == "efficientnet_lite0" and config["backbone"]["weights"].startswith("imagenet:")
     assert any("frozen epoch 1/9" in line and "val AUC" in line for line in progress)
     assert any("fine-tune epoch" in line for line in progress)
 
@@ -102,6 +109,9 @@ def test_champion_points_at_the_first_model_and_its_tflite_export_works(two_runs
     assert current.threshold == first.metrics["threshold"]
     rows = {r["version"]: r for r in db.query("SELECT * FROM model_versions")}
     assert rows[first.version]["promoted"] == 1 and rows[first.version]["auc"] == pytest.approx(first.metrics["auc"])
+    assert rows[first.version]["video_auc"] == pytest.approx(first.metrics["video"]["auc"])
+    assert rows[first.version]["backbone"] == "efficientnet_lite0"
+    assert rows[first.version]["backbone_weights"].startswith("imagenet:efficientnet-lite0-57934424.pth sha256:")
     db.dispose()
     import keras
 
@@ -142,11 +152,40 @@ def test_labelled_faces_since_counts_only_faces_after_the_last_model(two_runs):
     db.dispose()
 
 
-def test_training_on_s3_and_postgresql_with_self_blended_fakes(s3_bucket_uri, s3_settings, postgres_url,
-                                                               pretend_imagenet):
+def test_a_model_below_the_floor_is_not_promoted_even_without_a_champion(tmp_path):
+    cfg = RealnessConfig.from_env({}, home=str(tmp_path), training=quick_settings(
+        frozen_epochs=1, finetune_epochs=0, steps_per_epoch=1, min_video_auc=1.01))
+    write_labelled_shards(open_store(cfg.resolved_store_uri), videos_per_class=3, faces_per_video=2, crop_size=SIZE)
+    outcome = train.run_training(cfg, "run-floor")
+    assert not outcome.promoted and "below the promotion floor 1.01" in outcome.reason
+    db = Database(cfg.resolved_database_url)
+    assert registry.champion(cfg, open_store(cfg.resolved_store_uri), db) is None
+    assert db.query("SELECT promoted FROM model_versions") == [{"promoted": 0}]
+    db.dispose()
+
+
+def test_a_champion_that_cannot_be_loaded_stops_the_run_instead_of_being_replaced(two_runs, tmp_path):
+    cfg, store, first, _, _ = two_runs
+    key = registry.artefact_key(cfg, first.version, "model.keras")
+    original = store.get_bytes(key)
+    db = Database(cfg.resolved_database_url)
+    versions_before = db.query("SELECT COUNT(*) AS n FROM model_versions")[0]["n"]
+    store.put_bytes(key, b"not a keras archive")
+    try:
+        with pytest.raises(train.ChampionUnavailable, match=f"champion {first.version} could not be loaded"):
+            train.run_training(RealnessConfig.from_env({}, home=cfg.home, training=quick_settings(
+                frozen_epochs=1, finetune_epochs=0, steps_per_epoch=1, min_video_auc=0.0)), "run-broken-champion")
+    finally:
+        store.put_bytes(key, original)
+    assert registry.champion(cfg, store, db).version == first.version
+    assert db.query("SELECT COUNT(*) AS n FROM model_versions")[0]["n"] == versions_before
+    db.dispose()
+
+
+def test_training_on_s3_and_postgresql_with_self_blended_fakes(s3_bucket_uri, s3_settings, postgres_url):
     cfg = RealnessConfig.from_env({}, store_uri=s3_bucket_uri, s3=s3_settings.__dict__, database_url=postgres_url,
-                                  training=quick_settings(pretend_imagenet, frozen_epochs=1, finetune_epochs=0,
-                                                          steps_per_epoch=2, self_blended_fakes=True))
+                                  training=quick_settings(frozen_epochs=1, finetune_epochs=0, steps_per_epoch=2,
+                                                          self_blended_fakes="always", min_video_auc=0.0))
     store = open_store(cfg.resolved_store_uri, cfg.s3)
     write_labelled_shards(store, videos_per_class=3, faces_per_video=3, crop_size=SIZE)
     outcome = train.run_training(cfg, "run-s3")
@@ -154,7 +193,7 @@ def test_training_on_s3_and_postgresql_with_self_blended_fakes(s3_bucket_uri, s3
     assert all(uri.startswith(s3_bucket_uri) and store.exists(store.key_for(uri)) for uri in outcome.artefacts.values())
     manifest = json.loads(store.get_bytes(registry.artefact_key(cfg, outcome.version, "manifest.json")))
     real_train_faces = manifest["splits"]["train"]["faces"]["REAL"]
-    assert manifest["self_blended_fakes"] == real_train_faces > 0
+    assert manifest["self_blended_fakes_per_epoch"] == real_train_faces > 0
     db = Database(postgres_url)
     assert registry.champion(cfg, store, db).version == outcome.version
     assert db.query("SELECT promoted FROM model_versions")[0]["promoted"] == 1
