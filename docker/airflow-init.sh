@@ -1,42 +1,39 @@
 #!/usr/bin/env bash
 # One-shot start-up of a Realness deployment (the airflow-init service); every other Airflow
-# service waits for it to succeed. Safe to run again: every step converges.
-#   1. refuses to start while .env still holds the placeholder secrets of .env.example;
-#   2. migrates Airflow's metadata database;
-#   3. creates the pool that caps concurrent TensorFlow-heavy tasks (the DAGs name it through
+# service waits for it to succeed. Safe to run again: every step converges. (The preflight service
+# has already refused placeholder secrets before PostgreSQL started.)
+#   1. migrates Airflow's metadata database (with the FAB auth manager's tables);
+#   2. creates the pool that caps concurrent TensorFlow-heavy tasks (the DAGs name it through
 #      REALNESS_HEAVY_POOL);
-#   4. sets the UI admin's password (SimpleAuthManager reads it from its passwords file);
-#   5. applies sql/migrations to the verdict database, so analysts see the tables before the first run.
+#   3. creates the UI admin (FAB role Admin), or resets its password to AIRFLOW_ADMIN_PASSWORD;
+#   4. applies sql/migrations to the verdict database, so analysts see the tables before the first run.
 set -euo pipefail
-
-placeholders=()
-for name in $(compgen -e); do
-    if [[ "${!name}" == *change-me* ]]; then
-        placeholders+=("$name")
-    fi
-done
-if (( ${#placeholders[@]} )); then
-    echo "Refusing to start: these settings still hold a placeholder from .env.example: ${placeholders[*]}" >&2
-    echo "Replace every change-me value in .env (docs/deploy.md says how to generate them)." >&2
-    exit 1
-fi
 
 airflow db migrate
 
 airflow pools set "${REALNESS_HEAVY_POOL:?}" "${HEAVY_POOL_SLOTS:?}" \
     "TensorFlow-heavy Realness tasks (MTCNN detection, training, scoring)"
 
+# Through FAB's security manager, as `airflow users create` does, but converging (create, or reset the
+# password) and without the password on a command line.
 python - <<'PY'
-import json, os
-from pathlib import Path
+import os
 
-path = Path(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
-passwords = json.loads(path.read_text() or "{}") if path.exists() else {}
-passwords[os.environ["AIRFLOW_ADMIN_USER"]] = os.environ["AIRFLOW_ADMIN_PASSWORD"]
-path.parent.mkdir(parents=True, exist_ok=True)
-path.write_text(json.dumps(passwords) + "\n")
-path.chmod(0o600)
-print(f"UI user {os.environ['AIRFLOW_ADMIN_USER']!r} set in {path}")
+from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+
+username, password = os.environ["AIRFLOW_ADMIN_USER"], os.environ["AIRFLOW_ADMIN_PASSWORD"]
+with get_application_builder() as appbuilder:
+    security = appbuilder.sm
+    user = security.find_user(username=username)
+    if user is None:
+        user = security.add_user(username, "Realness", "Admin", f"{username}@localhost", security.find_role("Admin"), password)
+        if not user:
+            raise SystemExit(f"Could not create the UI admin {username!r}")
+        print(f"UI admin {username!r} created")
+    elif security.reset_password(user.id, password):
+        print(f"UI admin {username!r}: password set from AIRFLOW_ADMIN_PASSWORD")
+    else:
+        raise SystemExit(f"Could not reset the password of the UI admin {username!r}")
 PY
 
 PYTHONPATH="${AIRFLOW__CORE__PLUGINS_FOLDER:-${AIRFLOW_HOME:-/opt/airflow}/plugins}:${PYTHONPATH:-}" python - <<'PY'

@@ -1,4 +1,5 @@
-# Sourced by the scripts: make .venv (Python 3.11) with the pinned requirements if it is missing or stale.
+# Sourced by the scripts: make .venv (Python 3.11) with the pinned requirements if it is missing or stale:
+# requirements-dev.txt, which includes the runtime set requirements.txt (what the image installs).
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 if [ ! -x .venv/bin/python ]; then
@@ -8,11 +9,11 @@ fi
 # shellcheck disable=SC1091
 source .venv/bin/activate
 stamp=.venv/.requirements.sha256
-want="$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -c1-64)"
+want="$(sha256sum requirements*.txt pyproject.toml | sha256sum | cut -c1-64)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "[realness] installing pinned requirements (first run takes a few minutes)" >&2
     python -m pip install --quiet --upgrade pip
-    python -m pip install --quiet -r requirements.txt
+    python -m pip install --quiet -r requirements-dev.txt
     python -m pip install --quiet --no-deps -e .
     echo "$want" > "$stamp"
 fi

@@ -1,15 +1,18 @@
 """The deployment files (docker-compose.yml, docker/, .env.example) agree with the code they deploy.
 
 Docker does not run here, so the compose file is read the way compose reads it: YAML with merge
-keys, then ``${VAR}`` interpolated from ``.env`` (an operator's copy of ``.env.example``). Expected
+keys, then ``${VAR}`` interpolated from ``.env`` (an operator's copy of ``.env.example``), then
+validated against the Compose Specification's JSON schema (vendored in tests/compose_spec/). Expected
 values come from the code: the Airflow pin in requirements.txt, the settings in
 ``realness_tasks/config.py``, the variables and connection ids the DAGs and the plugin read, and
 Airflow's own configuration schema. The start-up scripts under docker/ run for real where they can:
-the PostgreSQL init script and airflow-init against the local PostgreSQL server.
+the preflight check, the PostgreSQL init script and airflow-init against the local PostgreSQL server,
+nginx's start script.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -28,14 +31,21 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+PUBLISH_FILE = ROOT / "docker-compose.publish.yml"
+COMPOSE_SCHEMA = ROOT / "tests" / "compose_spec" / "compose-spec.json"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 OPT_AIRFLOW = "/opt/airflow"  # AIRFLOW_HOME of the official image
 PLACEHOLDER = "change-me"
+RUNTIME_REQUIREMENTS = ROOT / "requirements.txt"
+DEV_REQUIREMENTS = ROOT / "requirements-dev.txt"
+NGINX_DIR = ROOT / "docker" / "nginx"
 
 AIRFLOW_COMPONENTS = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                       "airflow-triggerer", "airflow-worker", "airflow-init")
-SUPPORT_SERVICES = ("postgres", "redis", "minio", "minio-init", "nginx")
+SUPPORT_SERVICES = ("preflight", "postgres", "redis", "minio", "minio-init", "nginx")
+# The optional file of further settings for every Airflow service: the operator's own, not read here.
+AIRFLOW_ENV_FILE = {"path": "airflow.env", "required": False}
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, and $$ (a literal $).
 _INTERPOLATION = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\})")
@@ -93,8 +103,8 @@ def compose_strings(node) -> list[str]:
 
 
 @cache
-def raw_compose() -> dict:
-    return yaml.safe_load(COMPOSE_FILE.read_text())
+def raw_compose(path: Path = COMPOSE_FILE) -> dict:
+    return yaml.safe_load(path.read_text())
 
 
 @cache
@@ -119,19 +129,30 @@ def compose(env: dict[str, str] | None = None) -> dict:
 
 
 def service_env(name: str, env: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment a service's container starts with: its env_file (.env), then ``environment``."""
-    env = env_example() if env is None else env
+    """The environment a service's container starts with, from docker-compose.yml (its ``environment``).
+
+    The only env_file allowed is the optional airflow.env, which holds the operator's own additions:
+    a service never receives .env as a whole."""
     service = compose(env)["services"][name]
-    values: dict[str, str] = {}
     env_files = service.get("env_file", [])
-    for env_file in [env_files] if isinstance(env_files, str) else env_files:
-        assert env_file == ".env", f"{name} reads {env_file}; the deployment's settings live in .env"
-        values.update(env)
+    assert env_files in ([], [AIRFLOW_ENV_FILE]), f"{name} reads {env_files}; only the optional airflow.env is allowed"
     environment = service.get("environment", {})
     if isinstance(environment, list):
         environment = dict(item.split("=", 1) for item in environment)
-    values.update({key: "" if value is None else str(value) for key, value in environment.items()})
-    return values
+    return {key: "" if value is None else str(value) for key, value in environment.items()}
+
+
+def services_seeing(value: str, env: dict[str, str]) -> set[str]:
+    """Services whose environment, command or healthcheck holds ``value`` (a secret of ``env``)."""
+    resolved = compose(env)["services"]
+    return {name for name, service in resolved.items()
+            if any(value in text for text in compose_strings({key: service.get(key) or [] for key in
+                                                               ("environment", "command", "healthcheck")}))}
+
+
+def default_services() -> list[str]:
+    """What a plain ``docker compose up`` starts: services without a profile."""
+    return [name for name, service in raw_compose()["services"].items() if not service.get("profiles")]
 
 
 def airflow_services() -> list[str]:
@@ -277,14 +298,31 @@ def test_compose_has_the_services_of_an_airflow_3_celery_deployment():
     assert worker_queues(), "no Celery worker service"
 
 
+def test_compose_files_are_valid_against_the_compose_specification():
+    """docker-compose.yml alone and with docker-compose.publish.yml, interpolated from a filled-in .env."""
+    import jsonschema
+
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    env = operator_env()
+    for path in (COMPOSE_FILE, PUBLISH_FILE):
+        document = resolve(raw_compose(path), env)
+        jsonschema.validate(document, schema)
+    publish = raw_compose(PUBLISH_FILE)
+    assert set(publish["services"]) <= set(raw_compose()["services"]), "the override names a service that does not exist"
+    with pytest.raises(jsonschema.ValidationError):  # the schema does reject a broken file
+        jsonschema.validate({"services": {"nginx": {"ports": {"80": 80}}}}, schema)
+
+
 def test_every_airflow_service_runs_the_image_built_from_the_dockerfile():
     resolved = compose()
     common = resolved["x-airflow-common"]
     assert (ROOT / common["build"]["context"] / common["build"]["dockerfile"]).resolve() == DOCKERFILE
-    for name in airflow_services():
+    for name in airflow_services() + ["preflight"]:
         service = resolved["services"][name]
         assert service["image"] == common["image"], name
         assert service["build"] == common["build"], name
+        # The pinned tensorflow-cpu wheels are x86-64 only: an arm64 host must build and run amd64.
+        assert service["platform"] == "linux/amd64", name
 
 
 def test_airflow_runs_celery_on_the_compose_redis_and_postgres():
@@ -304,7 +342,8 @@ def test_airflow_runs_celery_on_the_compose_redis_and_postgres():
             url = urlsplit(env[key])
             assert (url.scheme, url.hostname) == (scheme, "postgres"), f"{name} {key}"
             assert (unquote(url.username), unquote(url.password), url.path.lstrip("/")) == (
-                postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"]), f"{name} {key}"
+                postgres["AIRFLOW_DB_USER"], postgres["AIRFLOW_DB_PASSWORD"], postgres["AIRFLOW_DB_NAME"]), f"{name} {key}"
+            assert unquote(url.username) != "postgres", f"{name} connects as the cluster superuser"
 
 
 def test_every_airflow_setting_in_compose_is_a_real_airflow_option():
@@ -316,7 +355,17 @@ def test_every_airflow_setting_in_compose_is_a_real_airflow_option():
                 assert option in description.get(section, {}).get("options", {}), f"{name}: {key} is no Airflow option"
 
 
-def test_execution_api_and_shared_secrets_are_set_for_every_airflow_component():
+# Which Airflow components hold which Airflow secret. JWT: the scheduler's executor signs task tokens,
+# the api-server checks them; triggerer and dag-processor call the execution API in process, unsigned.
+# API secret key: the api-server signs its log requests with it, the log servers of workers and the
+# triggerer check them. Fernet key: every component that may read connections from the database.
+SECRET_HOLDERS = {
+    "AIRFLOW__API_AUTH__JWT_SECRET": {"airflow-apiserver", "airflow-scheduler"},
+    "AIRFLOW__API__SECRET_KEY": {"airflow-apiserver", "airflow-worker", "airflow-worker-training", "airflow-triggerer"},
+}
+
+
+def test_execution_api_and_secrets_reach_exactly_the_airflow_components_that_use_them():
     api_port = int(airflow_default("api", "port"))
     api_service = next(name for name in airflow_services() if command_of(name)[:1] == ["api-server"])
     assert str(api_port) in [str(port) for port in compose()["services"][api_service]["expose"]]
@@ -325,10 +374,34 @@ def test_execution_api_and_shared_secrets_are_set_for_every_airflow_component():
         env = service_env(name)
         url = urlsplit(env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
         assert (url.hostname, url.port, url.path) == (api_service, api_port, "/execution/"), name
-        for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY"):
-            assert env.get(key), f"{name} has no {key}"
-            shared.setdefault(key, set()).add(env[key])
+        assert env.get("AIRFLOW__CORE__FERNET_KEY"), f"{name} has no Fernet key"
+        for key in ("AIRFLOW__CORE__FERNET_KEY", *SECRET_HOLDERS):
+            if key in env:
+                shared.setdefault(key, set()).add(env[key])
     assert all(len(values) == 1 for values in shared.values()), "components disagree on a shared secret"
+    for key, holders in SECRET_HOLDERS.items():
+        assert {name for name in airflow_services() if key in service_env(name)} == holders, key
+
+
+def test_each_secret_reaches_only_the_services_that_need_it():
+    """The filled-in .env's secrets, looked for in every service's environment, command and healthcheck.
+
+    The preflight service sees every secret to check it for placeholders, with no network at all."""
+    env = operator_env()
+    workers = set(worker_queues())
+    expected = {
+        "MINIO_ROOT_PASSWORD": {"minio", "minio-init"},
+        "AIRFLOW_JWT_SECRET": {"airflow-apiserver", "airflow-scheduler"},
+        "AIRFLOW_ADMIN_PASSWORD": {"airflow-init"},
+        "ANALYST_DB_PASSWORD": {"postgres"},
+        "POSTGRES_SUPERUSER_PASSWORD": {"postgres"},
+        "VERDICT_DB_PASSWORD": {"postgres", "airflow-init"} | workers,
+        "S3_SECRET_ACCESS_KEY": {"minio-init"} | set(airflow_services()),
+        "FLOWER_BASIC_AUTH": {"flower"},
+    }
+    for key, services in expected.items():
+        assert services_seeing(env[key], env) == services | {"preflight"}, key
+    assert compose(env)["services"]["preflight"]["network_mode"] == "none"
 
 
 # ---------------------------------------------------------------- what the DAGs need from the deployment
@@ -371,8 +444,8 @@ def test_connections_and_store_point_at_the_deployment_services():
     bucket = env_example()["S3_BUCKET"]
     assert plain["store"].startswith(f"s3://{bucket}/"), "tasks on different machines need one shared store"
     endpoint = urlsplit(plain["s3"]["endpoint_url"])
-    minio_ports = [str(port).rsplit(":", 1)[-1] for port in compose()["services"]["minio"]["ports"]]
-    assert endpoint.hostname == "minio" and str(endpoint.port) in minio_ports
+    published_minio = [str(port).rsplit(":", 1)[-1] for port in resolve(raw_compose(PUBLISH_FILE), env_example())["services"]["minio"]["ports"]]
+    assert endpoint.hostname == "minio" and str(endpoint.port) in published_minio
     minio_init = service_env("minio-init")
     assert (plain["s3"]["access_key_id"], plain["s3"]["secret_access_key"]) == (
         minio_init["S3_ACCESS_KEY_ID"], minio_init["S3_SECRET_ACCESS_KEY"]), "Airflow's key is not the one minio-init creates"
@@ -399,8 +472,118 @@ def test_remote_logs_go_to_the_store_bucket():
 
 # ---------------------------------------------------------------- the image
 
-def test_dockerfile_installs_the_pinned_requirements_on_the_pinned_airflow():
-    pin = re.search(r"^apache-airflow==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+def requirement_pins(path: Path) -> dict[str, str]:
+    """{normalised name: version} of a requirements file's lines (its ``-r`` includes aside); all exact pins."""
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-r "):
+            continue
+        name, pinned, version = line.partition("==")
+        assert pinned and version, f"{path.name}: {line} is not pinned to one version"
+        pins[canonicalize_name(name)] = version
+    return pins
+
+
+def installed_requirements(distribution: str):
+    """The requirements of an installed distribution that apply here (no extras), as packaging objects."""
+    from importlib.metadata import PackageNotFoundError, requires
+    from packaging.requirements import Requirement
+
+    try:
+        specs = requires(distribution) or []
+    except PackageNotFoundError:
+        return []
+    return [req for req in map(Requirement, specs) if req.marker is None or req.marker.evaluate({"extra": ""})]
+
+
+def dependency_closure(roots) -> set[str]:
+    from packaging.utils import canonicalize_name
+
+    seen, pending = set(), list(roots)
+    while pending:
+        name = canonicalize_name(pending.pop())
+        if name not in seen:
+            seen.add(name)
+            pending.extend(req.name for req in installed_requirements(name))
+    return seen
+
+
+def imported_distributions() -> dict[str, set[str]]:
+    """{top-level module: distributions providing it} for what the deployed code imports outside a
+    ``try`` (where it imports optional packages), standard library and its own packages aside."""
+    import ast
+    from importlib.metadata import packages_distributions
+    from packaging.utils import canonicalize_name
+
+    modules = set()
+    for folder in ("dags", "plugins", "realness_tasks"):
+        for path in (ROOT / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            optional = {id(node) for block in ast.walk(tree) if isinstance(block, ast.Try)
+                        for statement in block.body for node in ast.walk(statement)}
+            for node in ast.walk(tree):
+                if id(node) in optional:
+                    continue
+                if isinstance(node, ast.Import):
+                    modules.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    modules.add(node.module.split(".")[0])
+    modules -= set(sys.stdlib_module_names) | {"__future__", "realness_tasks", "realness_airflow"}
+    providers = packages_distributions()
+    return {module: {canonicalize_name(name) for name in providers.get(module, [])} for module in modules}
+
+
+def test_runtime_requirements_are_what_the_code_imports_and_dev_tools_stay_out():
+    runtime, development = requirement_pins(RUNTIME_REQUIREMENTS), requirement_pins(DEV_REQUIREMENTS)
+    assert "-r requirements.txt" in DEV_REQUIREMENTS.read_text().splitlines(), "the dev environment includes the runtime set"
+    assert not runtime.keys() & development.keys(), f"pinned twice: {sorted(runtime.keys() & development.keys())}"
+    installed_by_image = dependency_closure(runtime)
+    for tool in ("pytest", "moto", "cfn-lint", "docker"):
+        assert tool in development and tool not in installed_by_image, f"{tool} would be installed in the image"
+
+    missing = {module: names for module, names in imported_distributions().items() if not names & installed_by_image}
+    assert not missing, f"the code imports {missing}, which the runtime requirements do not bring"
+
+
+def test_runtime_pins_are_installed_here_and_agree_with_what_airflow_and_its_providers_require():
+    """The development environment tests the versions the image runs, and no package of the runtime
+    set (Airflow and its providers above all) requires another version of a pinned one."""
+    from importlib.metadata import version
+
+    runtime = requirement_pins(RUNTIME_REQUIREMENTS)
+    assert {name: version(name) for name in runtime} == runtime
+    for distribution in dependency_closure(runtime):
+        for req in installed_requirements(distribution):
+            pinned = runtime.get(req.name.lower().replace("_", "-"))
+            if pinned:
+                assert req.specifier.contains(pinned, prereleases=True), f"{distribution} requires {req}, runtime pins {pinned}"
+
+
+@pytest.mark.slow
+def test_runtime_requirements_resolve_from_the_package_index(tmp_path):
+    """pip resolves requirements.txt from scratch, as the image build does, keeping every pin
+    (Airflow's own version above all). Airflow's constraints file is not reachable here (it lives on
+    GitHub, not on the package index), so this stands in for installing against it."""
+    index = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "apache-airflow"],
+                           capture_output=True, text=True, timeout=120)
+    if index.returncode != 0:
+        pytest.skip(f"the package index is not reachable: {index.stderr.strip()[-300:]}")
+    report = tmp_path / "report.json"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                           "--report", str(report), "-r", str(RUNTIME_REQUIREMENTS)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    resolved = {item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"]
+                for item in json.loads(report.read_text())["install"]}
+    runtime = requirement_pins(RUNTIME_REQUIREMENTS)
+    assert {name: resolved.get(name) for name in runtime} == runtime
+
+
+def test_dockerfile_installs_the_runtime_requirements_on_the_pinned_airflow():
+    pin = requirement_pins(RUNTIME_REQUIREMENTS)["apache-airflow"]
     base = next(rest for keyword, rest in dockerfile_instructions() if keyword == "FROM")
     match = re.fullmatch(r"apache/airflow:(?P<airflow>[\w.]+)-python(?P<python>\d+\.\d+)", base)
     assert match, f"base image {base} is not an official apache/airflow image"
@@ -408,8 +591,10 @@ def test_dockerfile_installs_the_pinned_requirements_on_the_pinned_airflow():
     assert match["python"] == f"{sys.version_info.major}.{sys.version_info.minor}", "requirements were frozen on another Python"
 
     requirements = dockerfile_copies()["requirements.txt"]
+    assert DEV_REQUIREMENTS.name not in dockerfile_copies(), "test tools stay out of the image"
     installs = [rest for keyword, rest in dockerfile_instructions() if keyword == "RUN" and "pip install" in rest]
-    assert any(re.search(rf"-r\s+{re.escape(requirements)}(\s|$)", rest) for rest in installs)
+    assert any(re.search(rf"-r\s+{re.escape(requirements)}(\s|$)", rest) and '"apache-airflow==${AIRFLOW_VERSION}"' in rest
+               for rest in installs), "pip must install the requirements with the image's own Airflow pinned"
     users = [rest for keyword, rest in dockerfile_instructions() if keyword == "USER"]
     assert users and users[-1] == "airflow", "the official image wants pip and the services to run as airflow"
 
@@ -444,32 +629,142 @@ def test_build_context_keeps_what_the_dockerfile_copies():
         assert included, f"{source} is excluded from the build context"
 
 
-# ---------------------------------------------------------------- nginx, mounts, .env
+# ---------------------------------------------------------------- ports, nginx, TLS, mounts
+
+def published_ports(env: dict[str, str]) -> dict[str, list[str]]:
+    return {name: [str(port) for port in service.get("ports", [])]
+            for name, service in compose(env)["services"].items() if name in default_services()}
+
+
+def test_only_nginx_publishes_a_port_and_on_the_configured_address():
+    env = {**operator_env(), "AIRFLOW_HTTP_ADDRESS": "10.0.0.5"}
+    published = {name: ports for name, ports in published_ports(env).items() if ports}
+    assert list(published) == ["nginx"], f"a plain docker compose up publishes {published}"
+    assert all(port.startswith("10.0.0.5:") for port in published["nginx"]), "nginx must not listen on every interface"
+    assert {port.rsplit(":", 1)[1] for port in published["nginx"]} == {"80", "443"}
+    flower = compose(env)["services"]["flower"]
+    assert flower["profiles"] == ["flower"] and all(not port.startswith("0.0.0.0") for port in flower["ports"])
+
+
+def test_publish_file_opens_the_stores_on_the_publish_address_only():
+    env = {**operator_env(), "PUBLISH_ADDRESS": "10.0.0.5"}
+    publish = resolve(raw_compose(PUBLISH_FILE), env)["services"]
+    assert set(publish) == {"postgres", "redis", "minio"}
+    ports = {name: sorted(port.split(":", 1)[1] for port in service["ports"]) for name, service in publish.items()}
+    assert ports == {"postgres": ["5432:5432"], "redis": ["6379:6379"], "minio": ["9000:9000", "9001:9001"]}
+    assert all(port.startswith("10.0.0.5:") for service in publish.values() for port in service["ports"])
+    with pytest.raises(KeyError, match="PUBLISH_ADDRESS"):
+        resolve(raw_compose(PUBLISH_FILE), {key: value for key, value in env.items() if key != "PUBLISH_ADDRESS"})
+
+
+def nginx_site(tmp_path, with_certificate: bool) -> str:
+    """The server blocks docker/nginx/start.sh picks, run with the container's paths under tmp_path."""
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    if with_certificate:
+        (tls / "fullchain.pem").write_text("certificate")
+        (tls / "privkey.pem").write_text("key")
+    site = tmp_path / "default.conf"
+    env = {**service_env("nginx"), "PATH": os.environ["PATH"], "NGINX_TLS_DIR": str(tls), "NGINX_SITE_CONF": str(site)}
+    command = command_of("nginx")
+    assert command[:2] == ["/bin/sh", "/etc/nginx/realness/start.sh"] and command[2] == "nginx"
+    done = subprocess.run(["sh", str(NGINX_DIR / "start.sh"), "true"], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return site.read_text()
+
+
+def included(conf: str) -> str:
+    """A server configuration with its include lines of docker/nginx/ replaced by the files' text."""
+    return re.sub(r"include /etc/nginx/realness/([\w.]+);", lambda m: included((NGINX_DIR / m.group(1)).read_text()), conf)
+
 
 def test_nginx_proxies_to_the_api_server():
-    conf = (ROOT / "docker" / "nginx.conf").read_text()
+    nginx = compose()["services"]["nginx"]
+    assert "./docker/nginx:/etc/nginx/realness:ro" in nginx["volumes"]
+    conf = included((NGINX_DIR / "http.conf").read_text())
     variables = dict(re.findall(r"set \$(\w+)\s+([^;]+);", conf))
     target = re.search(r"proxy_pass\s+([^;]+);", conf).group(1)
     upstream = urlsplit(variables.get(target.lstrip("$"), target))
     api_service = next(name for name in airflow_services() if command_of(name)[:1] == ["api-server"])
     assert (upstream.hostname, upstream.port) == (api_service, int(airflow_default("api", "port")))
+    assert re.search(r"listen\s+80;", conf) and any(port.endswith(":80") for port in nginx["ports"])
+    health = next(test for test in nginx["healthcheck"]["test"] if test.startswith("http"))
+    assert f"location = {urlsplit(health).path}" in conf
 
-    nginx = compose()["services"]["nginx"]
-    assert "./docker/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in nginx["volumes"]
-    listen = re.search(r"listen\s+(\d+);", conf).group(1)
-    assert any(str(port).endswith(f":{listen}") for port in nginx["ports"])
+
+def test_nginx_serves_plain_http_until_a_certificate_is_mounted(tmp_path):
+    assert nginx_site(tmp_path, with_certificate=False) == (NGINX_DIR / "http.conf").read_text()
+    assert "${TLS_CERT_DIR:-./docker/tls}:/etc/nginx/tls:ro" in raw_compose()["services"]["nginx"]["volumes"]
+    assert (ROOT / "docker" / "tls").is_dir()
+
+
+def test_nginx_serves_https_with_a_mounted_certificate(tmp_path):
+    site = nginx_site(tmp_path, with_certificate=True)
+    assert "@" not in site.replace("$request_uri", ""), "a placeholder was left unreplaced"
+    conf = included(site)
+    https_port = service_env("nginx")["AIRFLOW_HTTPS_PORT"]
+    assert re.search(r"listen\s+443 ssl;", conf)
+    assert "ssl_certificate /etc/nginx/tls/fullchain.pem;" in conf and "ssl_certificate_key /etc/nginx/tls/privkey.pem;" in conf
+    assert f"return 301 https://$host:{https_port}$request_uri;" in conf
+    assert conf.count("proxy_pass") == 1, "only the HTTPS server proxies; port 80 redirects"
+    assert f":{https_port}:443" in " ".join(compose()["services"]["nginx"]["ports"])
+
+
+def test_api_server_trusts_forwarded_headers_from_nginx_only():
+    from uvicorn.middleware.proxy_headers import _TrustedHosts
+
+    resolved = compose(operator_env())
+    services, networks = resolved["services"], resolved["networks"]
+    subnet = networks["proxy"]["ipam"]["config"][0]["subnet"]
+    on_proxy = {name for name, service in services.items() if "proxy" in service.get("networks", [])}
+    assert on_proxy == {"nginx", "airflow-apiserver"}
+    trusted = _TrustedHosts(service_env("airflow-apiserver", operator_env())["FORWARDED_ALLOW_IPS"])
+    assert not trusted.always_trust
+    hosts = list(ipaddress.ip_network(subnet).hosts())
+    assert str(hosts[0]) in trusted and str(hosts[-1]) in trusted, "nginx gets any address of the proxy subnet"
+    assert "10.0.0.7" not in trusted and "172.17.0.2" not in trusted
+
+
+def test_api_server_health_check_asks_the_monitor_endpoint():
+    from airflow.api_fastapi.core_api.routes.public import public_router
+
+    test = compose()["services"]["airflow-apiserver"]["healthcheck"]["test"]
+    path = urlsplit(next(part for part in test if part.startswith("http"))).path
+    routes = {route.path for route in public_router.routes}
+    assert path == "/api/v2/monitor/health" and path in routes, "the health check must touch the metadata database"
 
 
 def test_files_mounted_from_the_repository_exist():
-    for name, service in raw_compose()["services"].items():
+    for name, service in compose(operator_env())["services"].items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (ROOT / source).exists(), f"{name} mounts {source}, which is missing"
 
 
+def test_shell_scripts_keep_lf_line_endings_on_every_checkout():
+    scripts = subprocess.run(["git", "ls-files", "*.sh", "docker"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert any(path.endswith(".sh") for path in scripts)
+    attributes = subprocess.run(["git", "check-attr", "eol", "--", *scripts], cwd=ROOT, capture_output=True,
+                                text=True, check=True).stdout.splitlines()
+    not_lf = [line for line in attributes if not line.endswith(": eol: lf")]
+    assert not not_lf, not_lf
+
+
+def test_images_are_pinned_and_minio_by_digest():
+    resolved = compose(operator_env())["services"]
+    for name, service in resolved.items():
+        if "build" not in service:
+            assert ":" in service["image"].rsplit("/", 1)[-1] and not service["image"].endswith(":latest"), name
+    for name in ("minio", "minio-init"):  # MinIO publishes no more images: a tag could be re-pointed, a digest not
+        assert re.search(r":RELEASE\.[\dTZ-]+@sha256:[0-9a-f]{64}$", resolved[name]["image"]), name
+        assert resolved[name]["image"] == env_example()["MINIO_IMAGE" if name == "minio" else "MINIO_MC_IMAGE"]
+
+
 def test_env_example_lists_every_variable_compose_needs_and_nothing_else():
-    text = "\n".join(compose_strings(raw_compose()))  # what compose interpolates: values, not comments
+    # What compose interpolates (values, not comments), in both compose files.
+    text = "\n".join(compose_strings(raw_compose()) + compose_strings(raw_compose(PUBLISH_FILE)))
     assert not re.findall(r"\$(?![{$])", text.replace("$$", "")), "use ${VAR} (or $$ for a literal $)"
     references = _INTERPOLATION.findall(text)
     required = {name for name, operator, _ in references if name and operator in ("", "?", ":?")}
@@ -483,7 +778,7 @@ def test_env_example_lists_every_variable_compose_needs_and_nothing_else():
 
 
 def test_secrets_in_env_example_are_placeholders():
-    secret_keys = [key for key in env_example() if re.search(r"PASSWORD|SECRET|FERNET", key)]
+    secret_keys = [key for key in env_example() if re.search(r"PASSWORD|SECRET|FERNET|AUTH", key)]
     assert secret_keys
     for key in secret_keys:
         assert PLACEHOLDER in env_example()[key], f"{key} in .env.example must be a {PLACEHOLDER} placeholder"
@@ -519,60 +814,106 @@ def test_minio_init_provisions_the_bucket_and_key_airflow_uses(tmp_path):
     assert done.returncode == 0 and not log.exists(), "with AWS S3 the bundled MinIO is left alone"
 
 
-def test_airflow_init_refuses_placeholder_secrets(tmp_path):
-    env = service_env("airflow-init")
-    left = sorted(key for key, value in env.items() if PLACEHOLDER in value)
-    env.update(PATH=os.environ["PATH"], HOME=str(tmp_path))
-    done = subprocess.run(["bash", str(ROOT / "docker" / "airflow-init.sh")], env=env, capture_output=True,
-                          text=True, timeout=60, cwd=tmp_path)
+def run_preflight(env: dict[str, str]) -> subprocess.CompletedProcess:
+    container_env = {**service_env("preflight", env), "PATH": os.environ["PATH"]}
+    return subprocess.run(["bash", str(ROOT / "docker" / "preflight.sh")], env=container_env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_preflight_refuses_every_placeholder_secret_of_env_example():
+    placeholders = sorted(key for key, value in env_example().items() if PLACEHOLDER in value)
+    done = run_preflight(env_example())
     assert done.returncode == 1
-    assert left and all(key in done.stderr for key in left), done.stderr
-    assert "migrat" not in done.stdout.lower(), "it must stop before touching the database"
+    named = set(re.search(r"placeholder from \.env\.example: (.*)", done.stderr).group(1).split())
+    assert named == set(placeholders), done.stderr
+    assert run_preflight(operator_env()).returncode == 0, "a filled-in .env must pass"
 
 
-def run_verdict_db_init(admin_url, names: dict[str, str], env: dict[str, str]) -> None:
+def test_preflight_runs_before_any_service_stores_a_secret():
+    services = raw_compose()["services"]
+    assert services["preflight"]["entrypoint"][-1] == "/opt/realness/preflight.sh"
+    for name in ("postgres", "minio", "redis"):
+        assert services[name]["depends_on"]["preflight"] == {"condition": "service_completed_successfully"}, name
+
+    def waits_for_preflight(name: str) -> bool:
+        depends_on = services[name].get("depends_on", {})
+        return "preflight" in depends_on or any(waits_for_preflight(other) for other in depends_on)
+
+    stateful = [name for name, service in services.items()
+                if any(not volume.startswith("./") for volume in service.get("volumes", []))]
+    assert "postgres" in stateful and "minio" in stateful
+    assert all(waits_for_preflight(name) for name in stateful), "a service with a volume could start before the check"
+
+
+def run_postgres_init(admin_url, names: dict[str, str], env: dict[str, str]) -> None:
+    """docker/postgres/10-roles-and-databases.sh as PostgreSQL's entrypoint runs it, as the superuser."""
     postgres_env = {**service_env("postgres", env), **names}
     postgres_env.update(PATH=os.environ["PATH"], PGHOST=admin_url.host or "127.0.0.1", PGPORT=str(admin_url.port or 5432),
                         PGPASSWORD=admin_url.password or "", POSTGRES_USER=admin_url.username, POSTGRES_DB=admin_url.database)
-    done = subprocess.run(["bash", str(ROOT / "docker" / "postgres" / "10-verdict-db.sh")], env=postgres_env,
+    done = subprocess.run(["bash", str(ROOT / "docker" / "postgres" / "10-roles-and-databases.sh")], env=postgres_env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 
 
-def test_startup_creates_verdict_database_pools_and_admin(tmp_path, postgres_server_url, postgres_url):
-    """docker/postgres/10-verdict-db.sh, then docker/airflow-init.sh, against the local PostgreSQL server."""
+def run_airflow_init(init_env: dict[str, str], tmp_path: Path) -> None:
+    done = subprocess.run(["bash", str(ROOT / "docker" / "airflow-init.sh")], env=init_env, capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+
+
+def admin_password_matches(metadata, username: str, password: str) -> bool:
+    import sqlalchemy as sa
+    from werkzeug.security import check_password_hash
+
+    with metadata.connect() as conn:
+        stored, roles = conn.execute(sa.text(
+            "SELECT u.password, array_agg(r.name) FROM ab_user u JOIN ab_user_role ur ON ur.user_id = u.id "
+            "JOIN ab_role r ON r.id = ur.role_id WHERE u.username = :name GROUP BY u.password"), {"name": username}).one()
+    assert roles == ["Admin"] and password not in stored, "the admin must be an FAB Admin with a hashed password"
+    return check_password_hash(stored, password)
+
+
+def test_startup_creates_databases_roles_pools_and_admin(tmp_path, postgres_server_url):
+    """docker/postgres/10-roles-and-databases.sh, then docker/airflow-init.sh twice (the second time after
+    the admin's password changed in .env), against the local PostgreSQL server, connecting as the
+    roles the deployment gives Airflow and the tasks."""
     import sqlalchemy as sa
 
     admin_url = sa.engine.make_url(postgres_server_url)
     env = operator_env()
     suffix = uuid.uuid4().hex[:8]
-    names = {key: f"{env[key]}_{suffix}" for key in ("VERDICT_DB_NAME", "VERDICT_DB_USER", "ANALYST_DB_USER")}
+    names = {key: f"{env[key]}_{suffix}" for key in ("AIRFLOW_DB_NAME", "AIRFLOW_DB_USER", "VERDICT_DB_NAME",
+                                                      "VERDICT_DB_USER", "ANALYST_DB_USER")}
     admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
     try:
-        run_verdict_db_init(admin_url, names, env)
+        run_postgres_init(admin_url, names, env)
+        with admin.connect() as conn:
+            superusers = set(conn.execute(sa.text("SELECT rolname FROM pg_roles WHERE rolsuper OR rolcreaterole OR rolcreatedb")).scalars())
+        assert not superusers & {names["AIRFLOW_DB_USER"], names["VERDICT_DB_USER"], names["ANALYST_DB_USER"]}
 
         init_env = service_env("airflow-init", env)
+        metadata_url = admin_url.set(username=names["AIRFLOW_DB_USER"], password=None, database=names["AIRFLOW_DB_NAME"])
         verdict_conn = json.loads(init_env["AIRFLOW_CONN_REALNESS_DB"])
         verdict_conn.update(host=admin_url.host or "127.0.0.1", port=admin_url.port or 5432,
                             login=names["VERDICT_DB_USER"], schema=names["VERDICT_DB_NAME"])
-        passwords_file = tmp_path / Path(init_env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).relative_to(OPT_AIRFLOW)
         init_env.update(
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", HOME=str(tmp_path),
             AIRFLOW_HOME=str(tmp_path), PYTHONPATH=str(ROOT), AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
-            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgres_url, AIRFLOW_CONN_REALNESS_DB=json.dumps(verdict_conn),
-            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords_file))
-        done = subprocess.run(["bash", str(ROOT / "docker" / "airflow-init.sh")], env=init_env, capture_output=True,
-                              text=True, timeout=300, cwd=tmp_path)
-        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=metadata_url.render_as_string(hide_password=False),
+            AIRFLOW_CONN_REALNESS_DB=json.dumps(verdict_conn))
+        run_airflow_init(init_env, tmp_path)
 
-        metadata = sa.create_engine(postgres_url)
+        metadata = sa.create_engine(metadata_url)
         with metadata.connect() as conn:
             pools = dict(conn.execute(sa.text("SELECT pool, slots FROM slot_pool")).all())
-        metadata.dispose()
         for pool in routing("_POOL"):
             assert pools.get(pool) == int(init_env["HEAVY_POOL_SLOTS"]), f"pool {pool} not created: {pools}"
+        assert admin_password_matches(metadata, init_env["AIRFLOW_ADMIN_USER"], init_env["AIRFLOW_ADMIN_PASSWORD"])
 
-        assert json.loads(passwords_file.read_text()) == {init_env["AIRFLOW_ADMIN_USER"]: init_env["AIRFLOW_ADMIN_PASSWORD"]}
+        init_env["AIRFLOW_ADMIN_PASSWORD"] = secrets.token_hex(16)  # changed in .env, then docker compose up again
+        run_airflow_init(init_env, tmp_path)
+        assert admin_password_matches(metadata, init_env["AIRFLOW_ADMIN_USER"], init_env["AIRFLOW_ADMIN_PASSWORD"])
+        metadata.dispose()
 
         verdict_url = admin_url.set(database=names["VERDICT_DB_NAME"])
         owner = sa.create_engine(verdict_url.set(username=names["VERDICT_DB_USER"], password=None))
@@ -594,7 +935,8 @@ def test_startup_creates_verdict_database_pools_and_admin(tmp_path, postgres_ser
         analyst.dispose()
     finally:
         with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{names["VERDICT_DB_NAME"]}" WITH (FORCE)'))
-            for role in (names["ANALYST_DB_USER"], names["VERDICT_DB_USER"]):
+            for database in (names["VERDICT_DB_NAME"], names["AIRFLOW_DB_NAME"]):
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            for role in (names["ANALYST_DB_USER"], names["VERDICT_DB_USER"], names["AIRFLOW_DB_USER"]):
                 conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
         admin.dispose()
