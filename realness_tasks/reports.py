@@ -147,26 +147,34 @@ def overlay(crop_jpeg: bytes, heatmap: np.ndarray) -> bytes:
     return encode_jpeg(cv2.addWeighted(crop, 0.55, colours, 0.45, 0), 90)
 
 
-def timeline_png(faces: Sequence[ReportFace], threshold: float) -> bytes:
-    """Fake probability over the video's time, one line per face track, with the model's threshold."""
+def line_chart(draw: Callable[[Any], None], size: tuple[float, float] = (7.5, 2.8)) -> bytes:
+    """A PNG chart drawn by ``draw(axes)`` with matplotlib's Agg canvas (no display, no global pyplot state)."""
     import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(7.5, 2.8), dpi=100)
+    figure = Figure(figsize=size, dpi=100)
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    draw(figure.add_subplot())
+    figure.tight_layout()
+    sink = io.BytesIO()
+    figure.savefig(sink, format="png")
+    return sink.getvalue()
+
+
+def timeline_png(faces: Sequence[ReportFace], threshold: float) -> bytes:
+    """Fake probability over the video's time, one line per face track, with the model's threshold."""
+    return line_chart(lambda axes: _draw_timeline(axes, faces, threshold))
+
+
+def _draw_timeline(axes: Any, faces: Sequence[ReportFace], threshold: float) -> None:
     for track in sorted({f.face_index for f in faces}):
         points = sorted((f.timestamp_s, f.p_fake) for f in faces if f.face_index == track)
         axes.plot([t for t, _ in points], [p for _, p in points], marker="o", markersize=3, label=f"face {track}")
     axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:.2f}")
     axes.set(ylim=(-0.02, 1.02), xlabel="time in the video (s)", ylabel="fake probability")
     axes.legend(loc="upper right", fontsize="small")
-    figure.tight_layout()
-    sink = io.BytesIO()
-    figure.savefig(sink, format="png")
-    return sink.getvalue()
 
 
 def load_faces(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id: str,
@@ -192,12 +200,14 @@ def most_suspicious(faces: Sequence[ReportFace], count: int) -> list[ReportFace]
     return sorted(faces, key=lambda f: (-f.p_fake, f.timestamp_s, f.face_index))[:count]
 
 
-def _image(data: bytes, mime: str, alt: str, css_class: str = "") -> str:
+def embedded_image(data: bytes, mime: str, alt: str, css_class: str = "") -> str:
+    """An ``<img>`` carrying its image as a data URI, so the page needs nothing else."""
     encoded = base64.b64encode(data).decode("ascii")
     return f'<img class="{css_class}" alt="{html.escape(alt)}" src="data:{mime};base64,{encoded}">'
 
 
-def _text(value: Any) -> str:
+def escaped(value: Any) -> str:
+    """Any value as HTML text: names and keys come from whoever named the files."""
     return html.escape("" if value is None else str(value))
 
 
@@ -221,39 +231,39 @@ def render(verdict: dict[str, Any], threshold: float, faces: Sequence[ReportFace
     p_fake = "n/a" if verdict["p_fake"] is None else f"{verdict['p_fake']:.3f}"
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Realness report: {_text(name)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{_text(name)}</h1>",
-        f'<p><span class="verdict {_text(verdict["verdict"])}" id="verdict">{_text(verdict["verdict"])}</span></p>',
+        f"<title>Realness report: {escaped(name)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{escaped(name)}</h1>",
+        f'<p><span class="verdict {escaped(verdict["verdict"])}" id="verdict">{escaped(verdict["verdict"])}</span></p>',
         "<dl>",
         f"<dt>fake probability</dt><dd>{p_fake}</dd>",
-        f"<dt>decided by</dt><dd>{_text(verdict['reason'])}</dd>",
-        f"<dt>model version</dt><dd>{_text(verdict['model_version'])} (threshold {threshold:.3f})</dd>",
+        f"<dt>decided by</dt><dd>{escaped(verdict['reason'])}</dd>",
+        f"<dt>model version</dt><dd>{escaped(verdict['model_version'])} (threshold {threshold:.3f})</dd>",
         f"<dt>faces</dt><dd>{verdict['faces_scored']} scored, {verdict['fake_faces']} at or above the threshold</dd>",
-        f"<dt>source</dt><dd>{_text(verdict['source_uri'])}</dd>",
-        f"<dt>video id</dt><dd>{_text(verdict['video_id'])}</dd>",
-        f"<dt>decided at</dt><dd>{_text(verdict['decided_at'])} UTC (run {_text(verdict['run_id'])})</dd>",
+        f"<dt>source</dt><dd>{escaped(verdict['source_uri'])}</dd>",
+        f"<dt>video id</dt><dd>{escaped(verdict['video_id'])}</dd>",
+        f"<dt>decided at</dt><dd>{escaped(verdict['decided_at'])} UTC (run {escaped(verdict['run_id'])})</dd>",
         "</dl>",
     ]
     if not faces:
         parts.append("<p>No scored faces for this video.</p></body></html>")
         return "\n".join(parts)
     parts += ["<h2>Fake probability over time</h2>",
-              _image(timeline_png(faces, threshold), "image/png", "fake probability per face track over time")]
+              embedded_image(timeline_png(faces, threshold), "image/png", "fake probability per face track over time")]
     if heatmaps:
         parts.append("<h2>Where the model looked (Grad-CAM, most suspicious faces)</h2>")
         for face in (f for f in faces if (f.frame_index, f.face_index) in heatmaps):
             caption = f"{face.timestamp_s:.2f} s, face {face.face_index}: p_fake {face.p_fake:.3f}"
-            parts.append(f"<figure>{_image(face.crop_jpeg, 'image/jpeg', 'face crop', 'crop')}"
-                         f"{_image(heatmaps[(face.frame_index, face.face_index)], 'image/jpeg', 'Grad-CAM', 'crop')}"
+            parts.append(f"<figure>{embedded_image(face.crop_jpeg, 'image/jpeg', 'face crop', 'crop')}"
+                         f"{embedded_image(heatmaps[(face.frame_index, face.face_index)], 'image/jpeg', 'Grad-CAM', 'crop')}"
                          f"<figcaption>{caption}</figcaption></figure>")
     parts += ["<h2>Faces</h2>", '<table id="faces"><thead><tr><th>crop</th><th>time (s)</th><th>frame</th>'
               "<th>face</th><th>detector</th><th>label</th><th>confidence</th><th>p_fake</th>"
               "<th>detection confidence</th></tr></thead><tbody>"]
     for face in faces:
         detector = DETECTOR_NAMES.get(face.detector, face.detector)
-        parts.append(f"<tr><td>{_image(face.crop_jpeg, 'image/jpeg', 'face crop', 'crop')}</td>"
+        parts.append(f"<tr><td>{embedded_image(face.crop_jpeg, 'image/jpeg', 'face crop', 'crop')}</td>"
                      f"<td>{face.timestamp_s:.2f}</td><td>{face.frame_index}</td><td>{face.face_index}</td>"
-                     f"<td>{_text(detector)}</td><td class=\"{_text(face.label)}\">{_text(face.label)}</td>"
+                     f"<td>{escaped(detector)}</td><td class=\"{escaped(face.label)}\">{escaped(face.label)}</td>"
                      f"<td>{face.confidence:.3f}</td><td>{face.p_fake:.3f}</td>"
                      f"<td>{face.detection_confidence:.2f}</td></tr>")
     parts.append("</tbody></table></body></html>")
@@ -291,3 +301,53 @@ def write_report(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id
     db.execute("UPDATE verdicts SET report_uri = :uri WHERE video_id = :v AND model_version = :m",
                {"uri": uri, "v": video_id, "m": model_version})
     return uri
+
+
+def write_run_reports(cfg: RealnessConfig, run_id: str, progress: Progress | None = None) -> dict[str, str]:
+    """Reports for the verdicts a scoring run decided whose verdict is in ``cfg.report.verdicts``.
+
+    Returns {video_id: report URI}. Reading the run's verdicts from the database makes a retry
+    rewrite the same reports.
+    """
+    wanted = sorted(cfg.report.verdict_set)
+    if not wanted:
+        return {}
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    db = Database(cfg.resolved_database_url)
+    try:
+        rows = db.query("SELECT video_id, model_version, verdict FROM verdicts WHERE run_id = :run AND verdict IN ("
+                        + ", ".join(f":v{i}" for i in range(len(wanted))) + ") ORDER BY model_version, video_id",
+                        {"run": run_id, **{f"v{i}": v for i, v in enumerate(wanted)}})
+        written: dict[str, str] = {}
+        gradcams: dict[str, GradCam] = {}
+        for number, row in enumerate(rows, 1):
+            version = row["model_version"]
+            if version not in gradcams:
+                gradcams[version] = load_gradcam(cfg, store, version)
+            written[row["video_id"]] = write_report(cfg, store, db, row["video_id"], version, gradcams[version])
+            if progress:
+                progress(f"[{number}/{len(rows)}] {row['verdict']} {row['video_id'][:12]}: {written[row['video_id']]}")
+        log.info("run %s: %d reports (verdicts %s)", run_id, len(written), ", ".join(wanted))
+        return written
+    finally:
+        db.dispose()
+
+
+def write_video_report(cfg: RealnessConfig, video: str, model_version: str | None = None) -> str:
+    """The report of one scored video, by video id or source URI; by default for its latest verdict."""
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    db = Database(cfg.resolved_database_url)
+    try:
+        if model_version is None:
+            rows = db.query("SELECT video_id, model_version FROM latest_verdicts WHERE video_id = :v OR source_uri = :v "
+                            "ORDER BY decided_at DESC", {"v": video})
+        else:
+            rows = db.query("SELECT video_id, model_version FROM verdicts WHERE (video_id = :v OR source_uri = :v) "
+                            "AND model_version = :m ORDER BY decided_at DESC", {"v": video, "m": model_version})
+        if not rows:
+            raise KeyError(f"no verdict for {video}" + (f" by model {model_version}" if model_version else "")
+                           + ": give a video id or source URI that was scored")
+        video_id, version = rows[0]["video_id"], rows[0]["model_version"]
+        return write_report(cfg, store, db, video_id, version, load_gradcam(cfg, store, version))
+    finally:
+        db.dispose()

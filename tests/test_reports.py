@@ -8,6 +8,7 @@ fake probability grows with brightness), registered with both its engine file an
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import re
 from datetime import datetime
@@ -16,7 +17,8 @@ import cv2
 import numpy as np
 import pytest
 
-from realness_tasks import registry, reports, scoring
+from realness_tasks import registry, reports, scoring, verdicts
+from realness_tasks.cli import main
 from realness_tasks.db import Database
 from realness_tasks.storage import open_store
 from tests.factories import brightness_classifier, sample_crops
@@ -80,7 +82,7 @@ def test_a_report_shows_the_verdict_every_face_and_the_heatmaps(scored):
 
     uri = reports.write_report(cfg, store, db, "partly", "v1", gradcam)
 
-    page = store.get_bytes(store.key_for(uri)).decode()
+    page = read_page(store, uri)
     assert store.key_for(uri) == "reports/videos/partly/v1.html"
     assert db.query("SELECT report_uri FROM verdicts WHERE video_id = 'partly'")[0]["report_uri"] == uri
     verdict = db.query("SELECT * FROM verdicts WHERE video_id = 'partly'")[0]
@@ -97,6 +99,41 @@ def test_a_report_shows_the_verdict_every_face_and_the_heatmaps(scored):
     assert len(images) == 1 + 2 * cfg.report.gradcam_faces + 8
     assert all(image.shape[:2] == (CROP_SIZE, CROP_SIZE) for image in images[1:])
     assert "<script" not in page and "http://" not in page and "https://" not in page
+
+
+def test_a_scoring_run_writes_reports_for_the_configured_verdicts(scored):
+    cfg, store, db = scored
+
+    written = reports.write_run_reports(cfg, "run-1")
+
+    assert sorted(written) == ["guest", "partly"]   # the FAKE verdicts; "real" is REAL
+    stored = {r["video_id"]: r["report_uri"] for r in db.query("SELECT video_id, report_uri FROM verdicts")}
+    assert stored == {"guest": written["guest"], "partly": written["partly"], "real": None}
+    assert all(store.exists(store.key_for(uri)) for uri in written.values())
+    only_real = dataclasses.replace(cfg, report=dataclasses.replace(cfg.report, verdicts="real"))
+    assert list(reports.write_run_reports(only_real, "run-1")) == ["real"]
+    assert reports.write_run_reports(dataclasses.replace(cfg, report=dataclasses.replace(cfg.report, verdicts="")),
+                                     "run-1") == {}
+
+
+def test_report_on_demand_by_source_uri_and_a_new_decision_clears_the_uri(scored, monkeypatch, capsys):
+    cfg, store, db = scored
+    monkeypatch.setenv("REALNESS_HOME", cfg.home)
+
+    assert main(["report", "s3://landing/real.mp4"]) == 0
+
+    uri = capsys.readouterr().out.strip()
+    assert store.key_for(uri) == "reports/videos/real/v1.html" and 'id="verdict">REAL<' in read_page(store, uri)
+    with pytest.raises(KeyError, match="no verdict for s3://landing/never.mp4"):
+        reports.write_video_report(cfg, "s3://landing/never.mp4")
+    decided = db.query("SELECT * FROM verdicts WHERE video_id = 'real'")[0]
+    verdicts.publish(db, model_version="v1", run_id="run-2", run_date=RUN_DATE, decided_at=decided["decided_at"],
+                     videos=[], faces=[], verdicts=[verdicts.unscored("real", None, verdicts.ERROR, "re-decided")])
+    assert db.query("SELECT report_uri FROM verdicts WHERE video_id = 'real'")[0]["report_uri"] is None
+
+
+def read_page(store, uri: str) -> str:
+    return store.get_bytes(store.key_for(uri)).decode()
 
 
 def test_the_heatmaps_go_to_the_most_suspicious_faces(scored):
