@@ -4,7 +4,8 @@
 Scores validated face shards with the champion model (TFLite/XNNPACK engine exported at registration),
 labels each face Real/Fake with a confidence, aggregates faces to a per-video verdict (FAKE, REAL,
 UNCERTAIN, NO_FACE, ERROR) and publishes the verdict tables in one transaction, plus a Parquet copy
-under the `verdicts/` prefix.
+under the `verdicts/` prefix. Then writes an HTML report (faces, timeline, Grad-CAM heatmaps) for each
+verdict of the run in `REALNESS_REPORT_VERDICTS` (FAKE and UNCERTAIN by default) under `reports/videos/`.
 
 Scheduled on new face shards and on a new champion (assets), with a nightly sweep. Idempotent: a video
 already scored by the champion is not scored again; re-running a day yields the same rows.
@@ -45,7 +46,16 @@ def realness_score():
         print(f"scoring: {outcome}")
         return {k: v for k, v in asdict(outcome).items() if not isinstance(v, (list, dict)) or len(str(v)) < 2000}
 
-    score_and_publish()
+    @task(pool=HEAVY_POOL, queue=DETECTION_QUEUE, execution_timeout=timedelta(hours=2))
+    def write_reports(outcome: dict) -> int:
+        from realness_airflow import load_config
+        from realness_tasks.reports import write_run_reports
+
+        written = write_run_reports(load_config(), outcome["run_id"], progress=print)
+        print(f"reports: {len(written)} written")
+        return len(written)
+
+    write_reports(score_and_publish())
 
 
 realness_score()

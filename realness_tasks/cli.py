@@ -1,7 +1,7 @@
 """``realness``: run the pipeline's steps without a scheduler, inspect results, or run the demo.
 
 ``ingest``, ``train`` and ``score`` call the same functions the DAGs call, for one-off runs and
-backfills; ``status`` prints what the ledger, registry and verdict tables hold; ``demo`` builds a
+backfills; ``report`` writes the HTML report of one scored video; ``status`` prints what the ledger, registry and verdict tables hold; ``demo`` builds a
 local stack (Airflow on SQLite, a local object store, the embedded verdict database), drops sample
 videos made from real photographs into the landing prefix and runs the three DAGs through Airflow.
 """
@@ -56,11 +56,22 @@ def cmd_train(args) -> int:
 
 def cmd_score(args) -> int:
     from realness_tasks.config import RealnessConfig
+    from realness_tasks.reports import write_run_reports
     from realness_tasks.scoring import run_scoring
 
-    outcome = run_scoring(RealnessConfig.from_env(), args.run_id or _run_id("cli"), args.date or _today(),
-                          progress=_progress)
+    cfg = RealnessConfig.from_env()
+    outcome = run_scoring(cfg, args.run_id or _run_id("cli"), args.date or _today(), progress=_progress)
     print(f"score: {outcome}")
+    written = write_run_reports(cfg, outcome.run_id, progress=_progress)
+    print(f"reports: {len(written)} written ({', '.join(sorted(cfg.report.verdict_set)) or 'none configured'})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from realness_tasks.config import RealnessConfig
+    from realness_tasks.reports import write_video_report
+
+    print(write_video_report(RealnessConfig.from_env(), args.video, args.model_version))
     return 0
 
 
@@ -177,12 +188,16 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--run-id", help="run id recorded in the tables (default: cli__<time>)")
         if p.prog.endswith(("ingest", "score")):
             p.add_argument("--date", help="partition date YYYY-MM-DD (default: today, UTC)")
+    report = sub.add_parser("report", help="write the HTML report of a scored video and print its URI")
+    report.add_argument("video", metavar="VIDEO_ID|SOURCE_URI", help="the video's id (sha256) or its source URI")
+    report.add_argument("--model-version", help="the verdict of this model version (default: the latest verdict)")
     sub.add_parser("status", help="what the ledger, the registry and the verdict tables hold")
     demo = sub.add_parser("demo", help="run the whole pipeline locally through Airflow on sample videos")
     demo.add_argument("--home", default=".realness-demo", help="where the demo keeps everything")
     demo.add_argument("--videos", type=int, default=8, help="real (and as many fake) sample videos")
     args = parser.parse_args(argv)
-    commands = {"ingest": cmd_ingest, "train": cmd_train, "score": cmd_score, "status": cmd_status, "demo": cmd_demo}
+    commands = {"ingest": cmd_ingest, "train": cmd_train, "score": cmd_score, "report": cmd_report,
+                "status": cmd_status, "demo": cmd_demo}
     return commands[args.command](args)
 
 

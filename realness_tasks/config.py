@@ -144,6 +144,21 @@ class ScoringSettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """Per-video HTML reports (faces, timeline, Grad-CAM heatmaps) and the verdicts page."""
+
+    verdicts: str = _setting("FAKE,UNCERTAIN", "Comma-separated verdicts the scoring DAG writes a report for; "
+                                               "empty: none (realness report still writes one on demand).")
+    gradcam_faces: int = _setting(4, "The most suspicious faces of a video that get a Grad-CAM heatmap.")
+    page_size: int = _setting(50, "Verdicts per page in the Airflow UI's verdicts page.")
+    upload_max_bytes: int = _setting(512 * 1024 * 1024, "Largest video the verdicts page accepts for upload.")
+
+    @property
+    def verdict_set(self) -> frozenset[str]:
+        return frozenset(v.strip().upper() for v in self.verdicts.split(",") if v.strip())
+
+
+@dataclass(frozen=True)
 class RealnessConfig:
     """Everything a Realness task needs to know, resolved once per task."""
 
@@ -155,7 +170,7 @@ class RealnessConfig:
     quarantine_prefix: str = _setting("quarantine/", "Shards that failed validation, with the report beside them.")
     models_prefix: str = _setting("models/", "Model registry.")
     verdicts_prefix: str = _setting("verdicts/", "Verdicts exported as Parquet, partitioned by date.")
-    reports_prefix: str = _setting("reports/", "Run summaries.")
+    reports_prefix: str = _setting("reports/", "Run summaries; per-video HTML reports under videos/.")
     videos_per_task: int = _setting(1, "Videos per mapped ingest task; more amortises the ~5 s a task spends "
                                        "loading MTCNN and Great Expectations (archives of short clips).")
     database_url: str = _setting("", "Verdict database (SQLAlchemy URL); empty: sqlite:///<home>/realness.db.")
@@ -166,6 +181,7 @@ class RealnessConfig:
     crop: CropSettings = field(default_factory=CropSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
 
     @property
     def resolved_store_uri(self) -> str:

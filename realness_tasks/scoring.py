@@ -91,13 +91,19 @@ def shard_video_id(key: str) -> str:
     return posixpath.basename(key).removesuffix(".parquet")
 
 
-def pending_shards(cfg: RealnessConfig, store: ObjectStore, db: Database, version: str) -> tuple[list[str], int]:
-    """Shard keys to score for ``version`` (the newest shard per video) and how many are already scored."""
+def newest_shards(cfg: RealnessConfig, store: ObjectStore) -> dict[str, str]:
+    """video id -> key of its newest shard under the faces prefix."""
     newest: dict[str, str] = {}
     for obj in store.list(cfg.faces_prefix):
         if obj.key.endswith(".parquet"):
             video_id = shard_video_id(obj.key)
             newest[video_id] = max(obj.key, newest.get(video_id, obj.key))  # date=YYYY-MM-DD sorts by date
+    return newest
+
+
+def pending_shards(cfg: RealnessConfig, store: ObjectStore, db: Database, version: str) -> tuple[list[str], int]:
+    """Shard keys to score for ``version`` (the newest shard per video) and how many are already scored."""
+    newest = newest_shards(cfg, store)
     scored = {r["video_id"] for r in db.query("SELECT DISTINCT video_id FROM face_scores WHERE model_version = :v",
                                               {"v": version})}
     pending = sorted(key for video_id, key in newest.items() if video_id not in scored)

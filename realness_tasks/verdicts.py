@@ -159,7 +159,8 @@ _UPSERT_VERDICT = sa.text("""
     ON CONFLICT (video_id, model_version) DO UPDATE SET
         run_id = excluded.run_id, run_date = excluded.run_date, source_uri = excluded.source_uri,
         verdict = excluded.verdict, p_fake = excluded.p_fake, faces_scored = excluded.faces_scored,
-        fake_faces = excluded.fake_faces, reason = excluded.reason, decided_at = excluded.decided_at
+        fake_faces = excluded.fake_faces, reason = excluded.reason, decided_at = excluded.decided_at,
+        report_uri = NULL
 """)
 
 

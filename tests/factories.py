@@ -103,3 +103,27 @@ def valid_rows(size: int, n: int = 4) -> list[FaceRow]:
     jpeg = cv2.imencode(".jpg", cv2.resize(photo.image, (size, size)))[1].tobytes()
     return [FaceRow("v1", "file:///v.mp4", i, i / 8, 0, "mtcnn", 0.99, 10, 20, 100, 120, 640, 360, [1.0] * 10,
                     jpeg, size, size, None, None, "run") for i in range(n)]
+
+
+def brightness_classifier(image_size: int, gain: float, cut: float):
+    """A genuine Keras classifier shaped like the project's (a nested backbone named ``model.BACKBONE_NAME``
+    ending in global average pooling, then a dense head) whose fake probability is known:
+    sigmoid(gain * (mean RGB / 255 - cut)), so brighter crops are "faker".
+
+    The backbone's one convolution passes each channel through, so its feature map is the image
+    itself and Grad-CAM on it highlights the bright regions.
+    """
+    import keras
+
+    pixels = keras.Input((image_size, image_size, 3))
+    conv = keras.layers.Conv2D(3, 3, padding="same", use_bias=False, name="pass_through")
+    features = keras.layers.GlobalAveragePooling2D()(conv(keras.layers.Rescaling(1 / 255)(pixels)))
+    backbone = keras.Model(pixels, features, name=model.BACKBONE_NAME)
+    kernel = np.zeros((3, 3, 3, 3), np.float32)
+    kernel[1, 1] = np.eye(3)
+    conv.set_weights([kernel])
+    inputs = keras.Input((image_size, image_size, 3), name="face_rgb_0_255")
+    head = keras.layers.Dense(1, activation="sigmoid", name="fake_probability")
+    classifier = keras.Model(inputs, head(backbone(inputs)), name="brightness_classifier")
+    head.set_weights([np.full((3, 1), gain / 3, np.float32), np.array([-gain * cut], np.float32)])
+    return classifier

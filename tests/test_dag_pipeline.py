@@ -21,6 +21,7 @@ QUICK_TRAINING = {
     "REALNESS_TRAINING_FINETUNE_EPOCHS": "1",
     "REALNESS_TRAINING_BATCH_SIZE": "16",
     "REALNESS_TRAINING_STEPS_PER_EPOCH": "2",
+    "REALNESS_REPORT_VERDICTS": "FAKE,UNCERTAIN,REAL",   # a quick model's verdicts may all be REAL
 }
 
 
@@ -65,6 +66,10 @@ def test_videos_to_verdicts(dagbag, realness_env, tmp_path, request, engine):
     face_scores = db.query("SELECT COUNT(*) AS n FROM face_scores WHERE model_version = :v", {"v": version})[0]["n"]
     assert face_scores == published_faces > 0
     assert any(o.key.startswith("verdicts/date=") for o in store.list("verdicts/"))
+    for row in scored:   # every scored verdict got its report, recorded with the verdict
+        page = store.get_bytes(store.key_for(row["report_uri"])).decode()
+        assert f'id="verdict">{row["verdict"]}<' in page and "Grad-CAM" in page
+    assert verdicts[store.uri_for("landing/new/faceless.mp4")]["report_uri"] is None
 
     # Re-running scoring changes nothing: videos already scored by the champion are skipped.
     before = db.query("SELECT video_id, model_version, verdict, p_fake FROM verdicts ORDER BY video_id")

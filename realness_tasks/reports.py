@@ -1,0 +1,353 @@
+"""Per-video HTML reports: which faces, how confident, where in the video, and why.
+
+A report is one self-contained HTML file (images base64-embedded, no script, nothing fetched) at
+``<reports_prefix>videos/<video_id>/<model_version>.html``: the verdict with its probability, the
+rule that decided it and the model version; a timeline of the fake probability per face track;
+Grad-CAM heatmaps of the most suspicious faces, computed on the Keras model of the version that
+scored the video; and a table of every face with its crop, frame time, detector, label and
+confidence. Every name, key and reason is HTML-escaped, so a video called ``<script>.mp4`` is text.
+
+Probabilities in the report are those stored in ``face_scores`` (the TFLite engine's); the heatmaps
+come from ``model.keras`` of the same version, whose output the engine matches to 1e-4.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import posixpath
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from realness_tasks import registry
+from realness_tasks.config import RealnessConfig
+from realness_tasks.db import Database
+from realness_tasks.faces import encode_jpeg
+from realness_tasks.model import BACKBONE_NAME, decode_crops
+from realness_tasks.scoring import newest_shards
+from realness_tasks.shards import read_shard
+from realness_tasks.storage import ObjectStore, open_store
+
+if TYPE_CHECKING:
+    import keras
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+# The Grad-CAM forward pass must reproduce the model's own output to this much, or the map explains another model.
+GRADCAM_TOLERANCE = 1e-4
+DETECTOR_NAMES = {"mtcnn": "MTCNN", "azure": "Azure", "both": "MTCNN + Azure"}
+
+
+@dataclass(frozen=True)
+class ReportFace:
+    """One scored face as the report shows it: the shard's crop and detection, the model's score."""
+
+    frame_index: int
+    face_index: int
+    timestamp_s: float
+    detector: str
+    detection_confidence: float
+    crop_jpeg: bytes
+    p_fake: float
+    label: str
+    confidence: float
+
+
+def report_key(cfg: RealnessConfig, video_id: str, model_version: str) -> str:
+    return f"{cfg.reports_prefix}videos/{video_id}/{model_version}.html"
+
+
+class GradCam:
+    """Grad-CAM (Selvaraju et al., 2017) on the backbone's last spatial feature map.
+
+    The backbone is the nested model named ``model.BACKBONE_NAME``, whatever network it is. The
+    map is split off as a sub-model from the backbone's input to its last 4-D output; the layers
+    after it (the backbone's pooling, then the classifier head) are applied one after another, so
+    the gradient of the fake probability reaches the map. That assumes the network is a chain
+    after the map; every call checks the result against the model's own output and raises if it
+    differs, rather than explain a different computation.
+    """
+
+    def __init__(self, model: keras.Model):
+        import keras
+
+        backbone = model.get_layer(BACKBONE_NAME)
+        spatial = [i for i, layer in enumerate(backbone.layers) if len(layer.output.shape) == 4]
+        if not spatial:
+            raise ValueError(f"backbone {BACKBONE_NAME!r} has no 4-D (spatial) feature map")
+        position = model.layers.index(backbone)
+        self.model = model
+        self.image_size = int(model.inputs[0].shape[1])
+        self.before = [layer for layer in model.layers[:position] if not isinstance(layer, keras.layers.InputLayer)]
+        self.features = keras.Model(backbone.inputs, backbone.layers[spatial[-1]].output)
+        self.after = backbone.layers[spatial[-1] + 1:] + model.layers[position + 1:]
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """``[n, s, s, 3]`` model input -> ``[n, h, w]`` maps in [0, 1] at the feature map's resolution."""
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(images, tf.float32)
+        for layer in self.before:
+            x = layer(x, training=False)
+        not_a_chain = f"the network after the {BACKBONE_NAME!r} feature map is not a chain of layers"
+        with tf.GradientTape() as tape:
+            feature_map = self.features(x, training=False)
+            tape.watch(feature_map)
+            y = feature_map
+            try:
+                for layer in self.after:
+                    y = layer(y, training=False)
+            except (ValueError, TypeError) as exc:   # a merge layer, or a layer fed by another branch
+                raise ValueError(f"Grad-CAM cannot run: {not_a_chain}") from exc
+        expected = np.asarray(self.model(images, training=False))
+        difference = float(np.max(np.abs(np.asarray(y) - expected)))
+        if not difference <= GRADCAM_TOLERANCE:
+            raise ValueError(f"Grad-CAM's forward pass differs from the model's output by {difference:.2e}: "
+                             f"{not_a_chain}")
+        gradients = tape.gradient(y, feature_map)
+        weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * feature_map, axis=-1)).numpy()
+        peak = cam.max(axis=(1, 2), keepdims=True)
+        return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
+
+    def heatmaps(self, crops: Sequence[bytes]) -> list[np.ndarray]:
+        """One float map in [0, 1] per JPEG crop, at the crop's own size."""
+        maps = self(np.asarray(decode_crops(list(crops), self.image_size)))
+        sizes = [cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape[:2] for jpeg in crops]
+        return [cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR)
+                for cam, (height, width) in zip(maps, sizes, strict=True)]
+
+
+def load_gradcam(cfg: RealnessConfig, store: ObjectStore, model_version: str) -> GradCam:
+    """Grad-CAM on ``model.keras`` of the version folder."""
+    import keras
+
+    with tempfile.TemporaryDirectory(prefix="realness-report-") as workdir:
+        try:
+            path = registry.fetch_artefact(cfg, store, model_version, "model.keras", Path(workdir))
+        except KeyError:
+            raise FileNotFoundError(f"model {model_version} has no model.keras in "
+                                    f"{store.uri_for(registry.version_prefix(cfg, model_version))}") from None
+        return GradCam(keras.models.load_model(path, compile=False))
+
+
+def overlay(crop_jpeg: bytes, heatmap: np.ndarray) -> bytes:
+    """The heatmap in the JET colour map blended over the crop, as JPEG."""
+    crop = cv2.imdecode(np.frombuffer(crop_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    colours = cv2.applyColorMap(np.uint8(np.clip(heatmap, 0, 1) * 255), cv2.COLORMAP_JET)
+    return encode_jpeg(cv2.addWeighted(crop, 0.55, colours, 0.45, 0), 90)
+
+
+def line_chart(draw: Callable[[Any], None], size: tuple[float, float] = (7.5, 2.8)) -> bytes:
+    """A PNG chart drawn by ``draw(axes)`` with matplotlib's Agg canvas (no display, no global pyplot state)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size, dpi=100)
+    FigureCanvasAgg(figure)
+    draw(figure.add_subplot())
+    figure.tight_layout()
+    sink = io.BytesIO()
+    figure.savefig(sink, format="png")
+    return sink.getvalue()
+
+
+def timeline_png(faces: Sequence[ReportFace], threshold: float) -> bytes:
+    """Fake probability over the video's time, one line per face track, with the model's threshold."""
+    return line_chart(lambda axes: _draw_timeline(axes, faces, threshold))
+
+
+def _draw_timeline(axes: Any, faces: Sequence[ReportFace], threshold: float) -> None:
+    for track in sorted({f.face_index for f in faces}):
+        points = sorted((f.timestamp_s, f.p_fake) for f in faces if f.face_index == track)
+        axes.plot([t for t, _ in points], [p for _, p in points], marker="o", markersize=3, label=f"face {track}")
+    axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:.2f}")
+    axes.set(ylim=(-0.02, 1.02), xlabel="time in the video (s)", ylabel="fake probability")
+    axes.legend(loc="upper right", fontsize="small")
+
+
+def load_faces(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id: str,
+               model_version: str) -> list[ReportFace]:
+    """The video's scored faces: scores from ``face_scores``, crops and detections from its newest shard."""
+    scores = {(r["frame_index"], r["face_index"]): r for r in db.query(
+        "SELECT frame_index, face_index, p_fake, label, confidence FROM face_scores "
+        "WHERE video_id = :v AND model_version = :m", {"v": video_id, "m": model_version})}
+    key = newest_shards(cfg, store).get(video_id)
+    if not scores or key is None:
+        return []
+    faces = []
+    for row in read_shard(store.get_bytes(key)).to_pylist():
+        score = scores.get((row["frame_index"], row["face_index"]))
+        if score is not None:
+            faces.append(ReportFace(row["frame_index"], row["face_index"], row["timestamp_s"], row["detector"],
+                                    row["confidence"], row["crop_jpeg"], score["p_fake"], score["label"],
+                                    score["confidence"]))
+    return sorted(faces, key=lambda f: (f.timestamp_s, f.face_index))
+
+
+def most_suspicious(faces: Sequence[ReportFace], count: int) -> list[ReportFace]:
+    return sorted(faces, key=lambda f: (-f.p_fake, f.timestamp_s, f.face_index))[:count]
+
+
+def embedded_image(data: bytes, mime: str, alt: str, css_class: str = "") -> str:
+    """An ``<img>`` carrying its image as a data URI, so the page needs nothing else."""
+    encoded = base64.b64encode(data).decode("ascii")
+    return f'<img class="{css_class}" alt="{html.escape(alt)}" src="data:{mime};base64,{encoded}">'
+
+
+def escaped(value: Any) -> str:
+    """Any value as HTML text: names and keys come from whoever named the files."""
+    return html.escape("" if value is None else str(value))
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1100px; }
+.verdict { display: inline-block; padding: .2em .7em; border-radius: .3em; color: #fff; font-weight: bold; }
+.FAKE { background: #c0392b; } .REAL { background: #27ae60; } .UNCERTAIN { background: #e67e22; }
+.NO_FACE, .ERROR { background: #7f8c8d; }
+dl { display: grid; grid-template-columns: max-content auto; gap: .3em 1.2em; }
+dt { font-weight: bold; } dd { margin: 0; }
+table { border-collapse: collapse; } th, td { border-bottom: 1px solid #ddd; padding: .3em .7em; text-align: left; }
+img.crop { width: 96px; height: 96px; } figure { display: inline-block; margin: 0 1em 1em 0; }
+td.FAKE, td.REAL { background: none; color: inherit; font-weight: bold; }
+"""
+
+
+def render(verdict: dict[str, Any], threshold: float, faces: Sequence[ReportFace],
+           heatmaps: dict[tuple[int, int], bytes]) -> str:
+    """The report's HTML from the verdicts row, the model's threshold, the faces and their heatmap overlays."""
+    name = posixpath.basename(verdict["source_uri"] or "") or verdict["video_id"]
+    p_fake = "n/a" if verdict["p_fake"] is None else f"{verdict['p_fake']:.3f}"
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Realness report: {escaped(name)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{escaped(name)}</h1>",
+        f'<p><span class="verdict {escaped(verdict["verdict"])}" id="verdict">{escaped(verdict["verdict"])}</span></p>',
+        "<dl>",
+        f"<dt>fake probability</dt><dd>{p_fake}</dd>",
+        f"<dt>decided by</dt><dd>{escaped(verdict['reason'])}</dd>",
+        f"<dt>model version</dt><dd>{escaped(verdict['model_version'])} (threshold {threshold:.3f})</dd>",
+        f"<dt>faces</dt><dd>{verdict['faces_scored']} scored, {verdict['fake_faces']} at or above the threshold</dd>",
+        f"<dt>source</dt><dd>{escaped(verdict['source_uri'])}</dd>",
+        f"<dt>video id</dt><dd>{escaped(verdict['video_id'])}</dd>",
+        f"<dt>decided at</dt><dd>{escaped(verdict['decided_at'])} UTC (run {escaped(verdict['run_id'])})</dd>",
+        "</dl>",
+    ]
+    if not faces:
+        parts.append("<p>No scored faces for this video.</p></body></html>")
+        return "\n".join(parts)
+    parts += ["<h2>Fake probability over time</h2>",
+              embedded_image(timeline_png(faces, threshold), "image/png", "fake probability per face track over time")]
+    if heatmaps:
+        parts.append("<h2>Where the model looked (Grad-CAM, most suspicious faces)</h2>")
+        for face in (f for f in faces if (f.frame_index, f.face_index) in heatmaps):
+            caption = f"{face.timestamp_s:.2f} s, face {face.face_index}: p_fake {face.p_fake:.3f}"
+            parts.append(f"<figure>{embedded_image(face.crop_jpeg, 'image/jpeg', 'face crop', 'crop')}"
+                         f"{embedded_image(heatmaps[(face.frame_index, face.face_index)], 'image/jpeg', 'Grad-CAM', 'crop')}"
+                         f"<figcaption>{caption}</figcaption></figure>")
+    parts += ["<h2>Faces</h2>", '<table id="faces"><thead><tr><th>crop</th><th>time (s)</th><th>frame</th>'
+              "<th>face</th><th>detector</th><th>label</th><th>confidence</th><th>p_fake</th>"
+              "<th>detection confidence</th></tr></thead><tbody>"]
+    for face in faces:
+        detector = DETECTOR_NAMES.get(face.detector, face.detector)
+        parts.append(f"<tr><td>{embedded_image(face.crop_jpeg, 'image/jpeg', 'face crop', 'crop')}</td>"
+                     f"<td>{face.timestamp_s:.2f}</td><td>{face.frame_index}</td><td>{face.face_index}</td>"
+                     f"<td>{escaped(detector)}</td><td class=\"{escaped(face.label)}\">{escaped(face.label)}</td>"
+                     f"<td>{face.confidence:.3f}</td><td>{face.p_fake:.3f}</td>"
+                     f"<td>{face.detection_confidence:.2f}</td></tr>")
+    parts.append("</tbody></table></body></html>")
+    return "\n".join(parts)
+
+
+def verdict_row(db: Database, video_id: str, model_version: str) -> dict[str, Any]:
+    rows = db.query("SELECT * FROM verdicts WHERE video_id = :v AND model_version = :m",
+                    {"v": video_id, "m": model_version})
+    if not rows:
+        raise KeyError(f"no verdict for video {video_id} by model {model_version}")
+    return rows[0]
+
+
+def model_threshold(db: Database, model_version: str) -> float:
+    rows = db.query("SELECT threshold FROM model_versions WHERE version = :v", {"v": model_version})
+    if not rows:
+        raise KeyError(f"model version {model_version} is not in model_versions")
+    return float(rows[0]["threshold"])
+
+
+def write_report(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id: str, model_version: str,
+                 gradcam: GradCam) -> str:
+    """Build the report of one verdict, store it, record its URI with the verdict; returns the URI."""
+    verdict = verdict_row(db, video_id, model_version)
+    faces = load_faces(cfg, store, db, video_id, model_version)
+    suspicious = most_suspicious(faces, cfg.report.gradcam_faces)
+    heatmaps = {}
+    if suspicious:
+        maps = gradcam.heatmaps([f.crop_jpeg for f in suspicious])
+        heatmaps = {(f.frame_index, f.face_index): overlay(f.crop_jpeg, m) for f, m in zip(suspicious, maps, strict=True)}
+    key = report_key(cfg, video_id, model_version)
+    store.put_bytes(key, render(verdict, model_threshold(db, model_version), faces, heatmaps).encode("utf-8"))
+    uri = store.uri_for(key)
+    db.execute("UPDATE verdicts SET report_uri = :uri WHERE video_id = :v AND model_version = :m",
+               {"uri": uri, "v": video_id, "m": model_version})
+    return uri
+
+
+def write_run_reports(cfg: RealnessConfig, run_id: str, progress: Progress | None = None) -> dict[str, str]:
+    """Reports for the verdicts a scoring run decided whose verdict is in ``cfg.report.verdicts``.
+
+    Returns {video_id: report URI}. Reading the run's verdicts from the database makes a retry
+    rewrite the same reports.
+    """
+    wanted = sorted(cfg.report.verdict_set)
+    if not wanted:
+        return {}
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    db = Database(cfg.resolved_database_url)
+    try:
+        rows = db.query("SELECT video_id, model_version, verdict FROM verdicts WHERE run_id = :run AND verdict IN ("
+                        + ", ".join(f":v{i}" for i in range(len(wanted))) + ") ORDER BY model_version, video_id",
+                        {"run": run_id, **{f"v{i}": v for i, v in enumerate(wanted)}})
+        written: dict[str, str] = {}
+        gradcams: dict[str, GradCam] = {}
+        for number, row in enumerate(rows, 1):
+            version = row["model_version"]
+            if version not in gradcams:
+                gradcams[version] = load_gradcam(cfg, store, version)
+            written[row["video_id"]] = write_report(cfg, store, db, row["video_id"], version, gradcams[version])
+            if progress:
+                progress(f"[{number}/{len(rows)}] {row['verdict']} {row['video_id'][:12]}: {written[row['video_id']]}")
+        log.info("run %s: %d reports (verdicts %s)", run_id, len(written), ", ".join(wanted))
+        return written
+    finally:
+        db.dispose()
+
+
+def write_video_report(cfg: RealnessConfig, video: str, model_version: str | None = None) -> str:
+    """The report of one scored video, by video id or source URI; by default for its latest verdict."""
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    db = Database(cfg.resolved_database_url)
+    try:
+        if model_version is None:
+            rows = db.query("SELECT video_id, model_version FROM latest_verdicts WHERE video_id = :v OR source_uri = :v "
+                            "ORDER BY decided_at DESC", {"v": video})
+        else:
+            rows = db.query("SELECT video_id, model_version FROM verdicts WHERE (video_id = :v OR source_uri = :v) "
+                            "AND model_version = :m ORDER BY decided_at DESC", {"v": video, "m": model_version})
+        if not rows:
+            raise KeyError(f"no verdict for {video}" + (f" by model {model_version}" if model_version else "")
+                           + ": give a video id or source URI that was scored")
+        video_id, version = rows[0]["video_id"], rows[0]["model_version"]
+        return write_report(cfg, store, db, video_id, version, load_gradcam(cfg, store, version))
+    finally:
+        db.dispose()

@@ -1,0 +1,417 @@
+"""The verdicts page: a small read-mostly web app that the Airflow plugin mounts in the api-server.
+
+``create_app`` builds a FastAPI app with no Airflow import: the plugin
+(``plugins/realness_verdicts_plugin.py``) passes Airflow's own authentication dependency and an
+:class:`AirflowRuns` client, so every route is behind Airflow's login and runs are triggered
+through Airflow's REST API with the caller's own token (Airflow checks their right to trigger).
+
+Routes (relative to the mount point, links are relative so the app works behind any prefix):
+
+- ``GET /``: the latest verdicts (``latest_verdicts``), filterable by verdict, date range, model
+  version and source prefix, sortable by fake probability, paginated; a chart of the daily fake
+  rate per model version; each row links to its report.
+- ``GET /report?video_id=&model_version=``: the stored HTML report of a verdict.
+- ``POST /upload``: "check one video now": a size-limited, type-sniffed upload put under
+  ``<landing_prefix>uploads/``, then an on-demand ``realness_ingest`` run (scoring follows through
+  the face-shards asset); redirects to ``/check``.
+- ``GET /check?source_uri=&run_id=``: that upload's progress, then its verdict and report.
+
+Every value that comes from object keys, video names or the database is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import posixpath
+import re
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlencode
+
+from fastapi import Depends, FastAPI, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from realness_tasks.config import RealnessConfig
+from realness_tasks.db import Database
+from realness_tasks.frames import HEAD_BYTES, sniff_container
+from realness_tasks.reports import STYLE, embedded_image, escaped, line_chart
+from realness_tasks.storage import open_store
+
+log = logging.getLogger(__name__)
+
+INGEST_DAG = "realness_ingest"
+SORTS = {
+    "p_fake_desc": "CASE WHEN p_fake IS NULL THEN 1 ELSE 0 END, p_fake DESC, decided_at DESC, video_id",
+    "p_fake_asc": "CASE WHEN p_fake IS NULL THEN 1 ELSE 0 END, p_fake ASC, decided_at DESC, video_id",
+    "newest": "decided_at DESC, video_id",
+}
+VERDICTS = ("FAKE", "REAL", "UNCERTAIN", "NO_FACE", "ERROR")
+UPLOAD_CHUNK = 1 << 20
+
+
+class UploadRejected(ValueError):
+    """An upload that is not accepted; the message is shown to the user, with ``status`` as the HTTP status."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The page's query: what the form sends, validated."""
+
+    verdict: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    model_version: str = ""
+    prefix: str = ""
+    sort: str = "p_fake_desc"
+    page: int = 1
+
+    @classmethod
+    def parse(cls, params: dict[str, str]) -> Filters:
+        verdict = params.get("verdict", "").upper()
+        sort = params.get("sort", "p_fake_desc")
+        dates = [params.get(name, "").strip() for name in ("date_from", "date_to")]
+        for value in dates:
+            if value:
+                date.fromisoformat(value)   # ValueError on anything but YYYY-MM-DD
+        page = params.get("page", "1")
+        return cls(verdict if verdict in VERDICTS else "", dates[0], dates[1], params.get("model_version", "").strip(),
+                   params.get("prefix", "").strip(), sort if sort in SORTS else "p_fake_desc",
+                   max(1, int(page) if page.isdigit() else 1))
+
+    def query(self, **changes: Any) -> str:
+        values = {**self.__dict__, **changes}
+        return urlencode({k: v for k, v in values.items() if v not in ("", None)})
+
+
+def _like_prefix(value: str) -> str:
+    return re.sub(r"([\\%_])", r"\\\1", value) + "%"
+
+
+def verdict_rows(db: Database, store_root: str, filters: Filters, page_size: int) -> tuple[list[dict], int]:
+    """One page of ``latest_verdicts`` matching ``filters``, and how many match in all.
+
+    A source prefix without a scheme is taken relative to the store root (``landing/demo/``).
+    """
+    where, params = [], {}
+    if filters.verdict:
+        where.append("verdict = :verdict")
+        params["verdict"] = filters.verdict
+    if filters.date_from:
+        where.append("run_date >= :date_from")
+        params["date_from"] = filters.date_from
+    if filters.date_to:
+        where.append("run_date <= :date_to")
+        params["date_to"] = filters.date_to
+    if filters.model_version:
+        where.append("model_version = :model_version")
+        params["model_version"] = filters.model_version
+    if filters.prefix:
+        prefix = filters.prefix if "://" in filters.prefix else f"{store_root.rstrip('/')}/{filters.prefix}"
+        where.append("source_uri LIKE :prefix ESCAPE '\\'")
+        params["prefix"] = _like_prefix(prefix)
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    total = db.query(f"SELECT COUNT(*) AS n FROM latest_verdicts{clause}", params)[0]["n"]
+    rows = db.query(f"SELECT * FROM latest_verdicts{clause} ORDER BY {SORTS[filters.sort]} LIMIT :limit OFFSET :offset",
+                    {**params, "limit": page_size, "offset": (filters.page - 1) * page_size})
+    return rows, int(total)
+
+
+def daily_fake_rates(db: Database, filters: Filters) -> dict[str, list[tuple[str, float]]]:
+    """model version -> [(day, fakes / videos with a score)] from ``daily_summary`` within the date filter."""
+    where, params = ["fakes + real + uncertain > 0"], {}
+    if filters.date_from:
+        where.append("day >= :date_from")
+        params["date_from"] = filters.date_from
+    if filters.date_to:
+        where.append("day <= :date_to")
+        params["date_to"] = filters.date_to
+    rates: dict[str, list[tuple[str, float]]] = {}
+    for row in db.query("SELECT day, model_version, fakes, real, uncertain FROM daily_summary WHERE "
+                        + " AND ".join(where) + " ORDER BY model_version, day", params):
+        scored = row["fakes"] + row["real"] + row["uncertain"]
+        rates.setdefault(row["model_version"], []).append((row["day"], row["fakes"] / scored))
+    return rates
+
+
+def fake_rate_chart(rates: dict[str, list[tuple[str, float]]]) -> bytes:
+    def draw(axes: Any) -> None:
+        for version, points in rates.items():
+            axes.plot([datetime.fromisoformat(d) for d, _ in points], [r for _, r in points], marker="o",
+                      label=version)
+        axes.set(ylim=(-0.02, 1.02), ylabel="fake rate", title="Daily fake rate per model version")
+        axes.legend(loc="upper right", fontsize="small")
+        axes.tick_params(axis="x", labelrotation=30, labelsize="small")
+
+    return line_chart(draw, size=(8, 2.8))
+
+
+def video_name(source_uri: str | None, video_id: str) -> str:
+    return posixpath.basename(source_uri or "") or video_id
+
+
+def safe_upload_name(filename: str | None) -> str:
+    """The uploaded file's base name reduced to letters, digits and ``._-`` (keys stay plain)."""
+    name = posixpath.basename((filename or "").replace("\\", "/"))
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:100] or "upload"
+
+
+def receive_upload(source: BinaryIO, max_bytes: int, workdir: Path) -> tuple[Path, str]:
+    """Copy the uploaded file into ``workdir``; returns the copy and its sniffed container.
+
+    Raises :class:`UploadRejected` for an empty file, one that is not a video container (judged by
+    its first bytes, before anything is copied) or one over ``max_bytes``; the caller's temporary
+    directory then leaves nothing behind.
+    """
+    head = source.read(HEAD_BYTES)
+    if not head:
+        raise UploadRejected("the file is empty", 415)
+    container = sniff_container(head)
+    if container is None:
+        raise UploadRejected("the file is not a video (MP4, MOV, AVI, MKV or WebM)", 415)
+    path = workdir / "upload"
+    size = 0
+    with path.open("wb") as sink:
+        for chunk in itertools.chain([head], iter(lambda: source.read(UPLOAD_CHUNK), b"")):
+            size += len(chunk)
+            if size > max_bytes:
+                raise too_large(max_bytes)
+            sink.write(chunk)
+    return path, container
+
+
+def too_large(max_bytes: int) -> UploadRejected:
+    return UploadRejected(f"the file is larger than the {max_bytes / 2**20:.0f} MiB limit", 413)
+
+
+class AirflowRuns:
+    """Triggers and follows DAG runs through Airflow's REST API (v2), as the calling user.
+
+    The caller's credential (``Authorization`` header or the UI's ``_token`` cookie) is passed
+    on, so Airflow decides whether this user may trigger the DAG.
+    """
+
+    def __init__(self, base_url: str | None, cookie_name: str = "_token"):
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.cookie_name = cookie_name
+
+    def _api(self, request) -> str:
+        """``base_url``, or else the server that received the request (the api-server itself)."""
+        return f"{self.base_url or f'{request.url.scheme}://{request.url.netloc}'}/api/v2/dags"
+
+    def _headers(self, request) -> dict[str, str]:
+        auth = request.headers.get("authorization")
+        token = request.cookies.get(self.cookie_name)
+        return {"Authorization": auth} if auth else {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def trigger(self, request, dag_id: str, conf: dict) -> str:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=30) as client:
+            response = await client.post(f"{self._api(request)}/{dag_id}/dagRuns",
+                                         json={"logical_date": None, "conf": conf}, headers=self._headers(request))
+        response.raise_for_status()
+        return response.json()["dag_run_id"]
+
+    async def state(self, request, dag_id: str, run_id: str) -> str:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=30) as client:
+            response = await client.get(f"{self._api(request)}/{dag_id}/dagRuns/{run_id}",
+                                        headers=self._headers(request))
+        response.raise_for_status()
+        return response.json()["state"]
+
+
+def _page(title: str, body: str, refresh_s: int | None = None) -> str:
+    refresh = f'<meta http-equiv="refresh" content="{refresh_s}">' if refresh_s else ""
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{refresh}<title>{escaped(title)}</title>'
+            f"<style>{STYLE}{PAGE_STYLE}</style></head><body>{body}</body></html>")
+
+
+PAGE_STYLE = """
+form.filters { display: flex; flex-wrap: wrap; gap: .6em; align-items: end; margin-bottom: 1em; }
+form.filters label { display: flex; flex-direction: column; font-size: .85em; }
+.pages a, .pages span { margin-right: .8em; } .message { padding: .6em; background: #fdecea; }
+"""
+
+
+def render_list(rows: list[dict], total: int, filters: Filters, page_size: int, versions: list[str],
+                chart: bytes | None, message: str = "") -> str:
+    def option(value: str, current: str, label: str | None = None) -> str:
+        selected = " selected" if value == current else ""
+        return f'<option value="{escaped(value)}"{selected}>{escaped(label or value or "any")}</option>'
+
+    form = (
+        '<form class="filters" method="get" action="./" id="filters">'
+        f'<label>verdict<select name="verdict">{"".join(option(v, filters.verdict) for v in ("", *VERDICTS))}'
+        "</select></label>"
+        f'<label>from<input type="date" name="date_from" value="{escaped(filters.date_from)}"></label>'
+        f'<label>to<input type="date" name="date_to" value="{escaped(filters.date_to)}"></label>'
+        f'<label>model version<select name="model_version">'
+        f'{"".join(option(v, filters.model_version) for v in ("", *versions))}</select></label>'
+        f'<label>source prefix<input name="prefix" value="{escaped(filters.prefix)}" placeholder="landing/…"></label>'
+        f'<label>sort<select name="sort">{option("p_fake_desc", filters.sort, "most fake first")}'
+        f'{option("p_fake_asc", filters.sort, "least fake first")}{option("newest", filters.sort, "newest first")}'
+        '</select></label><button type="submit">Show</button></form>')
+    upload = ('<h2>Check one video now</h2><form method="post" action="upload" enctype="multipart/form-data" '
+              'id="upload"><input type="file" name="video" accept="video/*" required> '
+              '<button type="submit">Upload and check</button></form>')
+    lines = []
+    for row in rows:
+        name = video_name(row["source_uri"], row["video_id"])
+        p_fake = "" if row["p_fake"] is None else f"{row['p_fake']:.3f}"
+        link = ""
+        if row.get("report_uri"):
+            href = "report?" + urlencode({"video_id": row["video_id"], "model_version": row["model_version"]})
+            link = f'<a href="{escaped(href)}" target="_blank" rel="noopener">report</a>'
+        lines.append(
+            f'<tr class="verdict-row"><td title="{escaped(row["source_uri"])}">{escaped(name)}</td>'
+            f'<td><span class="verdict {escaped(row["verdict"])}">{escaped(row["verdict"])}</span></td>'
+            f"<td>{p_fake}</td><td>{row['faces_scored']}</td><td>{escaped(row['model_version'])}</td>"
+            f"<td>{escaped(row['run_date'])}</td><td>{escaped(row['reason'])}</td><td>{link}</td></tr>")
+    pages = max(1, -(-total // page_size))
+    nav = [f'<span id="page-info">page {filters.page} of {pages} ({total} videos)</span>']
+    if filters.page > 1:
+        nav.append(f'<a href="?{escaped(filters.query(page=filters.page - 1))}" id="previous">previous</a>')
+    if filters.page < pages:
+        nav.append(f'<a href="?{escaped(filters.query(page=filters.page + 1))}" id="next">next</a>')
+    body = [
+        "<h1>Realness verdicts</h1>",
+        f'<p class="message" id="message">{escaped(message)}</p>' if message else "",
+        form,
+        embedded_image(chart, "image/png", "daily fake rate per model version") if chart else "",
+        '<table id="verdicts"><thead><tr><th>video</th><th>verdict</th><th>p_fake</th><th>faces</th>'
+        "<th>model version</th><th>day</th><th>decided by</th><th></th></tr></thead><tbody>",
+        *lines, "</tbody></table>",
+        f'<p class="pages">{"".join(nav)}</p>', upload,
+    ]
+    return _page("Realness verdicts", "\n".join(body))
+
+
+def render_check(name: str, run_state: str | None, ledger_status: str | None, verdict: dict | None) -> str:
+    """The progress of one uploaded video; refreshes itself until there is a verdict or a final failure."""
+    done = verdict is not None or run_state == "failed" or ledger_status not in (None, "PENDING", "STAGED",
+                                                                                  "PUBLISHED")
+    lines = [f"<h1>Checking {escaped(name)}</h1>", "<dl>",
+             f'<dt>ingest run</dt><dd id="run-state">{escaped(run_state or "queued")}</dd>',
+             f'<dt>ingest</dt><dd id="ledger-status">{escaped(ledger_status or "waiting")}</dd>']
+    if verdict is not None:
+        p_fake = "n/a" if verdict["p_fake"] is None else f"{verdict['p_fake']:.3f}"
+        lines.append(f'<dt>verdict</dt><dd><span class="verdict {escaped(verdict["verdict"])}" id="verdict">'
+                     f'{escaped(verdict["verdict"])}</span> p_fake {p_fake} ({escaped(verdict["reason"])})</dd>')
+        if verdict.get("report_uri"):
+            href = "report?" + urlencode({"video_id": verdict["video_id"], "model_version": verdict["model_version"]})
+            lines.append(f'<dt>report</dt><dd><a id="report" href="{escaped(href)}">open the report</a></dd>')
+    lines.append('</dl><p><a href="./">all verdicts</a></p>')
+    if not done:
+        lines.append("<p>This page refreshes until the video has a verdict.</p>")
+    return _page(f"Checking {name}", "\n".join(lines), refresh_s=None if done else 3)
+
+
+REPORT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable, runs: AirflowRuns):
+    """The FastAPI app; ``authenticate`` is a FastAPI dependency that refuses unauthenticated requests.
+
+    (FastAPI resolves the handlers' annotations in this module's namespace: hence its imports at the top.)
+    """
+    app = FastAPI(title="Realness verdicts", dependencies=[Depends(authenticate)], docs_url=None, redoc_url=None,
+                  openapi_url=None)
+
+    def open_db(cfg: RealnessConfig) -> Database:
+        return Database(cfg.resolved_database_url)
+
+    def list_page(params: dict[str, str], message: str = "") -> str:
+        cfg = load_config()
+        filters = Filters.parse(params)
+        db = open_db(cfg)
+        try:
+            rows, total = verdict_rows(db, cfg.resolved_store_uri, filters, cfg.report.page_size)
+            versions = [r["model_version"] for r in db.query(
+                "SELECT DISTINCT model_version FROM verdicts ORDER BY model_version DESC")]
+            rates = daily_fake_rates(db, filters)
+        finally:
+            db.dispose()
+        return render_list(rows, total, filters, cfg.report.page_size, versions,
+                           fake_rate_chart(rates) if rates else None, message)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def verdicts_page(request: Request) -> str:
+        try:
+            return await asyncio.to_thread(list_page, dict(request.query_params))
+        except ValueError as exc:
+            raise HTTPException(400, f"bad filter: {exc}") from None
+
+    def stored_report(video_id: str, model_version: str) -> str:
+        cfg = load_config()
+        db = open_db(cfg)
+        try:
+            rows = db.query("SELECT report_uri FROM verdicts WHERE video_id = :v AND model_version = :m",
+                            {"v": video_id, "m": model_version})
+        finally:
+            db.dispose()
+        if not rows or not rows[0]["report_uri"]:
+            raise HTTPException(404, "no report for this verdict (realness report VIDEO_ID writes one)")
+        store = open_store(cfg.resolved_store_uri, cfg.s3)
+        return store.get_bytes(store.key_for(rows[0]["report_uri"])).decode("utf-8")
+
+    @app.get("/report", response_class=HTMLResponse)
+    async def report(video_id: str, model_version: str) -> HTMLResponse:
+        page = await asyncio.to_thread(stored_report, video_id, model_version)
+        return HTMLResponse(page, headers={"Content-Security-Policy": REPORT_POLICY})
+
+    @app.post("/upload")
+    async def upload(request: Request, video: UploadFile) -> Any:
+        origin = request.headers.get("origin")
+        if origin and origin.split("://", 1)[-1] != request.headers.get("host"):
+            raise HTTPException(403, "cross-site upload refused")
+        cfg = load_config()
+        name = safe_upload_name(video.filename)
+        key = f"{cfg.landing_prefix}uploads/{datetime.now(timezone.utc):%Y-%m-%d}/{uuid.uuid4().hex[:12]}-{name}"
+
+        declared = int(request.headers.get("content-length") or 0)
+        with tempfile.TemporaryDirectory(prefix="realness-upload-") as workdir:
+            try:
+                if declared > cfg.report.upload_max_bytes + UPLOAD_CHUNK:   # the form's own fields are small
+                    raise too_large(cfg.report.upload_max_bytes)
+                path, _ = await asyncio.to_thread(receive_upload, video.file, cfg.report.upload_max_bytes,
+                                                  Path(workdir))
+            except UploadRejected as exc:
+                page = await asyncio.to_thread(list_page, {}, f"{name} was not accepted: {exc}")
+                return HTMLResponse(page, status_code=exc.status)
+            store = open_store(cfg.resolved_store_uri, cfg.s3)
+            await asyncio.to_thread(store.upload, path, key)
+        source_uri = store.uri_for(key)
+        run_id = await runs.trigger(request, INGEST_DAG, {})
+        log.info("upload %s -> %s, ingest run %s", name, source_uri, run_id)
+        return RedirectResponse("check?" + urlencode({"source_uri": source_uri, "run_id": run_id}), status_code=303)
+
+    def upload_progress(source_uri: str) -> tuple[str | None, dict | None]:
+        db = open_db(load_config())
+        try:
+            ledger = db.query("SELECT status FROM ingest_ledger WHERE source_uri = :s", {"s": source_uri})
+            verdict = db.query("SELECT * FROM latest_verdicts WHERE source_uri = :s ORDER BY decided_at DESC",
+                               {"s": source_uri})
+        finally:
+            db.dispose()
+        return (ledger[0]["status"] if ledger else None), (verdict[0] if verdict else None)
+
+    @app.get("/check", response_class=HTMLResponse)
+    async def check(request: Request, source_uri: str, run_id: str) -> str:
+        state = await runs.state(request, INGEST_DAG, run_id)
+        ledger_status, verdict = await asyncio.to_thread(upload_progress, source_uri)
+        return render_check(video_name(source_uri, ""), state, ledger_status, verdict)
+
+    return app

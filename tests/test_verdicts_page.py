@@ -1,0 +1,216 @@
+"""The verdicts page: the plugin's app under uvicorn on localhost, behind Airflow's own ``get_user``.
+
+Tokens come from Airflow's configured auth manager (SimpleAuthManager), as the UI's login would
+issue them. DAG runs are recorded by a stand-in for Airflow's REST API: no scheduler runs here,
+so an upload is followed as far as its triggered run. The browser tests drive Debian's
+``chromium`` through Playwright and skip when either is missing; screenshots go to
+``test-artefacts/`` (or ``$REALNESS_TEST_ARTEFACTS``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from realness_tasks import reports, samples
+from realness_tasks.verdicts_page import INGEST_DAG, create_app
+from tests.conftest import ROOT, free_port
+from tests.test_reports import champion_files, crops, scored  # noqa: F401 - fixtures
+
+EVIL = "<img src=x onerror=alert(1)>"
+CHROMIUM = Path("/usr/bin/chromium")
+ARTEFACTS = Path(os.environ.get("REALNESS_TEST_ARTEFACTS", ROOT / "test-artefacts"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+class RecordingRuns:
+    """Stands in for Airflow's REST API: records triggers, reports each run as queued."""
+
+    def __init__(self):
+        self.triggered: list[tuple[str, dict, str | None]] = []
+
+    async def trigger(self, request, dag_id: str, conf: dict) -> str:
+        self.triggered.append((dag_id, conf, request.cookies.get("_token") or request.headers.get("authorization")))
+        return f"manual__{len(self.triggered)}"
+
+    async def state(self, request, dag_id: str, run_id: str) -> str:
+        return "queued"
+
+
+@dataclasses.dataclass
+class Site:
+    url: str
+    token: str
+    cfg: object
+    store: object
+    runs: RecordingRuns
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.get(self.url + path, cookies={"_token": self.token}, **kwargs)
+
+
+@pytest.fixture
+def site(scored, airflow_db):  # noqa: F811 - the imported fixture
+    """Three scored videos (one named like an HTML tag), their reports, the app on a free port."""
+    import uvicorn
+    from airflow.api_fastapi.app import create_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.api_fastapi.core_api.security import get_user
+
+    cfg, store, db = scored
+    cfg = dataclasses.replace(cfg, report=dataclasses.replace(cfg.report, page_size=2, upload_max_bytes=200_000))
+    reports.write_run_reports(cfg, "run-1")
+    reports.write_video_report(cfg, "real")
+    db.execute("UPDATE verdicts SET source_uri = :s WHERE video_id = 'real'", {"s": f"s3://landing/{EVIL}.mp4"})
+    auth_manager = create_auth_manager()
+    auth_manager.init()
+    token = auth_manager.generate_jwt(SimpleAuthManagerUser(username="analyst", role="viewer"))
+    runs = RecordingRuns()
+    server = uvicorn.Server(uvicorn.Config(create_app(lambda: cfg, get_user, runs), host="127.0.0.1",
+                                           port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            pytest.fail("the page's server did not start")
+        time.sleep(0.05)
+    yield Site(f"http://127.0.0.1:{server.config.port}/", token, cfg, store, runs)
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def rows(page: str) -> list[str]:
+    return re.findall(r'<tr class="verdict-row">.*?</tr>', page)
+
+
+def uploads(site: Site) -> list[str]:
+    return [o.key for o in site.store.list(f"{site.cfg.landing_prefix}uploads/")]
+
+
+def test_an_unauthenticated_request_is_refused(site):
+    assert httpx.get(site.url).status_code == 401
+    assert httpx.get(site.url, cookies={"_token": "forged"}).status_code == 403
+    assert httpx.post(site.url + "upload", files={"video": ("a.mp4", b"x")}).status_code == 401
+    assert httpx.get(site.url + "report", params={"video_id": "partly", "model_version": "v1"}).status_code == 401
+
+
+def test_the_list_filters_sorts_and_pages(site):
+    first = site.get("")
+    assert first.status_code == 200
+    assert len(rows(first.text)) == 2 and "page 1 of 2 (3 videos)" in first.text
+    assert "partly.mp4" in rows(first.text)[0] or "guest.mp4" in rows(first.text)[0]   # most fake first
+    second = site.get("", params={"page": 2})
+    assert len(rows(second.text)) == 1 and "&lt;img src=x" in second.text and EVIL not in second.text
+    fakes = site.get("", params={"verdict": "FAKE", "sort": "p_fake_asc"})
+    assert [("FAKE" in r) for r in rows(fakes.text)] == [True, True] and "(2 videos)" in fakes.text
+    p = [float(v) for v in re.findall(r"</span></td><td>([0-9.]+)</td>", fakes.text)]
+    assert p == sorted(p)
+    assert "(1 videos)" in site.get("", params={"prefix": "s3://landing/gu"}).text
+    assert "(0 videos)" in site.get("", params={"model_version": "v2"}).text
+    assert "(0 videos)" in site.get("", params={"date_from": "2099-01-01"}).text
+    assert site.get("", params={"date_from": "yesterday"}).status_code == 400
+    assert 'alt="daily fake rate per model version"' in first.text
+
+
+def test_a_row_opens_its_report(site):
+    page = site.get("", params={"verdict": "FAKE"}).text
+    link = re.search(r'href="(report\?[^"]+)"', page).group(1).replace("&amp;", "&")
+
+    report = site.get(link)
+
+    assert report.status_code == 200 and 'id="verdict">FAKE<' in report.text
+    assert report.headers["content-security-policy"].startswith("default-src 'none'")
+    assert site.get("report", params={"video_id": "nobody", "model_version": "v1"}).status_code == 404
+
+
+def test_rejected_uploads_say_why_and_leave_nothing_behind(site):
+    cookies = {"_token": site.token}
+    not_video = httpx.post(site.url + "upload", files={"video": ("notes.mp4", b"just some text" * 50)}, cookies=cookies)
+    too_big = httpx.post(site.url + "upload", files={"video": ("big.mp4", b"\0\0\0\x18ftypmp42" + b"\0" * 300_000)},
+                         cookies=cookies)
+
+    assert not_video.status_code == 415 and "notes.mp4 was not accepted: the file is not a video" in not_video.text
+    assert too_big.status_code == 413 and "larger than the" in too_big.text
+    assert uploads(site) == [] and site.runs.triggered == []
+
+
+def test_an_accepted_upload_lands_and_triggers_an_ingest_run(site, tmp_path):
+    video = samples.face_video(tmp_path / "clip.mp4", samples.sample_photos()[0].image, seconds=0.5, fps=8).path
+
+    response = httpx.post(site.url + "upload", files={"video": (f"{EVIL}.mp4", video.read_bytes())},
+                          cookies={"_token": site.token}, follow_redirects=True)
+
+    assert response.status_code == 200 and 'id="run-state">queued<' in response.text
+    [key] = uploads(site)
+    assert key.endswith("-img_src_x_onerror_alert_1_.mp4") and site.store.get_bytes(key) == video.read_bytes()
+    assert site.runs.triggered == [(INGEST_DAG, {}, site.token)]   # as the caller
+    assert "Checking" in response.text and "<img src=x" not in response.text
+
+
+# --- in a browser -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not installed (Debian package 'chromium'; .ci/run installs it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright (Python package) not installed")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def screenshot(page, name: str) -> Path:
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTEFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_the_page_in_a_browser(site, browser, tmp_path):
+    anonymous = browser.new_page()
+    assert anonymous.goto(site.url).status == 401
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context.add_cookies([{"name": "_token", "value": site.token, "url": site.url}])
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    page.goto(site.url + "?sort=p_fake_asc")
+    assert page.locator("tr.verdict-row").count() == 2
+    assert page.locator("tr.verdict-row td").first.inner_text() == f"{EVIL}.mp4"   # shown as text
+    screenshot(page, "verdicts-page")
+
+    page.select_option("select[name=verdict]", "FAKE")
+    page.click("#filters button")
+    page.wait_for_load_state()
+    assert "verdict=FAKE" in page.url
+    assert page.locator("tr.verdict-row .verdict").all_inner_texts() == ["FAKE", "FAKE"]
+    with context.expect_page() as opened:
+        page.locator("tr.verdict-row a", has_text="report").first.click()
+    report = opened.value
+    report.wait_for_load_state()
+    assert report.locator("#verdict").inner_text() == "FAKE" and report.locator("#faces tbody tr").count() > 0
+    assert report.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    screenshot(report, "report")
+
+    video = samples.face_video(tmp_path / "clip.mp4", samples.sample_photos()[1].image, seconds=0.5, fps=8).path
+    page.goto(site.url)
+    page.set_input_files("#upload input[type=file]", str(video))
+    page.click("#upload button")
+    page.wait_for_load_state()
+    assert page.locator("#run-state").inner_text() == "queued" and "check?" in page.url
+    screenshot(page, "upload-progress")
+    assert dialogs == []   # nothing on any page ran a script
