@@ -161,12 +161,11 @@ def test_gradcam_maps_have_the_crop_size_and_follow_the_bright_regions(scored, c
 
 
 def test_gradcam_works_on_the_real_classifier(tmp_path):
-    """The project's own network (EfficientNetB0 backbone, BatchNorm calibrated as training does)."""
+    """The project's own network (the default pretrained EfficientNet-Lite0 backbone and the paper's head)."""
     from realness_tasks import model
+    from realness_tasks.config import TrainingSettings
 
-    classifier = model.build_classifier(64, 0.3, None, seed=3)
-    model.calibrate_batchnorm(classifier.get_layer(model.BACKBONE_NAME),
-                              model.decode_crops(sample_crops() * 4, 64))
+    classifier, _ = model.build_classifier(TrainingSettings(image_size=64, seed=3), tmp_path / "weights")
     classifier.save(tmp_path / "model.keras")
     import keras
 

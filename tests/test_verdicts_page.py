@@ -21,7 +21,7 @@ import pytest
 
 from realness_tasks import reports, samples
 from realness_tasks.verdicts_page import INGEST_DAG, create_app
-from tests.conftest import ROOT, free_port
+from tests.conftest import REQUIRE_SERVICES, ROOT, free_port
 from tests.test_reports import champion_files, crops, scored  # noqa: F401 - fixtures
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -160,12 +160,15 @@ def test_an_accepted_upload_lands_and_triggers_an_ingest_run(site, tmp_path):
 
 @pytest.fixture
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not installed (Debian package 'chromium'; .ci/run installs it)")
+    missing = None if CHROMIUM.exists() else f"{CHROMIUM} not installed (Debian package 'chromium'; .ci/run installs it)"
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("playwright (Python package) not installed")
+        missing = "playwright (Python package) not installed"
+    if missing:
+        if REQUIRE_SERVICES:
+            pytest.fail(missing)
+        pytest.skip(missing)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched
