@@ -165,7 +165,7 @@ def test_gradcam_works_on_the_real_classifier(tmp_path):
     from realness_tasks import model
     from realness_tasks.config import TrainingSettings
 
-    classifier, _ = model.build_classifier(TrainingSettings(image_size=64, seed=3), tmp_path / "weights")
+    classifier, _ = model.build_classifier(TrainingSettings(image_size=128, seed=3), tmp_path / "weights")
     classifier.save(tmp_path / "model.keras")
     import keras
 
