@@ -1,7 +1,8 @@
 """``realness``: run the pipeline's steps without a scheduler, inspect results, or run the demo.
 
 ``ingest``, ``train`` and ``score`` call the same functions the DAGs call, for one-off runs and
-backfills; ``report`` writes the HTML report of one scored video; ``status`` prints what the ledger, registry and verdict tables hold; ``demo`` builds a
+backfills; ``report`` writes the HTML report of one scored video; ``evaluate`` measures the latest verdicts
+against a labels file; ``status`` prints what the ledger, registry and verdict tables hold; ``demo`` builds a
 local stack (Airflow on SQLite, a local object store, the embedded verdict database), drops sample
 videos made from real photographs into the landing prefix and runs the three DAGs through Airflow.
 """
@@ -72,6 +73,39 @@ def cmd_report(args) -> int:
     from realness_tasks.reports import write_video_report
 
     print(write_video_report(RealnessConfig.from_env(), args.video, args.model_version))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from realness_tasks.config import RealnessConfig
+    from realness_tasks.evaluation import (METRIC_COLUMNS, LabelsError, evaluate, metrics_row, read_labels,
+                                           write_evaluation)
+
+    try:
+        labels = read_labels(Path(args.labels))
+    except LabelsError as exc:
+        print(f"realness evaluate: {exc}", file=sys.stderr)
+        return 2
+    cfg = RealnessConfig.from_env()
+    result = evaluate(cfg, labels, args.prefix, labels_file=args.labels, evaluated_at=datetime.now(timezone.utc))
+    overall = result.overall
+    versions = ", ".join(f"{version} ({n})" for version, n in result.model_versions.items()) or "none"
+    print(f"{overall.labelled} labelled video(s) matched against {result.source_prefix or 'all verdicts'} "
+          f"(model versions: {versions})")
+    print(f"  scored {overall.scored} (UNCERTAIN {overall.uncertain}, counted as not FAKE); NO_FACE {overall.no_face}, "
+          f"ERROR {overall.error}, no verdict {overall.no_verdict}; {len(result.ambiguous)} ambiguous name(s); "
+          f"{result.unlabelled_verdicts} verdict(s) without a label")
+    auc = "n/a" if overall.auc is None else f"{overall.auc:.3f}"
+    print(f"  video AUC {auc}  accuracy {overall.accuracy:.3f}  precision {overall.precision_fake:.3f}  "
+          f"recall {overall.recall_fake:.3f}  F1 {overall.f1_fake:.3f}  (FAKE = verdict FAKE)")
+    (tn, fp), (fn, tp) = overall.confusion
+    print(f"  confusion: REAL -> {tn} not FAKE, {fp} FAKE;  FAKE -> {fn} not FAKE, {tp} FAKE")
+    for column, groups in result.breakdown.items():
+        print(f"\nby {column}:")
+        print_table([metrics_row(value, m) for value, m in groups.items()], ["group", *METRIC_COLUMNS])
+    for ambiguous in result.ambiguous:
+        print(f"  ambiguous: {ambiguous.name} -> {', '.join(ambiguous.candidates)}")
+    print(f"\nstored: {write_evaluation(cfg, result)} (evaluation.json, roc.png, evaluation.html)")
     return 0
 
 
@@ -191,13 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     report = sub.add_parser("report", help="write the HTML report of a scored video and print its URI")
     report.add_argument("video", metavar="VIDEO_ID|SOURCE_URI", help="the video's id (sha256) or its source URI")
     report.add_argument("--model-version", help="the verdict of this model version (default: the latest verdict)")
+    evaluation = sub.add_parser("evaluate", help="measure the latest verdicts against labels and store the report")
+    evaluation.add_argument("--labels", required=True, metavar="FILE",
+                            help="DFDC metadata.json or a CSV with columns name,label (others: breakdown)")
+    evaluation.add_argument("--prefix", help="only videos under this source URI prefix, or key prefix under landing/")
     sub.add_parser("status", help="what the ledger, the registry and the verdict tables hold")
     demo = sub.add_parser("demo", help="run the whole pipeline locally through Airflow on sample videos")
     demo.add_argument("--home", default=".realness-demo", help="where the demo keeps everything")
     demo.add_argument("--videos", type=int, default=8, help="real (and as many fake) sample videos")
     args = parser.parse_args(argv)
     commands = {"ingest": cmd_ingest, "train": cmd_train, "score": cmd_score, "report": cmd_report,
-                "status": cmd_status, "demo": cmd_demo}
+                "evaluate": cmd_evaluate, "status": cmd_status, "demo": cmd_demo}
     return commands[args.command](args)
 
 

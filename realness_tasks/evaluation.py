@@ -1,0 +1,379 @@
+"""How well the verdicts agree with labels an archive team already trusts (``realness evaluate``).
+
+The labels are a DFDC ``metadata.json`` (an object mapping a file name to ``{"label": ...}``) or a
+CSV with columns ``name,label`` and any others. Each label is matched to a verdict of
+``latest_verdicts`` by the end of its source URI: a bare file name matches by basename, a
+relative path (``batch2/clip.mp4``) by that path. A name that fits several verdicts is reported as
+ambiguous rather than guessed. The metric functions are training's (:mod:`realness_tasks.train`),
+so a model's test metrics and its evaluation on archive material are computed the same way.
+
+A video counts as predicted FAKE when its verdict is FAKE; UNCERTAIN counts as not FAKE and is
+also counted on its own; NO_FACE, ERROR and labelled videos without a verdict have no prediction
+and appear only in the coverage counts. ``docs/evaluation.md`` describes the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import posixpath
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realness_tasks.config import RealnessConfig
+from realness_tasks.db import Database
+from realness_tasks.reports import STYLE, embedded_image, escaped
+from realness_tasks.storage import ObjectStore, open_store
+from realness_tasks.train import classification_metrics, roc_auc, roc_curve
+from realness_tasks.verdicts import ERROR, FAKE, NO_FACE, REAL, UNCERTAIN
+
+SCORED_VERDICTS = (FAKE, REAL, UNCERTAIN)  # the verdicts that carry a video score
+NO_VERDICT = "NO_VERDICT"  # a labelled video that no verdict matched
+# DFDC fields that are not a way to group videos: the label itself, the train/test split, and the
+# name of the real video a fake was made from.
+NOT_BREAKDOWN_FIELDS = {"label", "original", "split"}
+
+
+class LabelsError(ValueError):
+    """The labels file is missing, unreadable or not in one of the two accepted shapes."""
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One labelled video: its file name or relative path, FAKE or REAL, and the columns to group by."""
+
+    name: str
+    label: str
+    groups: dict[str, str]
+
+
+@dataclass(frozen=True)
+class MatchedVideo:
+    """A label and the latest verdict whose source URI it names; ``verdict`` is NO_VERDICT when none does."""
+
+    label: LabelRow
+    verdict: str
+    p_fake: float | None
+    source_uri: str | None
+    model_version: str | None
+
+
+@dataclass(frozen=True)
+class AmbiguousLabel:
+    """A label name that fits several verdicts (or a verdict that several labels name): left out, not guessed."""
+
+    name: str
+    candidates: list[str]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Video metrics of one group of labelled videos (all of them, or one value of a breakdown column).
+
+    ``auc`` is over the scored videos (FAKE/REAL/UNCERTAIN) by their ``p_fake``, None without both
+    labels among them; the others are over the same videos with FAKE verdict = predicted FAKE.
+    ``confusion`` is [[TN, FP], [FN, TP]] (rows actual REAL/FAKE, columns predicted not-FAKE/FAKE).
+    ``verdicts_by_label`` counts every verdict (and NO_VERDICT) per actual label.
+    """
+
+    labelled: int
+    scored: int
+    auc: float | None
+    accuracy: float
+    precision_fake: float
+    recall_fake: float
+    f1_fake: float
+    confusion: list[list[int]]
+    uncertain: int
+    no_face: int
+    error: int
+    no_verdict: int
+    verdicts_by_label: dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    labels_file: str
+    source_prefix: str | None          # the source URI prefix the verdicts were restricted to
+    evaluated_at: datetime
+    overall: Metrics
+    breakdown: dict[str, dict[str, Metrics]]  # column -> value -> metrics of the videos with that value
+    videos: list[MatchedVideo]
+    ambiguous: list[AmbiguousLabel]
+    unlabelled_verdicts: int           # verdicts under the prefix that no label names
+    model_versions: dict[str, int]     # which versions decided the matched verdicts, and how many
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "labels_file": self.labels_file, "source_prefix": self.source_prefix,
+            "evaluated_at": self.evaluated_at.isoformat(), "model_versions": self.model_versions,
+            "overall": asdict(self.overall),
+            "breakdown": {column: {value: asdict(m) for value, m in groups.items()}
+                          for column, groups in self.breakdown.items()},
+            "ambiguous": [asdict(a) for a in self.ambiguous], "unlabelled_verdicts": self.unlabelled_verdicts,
+            "videos": [{"name": v.label.name, "label": v.label.label, "groups": v.label.groups, "verdict": v.verdict,
+                        "p_fake": v.p_fake, "source_uri": v.source_uri, "model_version": v.model_version}
+                       for v in self.videos],
+        }
+
+
+# ---------------------------------------------------------------- labels
+
+def read_labels(path: Path) -> list[LabelRow]:
+    """The labels of a DFDC ``metadata.json`` or a ``name,label[,...]`` CSV, told apart by the first character."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelsError(f"cannot read labels file {path}: {exc}") from exc
+    rows = labels_from_json(text, path) if text.lstrip().startswith(("{", "[")) else labels_from_csv(text, path)
+    if not rows:
+        raise LabelsError(f"{path} holds no labels")
+    duplicates = sorted(name for name, n in Counter(r.name for r in rows).items() if n > 1)
+    if duplicates:
+        raise LabelsError(f"{path} labels these names more than once: {', '.join(duplicates[:5])}")
+    return rows
+
+
+def labels_from_json(text: str, path: Path) -> list[LabelRow]:
+    """DFDC shape. Fields other than label/original/split with a text or number value become groups."""
+    try:
+        metadata = json.loads(text)
+    except ValueError as exc:
+        raise LabelsError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(metadata, dict):
+        raise LabelsError(f"{path} is not a JSON object mapping file names to {{\"label\": ...}}")
+    rows = []
+    for name, entry in metadata.items():
+        if not isinstance(entry, dict):
+            raise LabelsError(f"{path}: the entry of {name!r} is not an object with a \"label\"")
+        groups = {k: str(v) for k, v in entry.items()
+                  if k not in NOT_BREAKDOWN_FIELDS and isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+        rows.append(LabelRow(name, checked_label(entry.get("label"), name, path), groups))
+    return rows
+
+
+def labels_from_csv(text: str, path: Path) -> list[LabelRow]:
+    """CSV shape with a header; every column other than name and label becomes a group."""
+    reader = csv.DictReader(io.StringIO(text))
+    columns = [c.strip() for c in reader.fieldnames or []]
+    if "name" not in columns or "label" not in columns:
+        raise LabelsError(f"{path} is neither a JSON object nor a CSV with columns name,label (header: {columns})")
+    rows = []
+    for line, record in enumerate(reader, start=2):
+        values = {k.strip(): (v or "").strip() for k, v in record.items() if k is not None}
+        if not values["name"]:
+            raise LabelsError(f"{path} line {line}: empty name")
+        groups = {k: v for k, v in values.items() if k not in ("name", "label")}
+        rows.append(LabelRow(values["name"], checked_label(values["label"], f"line {line}", path), groups))
+    return rows
+
+
+def checked_label(value: Any, where: str, path: Path) -> str:
+    label = str(value or "").strip().upper()
+    if label not in (FAKE, REAL):
+        raise LabelsError(f"{path} {where}: label {value!r} is neither FAKE nor REAL")
+    return label
+
+
+# ---------------------------------------------------------------- matching
+
+def source_prefix(cfg: RealnessConfig, store: ObjectStore, prefix: str | None) -> str | None:
+    """A URI prefix as given, or a key prefix taken under the landing prefix."""
+    if not prefix:
+        return None
+    return prefix if "://" in prefix else store.uri_for(cfg.landing_prefix + prefix.lstrip("/"))
+
+
+def latest_verdicts(db: Database, uri_prefix: str | None) -> list[dict[str, Any]]:
+    """The latest verdict of every video with a source URI, under ``uri_prefix`` when given."""
+    where = "source_uri IS NOT NULL"
+    params: dict[str, Any] = {}
+    if uri_prefix:
+        where += " AND SUBSTR(source_uri, 1, :length) = :prefix"
+        params = {"length": len(uri_prefix), "prefix": uri_prefix}
+    return db.query(f"SELECT video_id, source_uri, verdict, p_fake, model_version FROM latest_verdicts WHERE {where} "
+                    "ORDER BY source_uri", params)
+
+
+def is_named_by(source_uri: str, name: str) -> bool:
+    """Whether a label name names this source URI: the same last path components."""
+    return source_uri == name or source_uri.endswith("/" + name.lstrip("/"))
+
+
+def match(labels: Sequence[LabelRow], verdicts: Sequence[dict[str, Any]]
+          ) -> tuple[list[MatchedVideo], list[AmbiguousLabel], int]:
+    """(matched videos, ambiguous labels, verdicts no label names)."""
+    by_basename: dict[str, list[dict[str, Any]]] = {}
+    for row in verdicts:
+        by_basename.setdefault(posixpath.basename(row["source_uri"]), []).append(row)
+    candidates = {label.name: [row for row in by_basename.get(posixpath.basename(label.name), [])
+                               if is_named_by(row["source_uri"], label.name)] for label in labels}
+    claims = Counter(rows[0]["video_id"] for rows in candidates.values() if len(rows) == 1)
+    matched, ambiguous = [], []
+    for label in labels:
+        rows = candidates[label.name]
+        if len(rows) > 1 or (rows and claims[rows[0]["video_id"]] > 1):
+            ambiguous.append(AmbiguousLabel(label.name, [r["source_uri"] for r in rows]))
+        elif rows:
+            row = rows[0]
+            matched.append(MatchedVideo(label, row["verdict"], row["p_fake"], row["source_uri"], row["model_version"]))
+        else:
+            matched.append(MatchedVideo(label, NO_VERDICT, None, None, None))
+    named = {row["video_id"] for rows in candidates.values() for row in rows}
+    return matched, ambiguous, sum(row["video_id"] not in named for row in verdicts)
+
+
+# ---------------------------------------------------------------- metrics
+
+def metrics(videos: Sequence[MatchedVideo]) -> Metrics:
+    scored = [v for v in videos if v.verdict in SCORED_VERDICTS]
+    actual = np.array([v.label.label == FAKE for v in scored], dtype=int)
+    auc = roc_auc(actual, np.array([v.p_fake for v in scored], dtype=np.float64))
+    # classification_metrics predicts FAKE at score >= threshold: a score of 1 for FAKE verdicts makes it follow them
+    predicted = classification_metrics(actual, np.array([v.verdict == FAKE for v in scored], dtype=np.float64), 0.5)
+    verdict_counts = Counter(v.verdict for v in videos)
+    by_label = {label: Counter(v.verdict for v in videos if v.label.label == label) for label in (FAKE, REAL)}
+    return Metrics(
+        labelled=len(videos), scored=len(scored), auc=None if math.isnan(auc) else auc,
+        accuracy=predicted["accuracy"], precision_fake=predicted["precision_fake"],
+        recall_fake=predicted["recall_fake"], f1_fake=predicted["f1_fake"], confusion=predicted["confusion"],
+        uncertain=verdict_counts[UNCERTAIN], no_face=verdict_counts[NO_FACE], error=verdict_counts[ERROR],
+        no_verdict=verdict_counts[NO_VERDICT],
+        verdicts_by_label={label: {verdict: counts[verdict] for verdict in (*SCORED_VERDICTS, NO_FACE, ERROR, NO_VERDICT)}
+                           for label, counts in by_label.items()})
+
+
+def breakdown(videos: Sequence[MatchedVideo]) -> dict[str, dict[str, Metrics]]:
+    """The metrics per value of every group column; a video without that column counts under ""."""
+    columns = sorted({column for v in videos for column in v.label.groups})
+    return {column: {value: metrics([v for v in videos if v.label.groups.get(column, "") == value])
+                     for value in sorted({v.label.groups.get(column, "") for v in videos})}
+            for column in columns}
+
+
+def evaluate(cfg: RealnessConfig, labels: Sequence[LabelRow], prefix: str | None = None, *,
+             labels_file: str = "", evaluated_at: datetime) -> EvaluationResult:
+    """Match the labels to ``latest_verdicts`` (under ``prefix``) and measure the verdicts against them."""
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    uri_prefix = source_prefix(cfg, store, prefix)
+    db = Database(cfg.resolved_database_url)
+    try:
+        verdicts = latest_verdicts(db, uri_prefix)
+    finally:
+        db.dispose()
+    videos, ambiguous, unlabelled = match(labels, verdicts)
+    return EvaluationResult(
+        labels_file=labels_file, source_prefix=uri_prefix, evaluated_at=evaluated_at, overall=metrics(videos),
+        breakdown=breakdown(videos), videos=videos, ambiguous=ambiguous, unlabelled_verdicts=unlabelled,
+        model_versions=dict(sorted(Counter(v.model_version for v in videos if v.model_version).items())))
+
+
+# ---------------------------------------------------------------- report
+
+def roc_png(result: EvaluationResult) -> bytes:
+    """The ROC curve of the scored videos' p_fake, with the point the FAKE verdicts reach on it (Agg canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    scored = [v for v in result.videos if v.verdict in SCORED_VERDICTS]
+    actual = np.array([v.label.label == FAKE for v in scored], dtype=int)
+    fig = Figure(figsize=(5, 5))
+    ax = fig.add_subplot()
+    overall = result.overall
+    if overall.auc is None:
+        ax.text(0.5, 0.5, "no ROC curve: the scored videos\nneed both FAKE and REAL labels",
+                ha="center", va="center", transform=ax.transAxes)
+    else:
+        fpr, tpr, _ = roc_curve(actual, np.array([v.p_fake for v in scored], dtype=np.float64))
+        ax.plot(fpr, tpr, drawstyle="steps-post", label=f"videos by p_fake (AUC {overall.auc:.3f})")
+        (tn, fp), (fn, tp) = overall.confusion
+        ax.plot([fp / (fp + tn)], [tp / (tp + fn)], "o", color="#c0392b", label="FAKE verdicts")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    ax.set(xlabel="false-positive rate (REAL called FAKE)", ylabel="true-positive rate (FAKE caught)",
+           title=f"ROC curve, {overall.scored} scored videos")
+    ax.legend(loc="lower right")
+    png = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(png)
+    return png.getvalue()
+
+
+def number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+METRIC_COLUMNS = ("labelled", "scored", "auc", "accuracy", "precision_fake", "recall_fake", "f1_fake",
+                  "uncertain", "no_face", "error", "no_verdict")
+
+
+def metrics_row(group: str, m: Metrics) -> dict[str, Any]:
+    """One group's metrics as a flat row, for the printed and the HTML tables."""
+    return {"group": group, **{column: getattr(m, column) for column in METRIC_COLUMNS}}
+
+
+def html_table(rows: Sequence[dict[str, Any]], table_id: str) -> str:
+    if not rows:
+        return "<p>(none)</p>"
+    head = "".join(f"<th>{escaped(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{number(v) if isinstance(v, float) or v is None else escaped(v)}</td>"
+                                    for v in row.values()) + "</tr>" for row in rows)
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def render(result: EvaluationResult, roc: bytes) -> str:
+    """The evaluation as one self-contained HTML page (the ROC plot embedded, nothing fetched)."""
+    overall = result.overall
+    (tn, fp), (fn, tp) = overall.confusion
+    by_label = [{"actual": label, **counts} for label, counts in overall.verdicts_by_label.items()]
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Realness evaluation: {escaped(result.labels_file)}</title><style>{STYLE}</style></head><body>",
+        "<h1>Realness evaluation</h1><dl>",
+        f"<dt>labels</dt><dd>{escaped(result.labels_file)}</dd>",
+        f"<dt>videos</dt><dd>{escaped(result.source_prefix or 'all')}</dd>",
+        f"<dt>evaluated at</dt><dd>{escaped(result.evaluated_at.isoformat())}</dd>",
+        "<dt>model versions</dt><dd>" + escaped(", ".join(f"{k} ({n})" for k, n in result.model_versions.items())
+                                                or "none") + "</dd>",
+        "</dl><p>Predicted FAKE = verdict FAKE; UNCERTAIN counts as not FAKE and is also counted on its own. "
+        "NO_FACE, ERROR and labelled videos without a verdict have no prediction.</p>",
+        "<h2>Metrics</h2>", html_table([metrics_row("all", overall)], "overall"),
+        "<h2>Confusion matrix (scored videos)</h2>",
+        html_table([{"actual": "REAL", "verdict not FAKE": tn, "verdict FAKE": fp},
+                    {"actual": "FAKE", "verdict not FAKE": fn, "verdict FAKE": tp}], "confusion"),
+        "<h2>Verdicts by label</h2>", html_table(by_label, "verdicts-by-label"),
+        "<h2>ROC curve</h2>", embedded_image(roc, "image/png", "ROC curve of the scored videos"),
+    ]
+    for column, groups in result.breakdown.items():
+        parts += [f"<h2>By {escaped(column)}</h2>",
+                  html_table([metrics_row(value, m) for value, m in groups.items()], f"by-{escaped(column)}")]
+    parts += [f"<h2>Ambiguous names ({len(result.ambiguous)})</h2>",
+              html_table([{"name": a.name, "candidates": ", ".join(a.candidates)} for a in result.ambiguous],
+                         "ambiguous"),
+              f"<p>{result.unlabelled_verdicts} verdict(s) under the prefix have no label.</p>",
+              "<h2>Videos</h2>",
+              html_table([{"name": v.label.name, "label": v.label.label, "verdict": v.verdict, "p_fake": v.p_fake,
+                           "source": v.source_uri} for v in result.videos], "videos"),
+              "</body></html>"]
+    return "\n".join(parts)
+
+
+def evaluation_prefix(cfg: RealnessConfig, evaluated_at: datetime) -> str:
+    return f"{cfg.reports_prefix}evaluations/{evaluated_at.strftime('%Y%m%dT%H%M%S.%fZ')}/"
+
+
+def write_evaluation(cfg: RealnessConfig, result: EvaluationResult) -> str:
+    """Store evaluation.json, roc.png and evaluation.html; returns the URI of their folder."""
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    prefix = evaluation_prefix(cfg, result.evaluated_at)
+    roc = roc_png(result)
+    store.put_bytes(prefix + "evaluation.json", json.dumps(result.to_json(), indent=1).encode("utf-8"))
+    store.put_bytes(prefix + "roc.png", roc)
+    store.put_bytes(prefix + "evaluation.html", render(result, roc).encode("utf-8"))
+    return store.uri_for(prefix)

@@ -1,0 +1,233 @@
+"""``realness evaluate``: labels matched to the latest verdicts, metrics checked against values worked out by hand."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from realness_tasks import verdicts
+from realness_tasks.cli import main
+from realness_tasks.config import RealnessConfig
+from realness_tasks.db import Database
+from realness_tasks.evaluation import LabelsError, evaluate, read_labels, write_evaluation
+from realness_tasks.storage import open_store
+
+AT = datetime(2025, 6, 1, 9, 30, tzinfo=timezone.utc)
+
+# (key under landing/, verdict, p_fake): what the latest verdicts say.
+SCORED_SET = [
+    ("batch1/f1.mp4", verdicts.FAKE, 0.90),
+    ("batch1/f2.mp4", verdicts.FAKE, 0.80),
+    ("batch1/f3.mp4", verdicts.UNCERTAIN, 0.55),
+    ("batch1/f4.mp4", verdicts.REAL, 0.30),
+    ("batch1/r1.mp4", verdicts.REAL, 0.10),
+    ("batch1/r2.mp4", verdicts.REAL, 0.20),
+    ("batch1/r3.mp4", verdicts.FAKE, 0.85),
+    ("batch1/r4.mp4", verdicts.UNCERTAIN, 0.45),
+    ("batch1/f5.mp4", verdicts.NO_FACE, None),
+    ("batch1/r5.mp4", verdicts.ERROR, None),
+    ("batch1/dup.mp4", verdicts.REAL, 0.15),       # dup.mp4 is in two folders: the bare name is ambiguous
+    ("batch2/dup.mp4", verdicts.REAL, 0.25),
+    ("batch1/same.mp4", verdicts.REAL, 0.05),      # same.mp4 too, but the label names batch2/same.mp4
+    ("batch2/same.mp4", verdicts.FAKE, 0.95),
+    ("batch1/extra.mp4", verdicts.REAL, 0.12),     # no label names it
+    ("archive/f1.mp4", verdicts.REAL, 0.01),       # outside --prefix batch
+]
+
+# (name, label, collection); f6.mp4 has no verdict at all.
+LABELS = [
+    ("f1.mp4", "FAKE", "news"), ("f2.mp4", "FAKE", "archive"), ("f3.mp4", "FAKE", "archive"),
+    ("f4.mp4", "FAKE", "news"), ("r1.mp4", "REAL", "news"), ("r2.mp4", "REAL", "archive"),
+    ("r3.mp4", "REAL", "news"), ("r4.mp4", "REAL", "archive"), ("f5.mp4", "FAKE", "news"),
+    ("r5.mp4", "REAL", "archive"), ("f6.mp4", "FAKE", "archive"), ("dup.mp4", "REAL", "archive"),
+    ("batch2/same.mp4", "FAKE", "archive"),
+]
+
+# Worked out by hand for --prefix batch. The scored videos (FAKE/REAL/UNCERTAIN verdicts) are
+#   FAKE-labelled: same .95, f1 .90, f2 .80, f3 .55, f4 .30;  REAL-labelled: r3 .85, r4 .45, r2 .20, r1 .10.
+# AUC: of the 5 x 4 pairs, the fake scores above a real one: .95 -> 4, .90 -> 4, .80 -> 3, .55 -> 3,
+#   .30 -> 2: 16 / 20 = 0.8.
+# Predicted FAKE = verdict FAKE: same, f1, f2 (TP 3) and r3 (FP 1); f3 (UNCERTAIN) and f4 are FN 2;
+#   r1, r2, r4 (UNCERTAIN) are TN 3. Accuracy 6/9, precision 3/4, recall 3/5,
+#   F1 = 2 * .75 * .6 / 1.35 = 2/3. Confusion [[TN, FP], [FN, TP]] = [[3, 1], [2, 3]].
+# Coverage: 12 labels matched or missing (dup.mp4 is ambiguous), UNCERTAIN 2 (f3, r4), NO_FACE 1 (f5),
+#   ERROR 1 (r5), no verdict 1 (f6); verdicts with no label: batch1/extra.mp4 and batch1/same.mp4 = 2.
+# By collection:
+#   news: f1 .90 FAKE (TP), f4 .30 REAL (FN), r1 .10 REAL (TN), r3 .85 FAKE (FP), f5 NO_FACE.
+#     AUC: .90 beats both reals, .30 beats .10 only: 3/4. Accuracy 2/4, precision 1/2, recall 1/2, F1 1/2.
+#   archive: f2 .80 FAKE (TP), f3 .55 UNCERTAIN (FN), same .95 FAKE (TP), r2 .20 REAL (TN),
+#     r4 .45 UNCERTAIN (TN), r5 ERROR, f6 no verdict. AUC 1 (every fake above every real).
+#     Accuracy 4/5, precision 2/2, recall 2/3, F1 = 2 * 1 * 2/3 / (5/3) = 0.8.
+
+
+def landing_uri(cfg: RealnessConfig, key: str) -> str:
+    return open_store(cfg.resolved_store_uri).uri_for(cfg.landing_prefix + key)
+
+
+def publish_scored_set(cfg: RealnessConfig) -> None:
+    db = Database(cfg.resolved_database_url)
+    decided = [verdicts.VideoVerdict(f"id-{key}", landing_uri(cfg, key), verdict, p_fake, 0 if p_fake is None else 4,
+                                     0, "test") for key, verdict, p_fake in SCORED_SET]
+    verdicts.publish(db, model_version="v1", run_id="score-1", run_date="2025-06-01", decided_at=AT.replace(tzinfo=None),
+                     videos=[], faces=[], verdicts=decided)
+    db.dispose()
+
+
+def write_csv(path, rows=LABELS):
+    path.write_text("name,label,collection\n" + "".join(f"{n},{label},{c}\n" for n, label, c in rows))
+    return path
+
+
+def write_dfdc(path, rows=LABELS):
+    # split and original are DFDC fields that group nothing: they must not become breakdown columns
+    path.write_text(json.dumps({n: {"label": label, "split": "train", "original": "r1.mp4", "collection": c}
+                                for n, label, c in rows}))
+    return path
+
+
+@pytest.fixture
+def config(database_url, tmp_path):
+    cfg = RealnessConfig.from_env({}, home=str(tmp_path / "home"), database_url=database_url)
+    publish_scored_set(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("writer", [write_csv, write_dfdc], ids=["csv", "dfdc-json"])
+def test_metrics_coverage_and_breakdown_match_the_hand_computed_values(config, tmp_path, writer):
+    labels = read_labels(writer(tmp_path / "labels"))
+
+    result = evaluate(config, labels, "batch", evaluated_at=AT)
+
+    overall = result.overall
+    assert overall.auc == pytest.approx(0.8)
+    assert (overall.accuracy, overall.precision_fake, overall.recall_fake, overall.f1_fake) == pytest.approx(
+        (6 / 9, 0.75, 0.6, 2 / 3))
+    assert overall.confusion == [[3, 1], [2, 3]]
+    assert (overall.labelled, overall.scored, overall.uncertain, overall.no_face, overall.error,
+            overall.no_verdict) == (12, 9, 2, 1, 1, 1)
+    assert overall.verdicts_by_label["FAKE"] == {"FAKE": 3, "REAL": 1, "UNCERTAIN": 1, "NO_FACE": 1, "ERROR": 0,
+                                                 "NO_VERDICT": 1}
+    assert [(a.name, a.candidates) for a in result.ambiguous] == [
+        ("dup.mp4", [landing_uri(config, "batch1/dup.mp4"), landing_uri(config, "batch2/dup.mp4")])]
+    assert result.unlabelled_verdicts == 2
+    assert result.model_versions == {"v1": 11}  # every matched verdict, NO_FACE and ERROR included
+    same = next(v for v in result.videos if v.label.name == "batch2/same.mp4")
+    assert (same.verdict, same.p_fake, same.source_uri) == ("FAKE", 0.95, landing_uri(config, "batch2/same.mp4"))
+
+    assert list(result.breakdown) == ["collection"]
+    news, archive = result.breakdown["collection"]["news"], result.breakdown["collection"]["archive"]
+    assert (news.auc, news.accuracy, news.precision_fake, news.recall_fake, news.f1_fake) == pytest.approx(
+        (0.75, 0.5, 0.5, 0.5, 0.5))
+    assert news.confusion == [[1, 1], [1, 1]] and news.no_face == 1
+    assert (archive.auc, archive.accuracy, archive.precision_fake, archive.recall_fake, archive.f1_fake) == \
+        pytest.approx((1.0, 0.8, 1.0, 2 / 3, 0.8))
+    assert archive.confusion == [[2, 0], [1, 2]]
+    assert (archive.uncertain, archive.error, archive.no_verdict) == (2, 1, 1)
+
+
+def test_without_a_prefix_a_name_in_two_folders_is_ambiguous_and_a_uri_prefix_works_like_a_key_prefix(config, tmp_path):
+    labels = [row for row in read_labels(write_csv(tmp_path / "labels.csv"))
+              if row.name in ("f1.mp4", "r1.mp4")]
+
+    everywhere = evaluate(config, labels, evaluated_at=AT)
+    by_uri = evaluate(config, labels, landing_uri(config, "batch1/"), evaluated_at=AT)
+
+    assert [(a.name, len(a.candidates)) for a in everywhere.ambiguous] == [("f1.mp4", 2)]
+    assert [v.label.name for v in everywhere.videos] == ["r1.mp4"]
+    assert by_uri.ambiguous == []
+    assert [(v.label.name, v.verdict) for v in by_uri.videos] == [("f1.mp4", "FAKE"), ("r1.mp4", "REAL")]
+    assert by_uri.overall.auc == 1.0 and by_uri.overall.confusion == [[1, 0], [0, 1]]
+
+
+def test_two_labels_naming_the_same_video_are_both_ambiguous(config, tmp_path):
+    labels = read_labels(write_csv(tmp_path / "labels.csv", [("f2.mp4", "FAKE", "x"), ("batch1/f2.mp4", "REAL", "x")]))
+
+    result = evaluate(config, labels, "batch", evaluated_at=AT)
+
+    assert sorted(a.name for a in result.ambiguous) == ["batch1/f2.mp4", "f2.mp4"]
+    assert result.overall.labelled == 0
+
+
+def test_the_stored_evaluation_holds_the_metrics_a_png_and_a_self_contained_page(config, tmp_path):
+    result = evaluate(config, read_labels(write_csv(tmp_path / "labels.csv")), "batch", labels_file="labels.csv",
+                      evaluated_at=AT)
+
+    uri = write_evaluation(config, result)
+
+    store = open_store(config.resolved_store_uri)
+    prefix = store.key_for(uri)
+    assert prefix == "reports/evaluations/20250601T093000.000000Z/"
+    stored = json.loads(store.get_bytes(prefix + "evaluation.json"))
+    assert stored["overall"]["auc"] == pytest.approx(0.8)
+    assert stored["overall"]["confusion"] == [[3, 1], [2, 3]]
+    assert stored["breakdown"]["collection"]["news"]["auc"] == pytest.approx(0.75)
+    assert stored["ambiguous"][0]["name"] == "dup.mp4" and stored["unlabelled_verdicts"] == 2
+    assert {"name": "f6.mp4", "label": "FAKE", "groups": {"collection": "archive"}, "verdict": "NO_VERDICT",
+            "p_fake": None, "source_uri": None, "model_version": None} in stored["videos"]
+    assert store.get_bytes(prefix + "roc.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    page = store.get_bytes(prefix + "evaluation.html").decode()
+    assert "data:image/png;base64," in page and "<script" not in page and 'src="http' not in page
+    assert 'id="by-collection"' in page and "0.800" in page
+
+
+def test_one_class_only_has_no_auc_and_stores_valid_json(config, tmp_path):
+    result = evaluate(config, read_labels(write_csv(tmp_path / "labels.csv", [("r1.mp4", "REAL", "x")])), "batch",
+                      evaluated_at=AT)
+
+    assert result.overall.auc is None
+    uri = write_evaluation(config, result)
+    store = open_store(config.resolved_store_uri)
+    assert json.loads(store.get_bytes(store.key_for(uri) + "evaluation.json"))["overall"]["auc"] is None
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "not a JSON object"),
+    ('{"a.mp4": {"label": "MAYBE"}}', "neither FAKE nor REAL"),
+    ('{"a.mp4": "FAKE"}', "not an object"),
+    ("{broken", "not valid JSON"),
+    ("file,verdict\na.mp4,FAKE\n", "name,label"),
+    ("", "name,label"),
+    ("name,label\na.mp4,FAKE\na.mp4,REAL\n", "more than once"),
+])
+def test_a_malformed_labels_file_is_refused_with_the_reason(tmp_path, content, message):
+    path = tmp_path / "labels"
+    path.write_text(content)
+
+    with pytest.raises(LabelsError, match=message):
+        read_labels(path)
+
+
+def test_evaluate_from_the_command_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("REALNESS_HOME", str(tmp_path / "home"))
+    for name in ("REALNESS_STORE_URI", "REALNESS_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = RealnessConfig.from_env()
+    publish_scored_set(cfg)
+    labels = write_dfdc(tmp_path / "metadata.json")
+
+    assert main(["evaluate", "--labels", str(labels), "--prefix", "batch"]) == 0
+
+    out = capsys.readouterr().out
+    assert "video AUC 0.800  accuracy 0.667  precision 0.750  recall 0.600  F1 0.667" in out
+    assert "NO_FACE 1, ERROR 1, no verdict 1; 1 ambiguous name(s); 2 verdict(s) without a label" in out
+    assert "by collection:" in out and "news" in out and "ambiguous: dup.mp4" in out
+    stored = out.split("stored: ")[1].split()[0]
+    store = open_store(cfg.resolved_store_uri)
+    assert json.loads(store.get_bytes(store.key_for(stored) + "evaluation.json"))["labels_file"] == str(labels)
+
+
+@pytest.mark.parametrize("content", [None, "not,a,labels,file\n"], ids=["missing", "no-label-column"])
+def test_the_command_line_gives_one_line_and_exit_2_for_a_bad_labels_file(monkeypatch, tmp_path, capsys, content):
+    monkeypatch.setenv("REALNESS_HOME", str(tmp_path / "home"))
+    path = tmp_path / "labels.csv"
+    if content is not None:
+        path.write_text(content)
+
+    assert main(["evaluate", "--labels", str(path)]) == 2
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("realness evaluate: ") and captured.err.count("\n") == 1
+    assert str(path) in captured.err
