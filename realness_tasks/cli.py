@@ -90,8 +90,8 @@ def cmd_evaluate(args) -> int:
     result = evaluate(cfg, labels, args.prefix, labels_file=args.labels, evaluated_at=datetime.now(timezone.utc))
     overall = result.overall
     versions = ", ".join(f"{version} ({n})" for version, n in result.model_versions.items()) or "none"
-    print(f"{overall.labelled} labelled video(s) matched against {result.source_prefix or 'all verdicts'} "
-          f"(model versions: {versions})")
+    print(f"{overall.labelled} labelled video(s) compared with the latest verdicts under "
+          f"{result.source_prefix or 'any source'} (model versions: {versions})")
     print(f"  scored {overall.scored} (UNCERTAIN {overall.uncertain}, counted as not FAKE); NO_FACE {overall.no_face}, "
           f"ERROR {overall.error}, no verdict {overall.no_verdict}; {len(result.ambiguous)} ambiguous name(s); "
           f"{result.unlabelled_verdicts} verdict(s) without a label")
@@ -100,11 +100,11 @@ def cmd_evaluate(args) -> int:
           f"recall {overall.recall_fake:.3f}  F1 {overall.f1_fake:.3f}  (FAKE = verdict FAKE)")
     (tn, fp), (fn, tp) = overall.confusion
     print(f"  confusion: REAL -> {tn} not FAKE, {fp} FAKE;  FAKE -> {fn} not FAKE, {tp} FAKE")
+    for ambiguous in result.ambiguous:
+        print(f"  ambiguous: {ambiguous.name} -> {', '.join(ambiguous.candidates)}")
     for column, groups in result.breakdown.items():
         print(f"\nby {column}:")
         print_table([metrics_row(value, m) for value, m in groups.items()], ["group", *METRIC_COLUMNS])
-    for ambiguous in result.ambiguous:
-        print(f"  ambiguous: {ambiguous.name} -> {', '.join(ambiguous.candidates)}")
     print(f"\nstored: {write_evaluation(cfg, result)} (evaluation.json, roc.png, evaluation.html)")
     return 0
 

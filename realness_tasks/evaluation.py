@@ -37,6 +37,7 @@ from realness_tasks.verdicts import ERROR, FAKE, NO_FACE, REAL, UNCERTAIN
 
 SCORED_VERDICTS = (FAKE, REAL, UNCERTAIN)  # the verdicts that carry a video score
 NO_VERDICT = "NO_VERDICT"  # a labelled video that no verdict matched
+ALL_OUTCOMES = (*SCORED_VERDICTS, NO_FACE, ERROR, NO_VERDICT)
 # DFDC fields that are not a way to group videos: the label itself, the train/test split, and the
 # name of the real video a fake was made from.
 NOT_BREAKDOWN_FIELDS = {"label", "original", "split"}
@@ -247,7 +248,7 @@ def metrics(videos: Sequence[MatchedVideo]) -> Metrics:
         recall_fake=predicted["recall_fake"], f1_fake=predicted["f1_fake"], confusion=predicted["confusion"],
         uncertain=verdict_counts[UNCERTAIN], no_face=verdict_counts[NO_FACE], error=verdict_counts[ERROR],
         no_verdict=verdict_counts[NO_VERDICT],
-        verdicts_by_label={label: {verdict: counts[verdict] for verdict in (*SCORED_VERDICTS, NO_FACE, ERROR, NO_VERDICT)}
+        verdicts_by_label={label: {verdict: counts[verdict] for verdict in ALL_OUTCOMES}
                            for label, counts in by_label.items()})
 
 

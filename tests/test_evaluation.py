@@ -70,8 +70,8 @@ def publish_scored_set(cfg: RealnessConfig) -> None:
     db = Database(cfg.resolved_database_url)
     decided = [verdicts.VideoVerdict(f"id-{key}", landing_uri(cfg, key), verdict, p_fake, 0 if p_fake is None else 4,
                                      0, "test") for key, verdict, p_fake in SCORED_SET]
-    verdicts.publish(db, model_version="v1", run_id="score-1", run_date="2025-06-01", decided_at=AT.replace(tzinfo=None),
-                     videos=[], faces=[], verdicts=decided)
+    verdicts.publish(db, model_version="v1", run_id="score-1", run_date="2025-06-01",
+                     decided_at=AT.replace(tzinfo=None), videos=[], faces=[], verdicts=decided)
     db.dispose()
 
 
