@@ -1,10 +1,11 @@
 """
 ### realness_train
 
-Retrains the real/fake classifier (EfficientNetB0 + Dense 512 + Dense 128, sigmoid) on the labelled,
-validated face shards, registers the model with its metrics and plots under the `models/` prefix and
-in the `model_versions` table, and promotes it to champion only if it beats the current champion on
-the same held-out faces.
+Retrains the real/fake classifier (a pretrained EfficientNet-Lite0 backbone by default, + Dense 512 +
+Dense 128, sigmoid) on the labelled, validated face shards, registers the model with its metrics and
+plots under the `models/` prefix and in the `model_versions` table, and promotes it to champion only if
+its held-out video AUC reaches `REALNESS_TRAINING_MIN_VIDEO_AUC` and it beats the current champion on
+the same held-out videos. A champion that cannot be loaded for that comparison fails the run.
 
 Runs weekly, and when `realness_face_shards` is updated, but an asset-triggered run trains only when
 at least `REALNESS_TRAINING_MIN_NEW_FACES` labelled faces arrived since the last model. A promotion
@@ -57,8 +58,10 @@ def realness_train():
         from realness_tasks.train import run_training
 
         outcome = run_training(load_config(), dag_run.run_id, progress=print)
-        print(f"model {outcome.version}: {'promoted' if outcome.promoted else 'not promoted'} ({outcome.reason})")
-        return {k: v for k, v in asdict(outcome).items() if k in ("version", "promoted", "reason", "metrics")}
+        print(f"model {outcome.version} on {outcome.backbone}: "
+              f"{'promoted' if outcome.promoted else 'not promoted'} ({outcome.reason})")
+        return {k: v for k, v in asdict(outcome).items() if k in ("version", "promoted", "reason", "metrics",
+                                                                  "backbone")}
 
     @task(outlets=[CHAMPION_MODEL])
     def announce_champion(outcome: dict, outlet_events=None) -> str:

@@ -51,7 +51,9 @@ def cmd_train(args) -> int:
 
     outcome = run_training(RealnessConfig.from_env(), args.run_id or _run_id("cli"), progress=_progress)
     print(f"model {outcome.version}: {'PROMOTED' if outcome.promoted else 'not promoted'} ({outcome.reason})")
-    print("  " + ", ".join(f"{k}={v:.3f}" for k, v in outcome.metrics.items() if isinstance(v, float)))
+    print(f"  backbone: {outcome.backbone}")
+    for level, metrics in (("faces", outcome.metrics), ("videos", outcome.metrics["video"])):
+        print(f"  test {level}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
     return 0
 
 
@@ -172,7 +174,7 @@ def cmd_demo(args) -> int:
     for name, value in env.items():  # the caller's environment wins, so any setting can be tried in the demo
         os.environ.setdefault(name, value)
     sys.path.insert(0, str(REPO / "plugins"))
-    from realness_tasks import samples
+    from realness_tasks import registry, samples
     from realness_tasks.config import RealnessConfig
     from realness_tasks.db import Database
     from realness_tasks.storage import open_store
@@ -200,6 +202,13 @@ def cmd_demo(args) -> int:
         run = dagbag.get_dag(dag_id).test()
         if str(run.state) != "success":
             print(f"{dag_id} ended {run.state}; see the log above", file=sys.stderr)
+            return 1
+        if dag_id == "realness_train" and registry.read_pointer(cfg, store) is None:
+            newest = Database(cfg.resolved_database_url).query(
+                "SELECT version, reason FROM model_versions ORDER BY created_at DESC LIMIT 1")
+            why = f"{newest[0]['version']}: {newest[0]['reason']}" if newest else "no model was registered"
+            print(f"The demo's model was not promoted ({why}), so there is nothing to score with: the demo stops "
+                  f"here rather than publish verdicts of a model that failed its quality gate.", file=sys.stderr)
             return 1
     db = Database(cfg.resolved_database_url)
     print(f"\nverdicts ({time.monotonic() - started:.0f} s in all):")

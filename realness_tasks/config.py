@@ -114,7 +114,10 @@ class TrainingSettings:
     image_size: int = _setting(224, "Input size of the classifier (crops are resized to it).")
     batch_size: int = _setting(32, "Training batch size.")
     frozen_epochs: int = _setting(3, "Epochs with the backbone frozen.")
-    finetune_epochs: int = _setting(5, "Epochs fine-tuning the whole network.")
+    finetune_epochs: int = _setting(5, "Epochs fine-tuning the head and the backbone's late stages.")
+    finetune_stride: int = _setting(16, "Fine-tuning trains the backbone layers whose feature maps are at 1/N of the "
+                                        "input size or coarser (16: the last stages, 14 x 14 and 7 x 7 at 224 px; "
+                                        "1: every layer, about 1.5 GB more memory at 224 px).")
     steps_per_epoch: int = _setting(0, "If > 0, cap steps per epoch (quick runs and tests).")
     learning_rate: float = _setting(1e-3, "Adam learning rate of the frozen phase (fine-tuning uses a tenth).")
     dropout: float = _setting(0.3, "Dropout after each dense layer.")

