@@ -1,7 +1,8 @@
 """Faces per second of Keras ``predict`` against the TFLite engine, on the same faces, side by side.
 
-The classifier is the production architecture (``realness_tasks.model.build_classifier``:
-EfficientNetB0 + dense head) with random weights, which cost the same as trained ones. The
+The classifier is the production architecture (``realness_tasks.model.build_classifier``: the
+pretrained EfficientNet-Lite0 default, or ``--backbone efficientnet_b0`` with random weights, which
+cost the same as trained ones, + the dense head); outputs are spread over (0, 1). The
 engines score the same batches, their passes interleaved so that load from other processes hits
 them alike; each figure is the best of ``--repeats`` passes. The last column is the largest
 probability difference between Keras and TFLite. Crop decoding, which scoring does before the

@@ -1,6 +1,6 @@
 """The scoring engine: the trained Keras classifier exported to TensorFlow Lite, run with XNNPACK.
 
-Why not Keras ``predict``: on the CPU workers that score videos, the same EfficientNetB0 runs
+Why not Keras ``predict``: on the CPU workers that score videos, the same network runs
 several times faster through the TFLite interpreter and its XNNPACK delegate
 (``bench/bench_inference.py`` measures both; ``docs/scoring.md`` has the figures). The export is
 fp32 with no quantisation, so the engine's probabilities equal Keras' within float rounding;

@@ -1,8 +1,8 @@
 """Training the real/fake classifier end to end: data, two training phases, evaluation, registration.
 
 ``run_training`` is what the training DAG calls. It reads the validated labelled faces, builds the
-classifier on a pretrained backbone, trains with the backbone frozen and then fine-tunes
-everything (with self-blended pseudo-fakes made anew each epoch when fakes are scarce), picks the
+classifier on a pretrained backbone, trains with the backbone frozen and then fine-tunes the head
+and the backbone's late stages (with self-blended pseudo-fakes made anew each epoch when fakes are scarce), picks the
 decision threshold on the validation split, measures the test split per face and per video (the
 verdict rule applied to each held-out video), compares with the champion on the same test videos,
 and registers the model. It is promoted only when its held-out video AUC reaches the configured
@@ -188,7 +188,7 @@ def pseudo_fake_maker(cfg: RealnessConfig, train: ds.FaceSet, report: Progress) 
 
 def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: TrainingSettings, *,
         pseudo_fakes: PseudoFakeMaker | None, report: Progress) -> dict[str, list]:
-    """Frozen-backbone phase at ``learning_rate``, then fine-tuning at a tenth of it.
+    """Frozen-backbone phase at ``learning_rate``, then fine-tuning (late stages, ``finetune_stride``) at a tenth of it.
 
     Each phase stops early when validation AUC has not improved for ``patience`` epochs; the
     weights of the best epoch over both phases are kept.
