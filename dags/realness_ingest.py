@@ -4,7 +4,8 @@
 Turns videos that land under the landing prefix into validated Parquet face shards.
 
 `discover` lists new objects (by content hash and etag; re-uploads and re-runs are skipped) ->
-`extract_faces`, one mapped task per video (batched beyond `max_map_length`): sample frames with
+`extract_faces`, one mapped task per batch of videos (batched from their sizes, `REALNESS_VIDEOS_PER_TASK`
+overrides; see `docs/ingest.md`): sample frames with
 OpenCV, detect faces with MTCNN (plus Azure AI Vision Face when configured), crop, stage a shard ->
 `validate_shards`: Great Expectations gate; a passing shard is published under the faces prefix,
 a failing one is quarantined with its report -> `summarize` writes the run report ->
@@ -49,7 +50,7 @@ def realness_ingest():
         from airflow.sdk import conf
 
         max_map = conf.getint("core", "max_map_length", fallback=1024)
-        return [[asdict(r) for r in batch] for batch in batch_refs(refs, max_map, cfg.videos_per_task)]
+        return [[asdict(r) for r in batch] for batch in batch_refs(refs, cfg, max_map)]
 
     @task(pool=HEAVY_POOL, queue=DETECTION_QUEUE, execution_timeout=timedelta(hours=2))
     def extract_faces(batch: list[dict]) -> list[dict]:

@@ -17,6 +17,7 @@ rewrites the same keys and rows instead of adding new ones.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import math
@@ -125,10 +126,31 @@ def discover(cfg: RealnessConfig, store: ObjectStore, db: Database, *, reprocess
     return refs
 
 
-def batch_refs(refs: Sequence[VideoRef], max_tasks: int, per_task: int = 1) -> list[list[VideoRef]]:
-    """``per_task`` videos per mapped task, or larger even batches when that would exceed ``max_tasks``."""
-    size = max(1, per_task, math.ceil(len(refs) / max(1, max_tasks)))
-    return [list(refs[i:i + size]) for i in range(0, len(refs), size)]
+def batch_refs(refs: Sequence[VideoRef], cfg: RealnessConfig, max_map_length: int) -> list[list[VideoRef]]:
+    """Split the discovered videos into mapped tasks, never more than the run's task limit.
+
+    ``cfg.videos_per_task`` > 0 puts that many videos in each task, in listing order. Otherwise
+    (automatic) the number of tasks follows the total size, about ``cfg.megabytes_per_task`` each
+    but at least ``cfg.min_tasks_per_run``, and the videos are dealt largest first to the lightest
+    task so far, so small clips are grouped, a video larger than a task's share gets one of its own
+    and the tasks end at about the same time (decoding cost follows the bytes).
+    """
+    if not refs:
+        return []
+    max_tasks = max(1, min(max_map_length, cfg.max_tasks_per_run))
+    if cfg.videos_per_task > 0:
+        size = max(cfg.videos_per_task, math.ceil(len(refs) / max_tasks))
+        return [list(refs[i:i + size]) for i in range(0, len(refs), size)]
+    total = sum(max(1, ref.size) for ref in refs)
+    wanted = max(cfg.min_tasks_per_run, math.ceil(total / (cfg.megabytes_per_task * 1024 * 1024)))
+    tasks = max(1, min(len(refs), max_tasks, wanted))
+    loads = [(0, task) for task in range(tasks)]  # a heap of (bytes so far, task)
+    batches: list[list[VideoRef]] = [[] for _ in range(tasks)]
+    for ref in sorted(refs, key=lambda r: r.size, reverse=True):
+        load, task = heapq.heappop(loads)
+        batches[task].append(ref)
+        heapq.heappush(loads, (load + max(1, ref.size), task))
+    return batches
 
 
 # --- 2. frames -> faces -> staged shard -----------------------------------------------------------
