@@ -18,6 +18,7 @@ Trigger with `{"reprocess": true}` to process already-seen objects again.
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime, timedelta
 
@@ -56,7 +57,7 @@ def realness_ingest():
     def extract_faces(batch: list[dict]) -> list[dict]:
         from realness_airflow import load_config, run_id_from_context
         from realness_tasks.faces import build_detector
-        from realness_tasks.ingest import VideoRef, open_run_resources, process_video
+        from realness_tasks.ingest import BatchProgress, VideoRef, open_run_resources, process_video
 
         from airflow.sdk.exceptions import AirflowFailException
         from realness_tasks.azure_face import AzureAuthError
@@ -65,9 +66,10 @@ def realness_ingest():
         run_id, run_date = run_id_from_context()
         store, db = open_run_resources(cfg)
         detector = build_detector(cfg)
+        progress = BatchProgress([VideoRef(**ref) for ref in batch], logging.getLogger("realness.ingest").info)
         try:
-            return [process_video(cfg, store, db, VideoRef(**ref), run_id=run_id, run_date=run_date,
-                                  detector=detector, progress=print).to_dict() for ref in batch]
+            return [process_video(cfg, store, db, ref, run_id=run_id, run_date=run_date, detector=detector,
+                                  progress=progress).to_dict() for ref in progress]
         except AzureAuthError as exc:  # a configuration error: retrying cannot help
             raise AirflowFailException(str(exc)) from exc
 

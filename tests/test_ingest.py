@@ -10,7 +10,7 @@ import pytest
 from realness_tasks import ledger
 from realness_tasks.config import RealnessConfig, SamplingSettings
 from realness_tasks.db import Database
-from realness_tasks.ingest import (VideoOutcome, VideoRef, batch_refs, discover, read_labels, run_ingest,
+from realness_tasks.ingest import (BatchProgress, VideoOutcome, VideoRef, batch_refs, discover, read_labels, run_ingest,
                                    validate_and_publish)
 from realness_tasks.shards import read_shard, rows_to_table, table_to_bytes
 from realness_tasks.storage import StorageUnavailable, open_store
@@ -192,3 +192,30 @@ def test_automatic_batches_fill_the_parallel_slots_and_respect_the_task_limits(t
     assert len(batch_refs(many, _config(tmp_path, max_tasks_per_run=8), 5)) == 5
     empty_objects = _refs(0, 0, 0, 0)  # sizes of 0 still count as work
     assert sorted(len(b) for b in batch_refs(empty_objects, _config(tmp_path, min_tasks_per_run=2), 1024)) == [2, 2]
+
+
+def test_progress_says_which_video_how_many_frames_and_the_time_left():
+    refs = _refs(1, 3)  # the second video is three times the work of the first
+    now = [100.0]
+    lines: list[str] = []
+    progress = BatchProgress(refs, lines.append, clock=lambda: now[0])
+    order = []
+    for ref in progress:
+        order.append(ref)
+        for done in (5, 10):
+            now[0] += 2.0
+            progress.frames(done, 10, faces=done * 2)
+    assert order == refs
+    assert lines == [
+        "video 1 of 2 (v0.mp4): 5/10 frames, 10 faces; elapsed 2 s, about 14 s remaining",
+        "video 1 of 2 (v0.mp4): 10/10 frames, 20 faces; elapsed 4 s, about 12 s remaining",
+        "video 2 of 2 (v1.mp4): 5/10 frames, 10 faces; elapsed 6 s, about 4 s remaining",
+        "video 2 of 2 (v1.mp4): 10/10 frames, 20 faces; elapsed 8 s, about 0 s remaining",
+    ]
+
+
+def test_the_run_report_splits_the_time_by_stage(ingested):
+    _, _, _, summary = ingested
+    stages = summary["stage_seconds"]
+    assert set(stages) == {"download", "decode", "detect", "crop", "write", "validate", "publish"}
+    assert stages["decode"] > 0 and stages["detect"] > 0 and all(seconds >= 0 for seconds in stages.values())
