@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 SIDECAR_NAMES = {"metadata.json"}
 # Where a video's ingest time goes (VideoOutcome.stage_seconds, summed in the run report).
-STAGES = ("download", "decode", "detect", "crop", "write", "validate", "publish")
+# The load_* stages are one-off (TensorFlow and MTCNN; Great Expectations): a task's first video pays them.
+STAGES = ("load_detector", "download", "decode", "detect", "crop", "write", "load_checks", "validate", "publish")
 LABEL_DIRECTORIES = {"real": "REAL", "fake": "FAKE"}
 Progress = Callable[[str], None]
 
@@ -309,6 +310,9 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
         owner = ledger.claim_video(db, video_id, source_uri, path.stat().st_size, ref.label)
         if owner != source_uri:
             return finish(Status.DUPLICATE, f"same content as {owner}", video_id=video_id)
+        clock = time.monotonic()
+        detector.load()
+        _lap(timings, "load_detector", clock)
         stats_before = detector.stats()
         started = time.monotonic()
         try:
@@ -346,7 +350,7 @@ def _scratch(cfg: RealnessConfig) -> str:
 def validate_and_publish(cfg: RealnessConfig, store: ObjectStore, db: Database, outcome: VideoOutcome, *,
                          run_id: str, run_date: str) -> VideoOutcome:
     """Publish a staged shard only if it passes validation; otherwise quarantine it with the report."""
-    from realness_tasks.validation import validate_shard
+    from realness_tasks.validation import load_checks, validate_shard
 
     if outcome.status != Status.STAGED or outcome.staged_key is None:
         return outcome
@@ -370,6 +374,8 @@ def validate_and_publish(cfg: RealnessConfig, store: ObjectStore, db: Database, 
         raise FileNotFoundError(f"staged shard {outcome.staged_key} is gone and was never published")
 
     clock = time.monotonic()
+    load_checks(cfg.crop.size)
+    clock = _lap(timings, "load_checks", clock)
     report = validate_shard(read_shard(store.get_bytes(outcome.staged_key)), cfg.crop.size)
     clock = _lap(timings, "validate", clock)
     if report.success:

@@ -59,7 +59,7 @@ def _decoded_sizes(crops: list[bytes | None]) -> tuple[list[int], list[int]]:
 
 
 @cache
-def _checker(crop_size: int):
+def load_checks(crop_size: int):
     """The suite and a batch definition over an in-memory DataFrame, built once per process.
 
     Building them costs about as much as validating a small shard, and a task validates a whole
@@ -123,7 +123,7 @@ def validate_shard(table: pa.Table, crop_size: int) -> ValidationReport:
     frame["box_bottom"] = frame["box_y"] + frame["box_h"]
     frame["crop_decoded_width"], frame["crop_decoded_height"] = _decoded_sizes(table.column("crop_jpeg").to_pylist())
 
-    batch_definition, suite = _checker(crop_size)
+    batch_definition, suite = load_checks(crop_size)
     result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
     failures = [_describe(r) for r in result.results if not r.success]
     return ValidationReport(bool(result.success), table.num_rows, failures, result.to_json_dict())

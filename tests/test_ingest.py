@@ -217,5 +217,6 @@ def test_progress_says_which_video_how_many_frames_and_the_time_left():
 def test_the_run_report_splits_the_time_by_stage(ingested):
     _, _, _, summary = ingested
     stages = summary["stage_seconds"]
-    assert set(stages) == {"download", "decode", "detect", "crop", "write", "validate", "publish"}
+    assert set(stages) == {"load_detector", "download", "decode", "detect", "crop", "write", "load_checks",
+                           "validate", "publish"}
     assert stages["decode"] > 0 and stages["detect"] > 0 and all(seconds >= 0 for seconds in stages.values())
