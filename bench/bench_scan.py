@@ -121,6 +121,18 @@ def seconds(ti: dict) -> float:
     return (ti["end_date"] - ti["start_date"]).total_seconds()
 
 
+def last_progress_line(stack, run_id: str) -> str:
+    """The last progress line an ``extract_faces`` task wrote to its Airflow task log (shows it is there)."""
+    logs = sorted((stack.home / "logs" / f"dag_id={INGEST}" / f"run_id={run_id}" / "task_id=extract_faces").rglob("*.log"))
+    lines = [line for path in logs for line in path.read_text(errors="replace").splitlines() if " frames, " in line]
+    if not lines:
+        raise RuntimeError(f"no progress line in the extract_faces task logs {logs}")
+    try:  # Airflow 3 writes task logs as JSON lines
+        return json.loads(lines[-1])["event"]
+    except (ValueError, KeyError):
+        return lines[-1]
+
+
 def fixed_per_task(tasks: list[dict], stages: dict[str, float], names: tuple[str, ...]) -> tuple[float, float]:
     """(seconds per task not spent on the videos, of which loading): task time less the per-video stages."""
     work = sum(stages.get(name, 0) for name in names[1:])
@@ -160,6 +172,7 @@ def scan_through_airflow(stack, settings: dict[str, str], group: Group, paths: l
     validates = [ti for ti in tasks if ti["task_id"] == "validate_shards"]
     [score_task] = stack.task_instances(SCORE, score_run["run_id"], "score_and_publish")
     return {
+        "progress_line": last_progress_line(stack, run_id),
         "wall_s": wall, "video_s": group.count * group.seconds, "tasks": len(extracts),
         "statuses": report["statuses"], "faces": report["faces"],
         "extract_fixed_s": fixed_per_task(extracts, stages, EXTRACT_STAGES),
@@ -243,7 +256,9 @@ def main() -> None:
     for stage in stage_names:
         print(f"| {stage} | " + " | ".join(f"{results[g.name]['stages'].get(stage, 0):.1f}" for g in groups) + " |")
     for group in groups:
-        print(f"\n{group.name}: statuses {results[group.name]['statuses']}, {results[group.name]['faces']} faces")
+        r = results[group.name]
+        print(f"\n{group.name}: statuses {r['statuses']}, {r['faces']} faces; last progress line in a task log:\n"
+              f"    {r['progress_line']}")
 
 
 if __name__ == "__main__":
