@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -124,7 +125,8 @@ def seconds(ti: dict) -> float:
 def last_progress_line(stack, run_id: str) -> str:
     """The last progress line an ``extract_faces`` task wrote to its Airflow task log (shows it is there)."""
     logs = sorted((stack.home / "logs" / f"dag_id={INGEST}" / f"run_id={run_id}" / "task_id=extract_faces").rglob("*.log"))
-    lines = [line for path in logs for line in path.read_text(errors="replace").splitlines() if " frames, " in line]
+    lines = [line for path in logs for line in path.read_text(errors="replace").splitlines()
+             if re.search(r"video \d+ of \d+ ", line)]
     if not lines:
         raise RuntimeError(f"no progress line in the extract_faces task logs {logs}")
     try:  # Airflow 3 writes task logs as JSON lines
