@@ -4,7 +4,8 @@
 Turns videos that land under the landing prefix into validated Parquet face shards.
 
 `discover` lists new objects (by content hash and etag; re-uploads and re-runs are skipped) ->
-`extract_faces`, one mapped task per video (batched beyond `max_map_length`): sample frames with
+`extract_faces`, one mapped task per batch of videos (batched from their sizes, `REALNESS_VIDEOS_PER_TASK`
+overrides; see `docs/ingest.md`): sample frames with
 OpenCV, detect faces with MTCNN (plus Azure AI Vision Face when configured), crop, stage a shard ->
 `validate_shards`: Great Expectations gate; a passing shard is published under the faces prefix,
 a failing one is quarantined with its report -> `summarize` writes the run report ->
@@ -17,6 +18,7 @@ Trigger with `{"reprocess": true}` to process already-seen objects again.
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime, timedelta
 
@@ -49,13 +51,13 @@ def realness_ingest():
         from airflow.sdk import conf
 
         max_map = conf.getint("core", "max_map_length", fallback=1024)
-        return [[asdict(r) for r in batch] for batch in batch_refs(refs, max_map, cfg.videos_per_task)]
+        return [[asdict(r) for r in batch] for batch in batch_refs(refs, cfg, max_map)]
 
     @task(pool=HEAVY_POOL, queue=DETECTION_QUEUE, execution_timeout=timedelta(hours=2))
     def extract_faces(batch: list[dict]) -> list[dict]:
         from realness_airflow import load_config, run_id_from_context
         from realness_tasks.faces import build_detector
-        from realness_tasks.ingest import VideoRef, open_run_resources, process_video
+        from realness_tasks.ingest import BatchProgress, VideoRef, open_run_resources, process_video
 
         from airflow.sdk.exceptions import AirflowFailException
         from realness_tasks.azure_face import AzureAuthError
@@ -64,9 +66,10 @@ def realness_ingest():
         run_id, run_date = run_id_from_context()
         store, db = open_run_resources(cfg)
         detector = build_detector(cfg)
+        progress = BatchProgress([VideoRef(**ref) for ref in batch], logging.getLogger("realness.ingest").info)
         try:
-            return [process_video(cfg, store, db, VideoRef(**ref), run_id=run_id, run_date=run_date,
-                                  detector=detector, progress=print).to_dict() for ref in batch]
+            return [process_video(cfg, store, db, ref, run_id=run_id, run_date=run_date, detector=detector,
+                                  progress=progress).to_dict() for ref in progress]
         except AzureAuthError as exc:  # a configuration error: retrying cannot help
             raise AirflowFailException(str(exc)) from exc
 

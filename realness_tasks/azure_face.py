@@ -210,6 +210,9 @@ class AzureFaceDetector(FaceDetector):
     def stats(self) -> dict[str, int]:
         return dict(self._counts)
 
+    def load(self) -> None:
+        """A remote API: nothing to load."""
+
     def detect(self, frames: Sequence[np.ndarray]) -> list[FrameFaces]:
         results = [self._detect_frame(frame) for frame in frames]
         self._counts["faces"] += sum(len(result.detections) for result in results)

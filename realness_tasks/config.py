@@ -174,8 +174,14 @@ class RealnessConfig:
     models_prefix: str = _setting("models/", "Model registry.")
     verdicts_prefix: str = _setting("verdicts/", "Verdicts exported as Parquet, partitioned by date.")
     reports_prefix: str = _setting("reports/", "Run summaries; per-video HTML reports under videos/.")
-    videos_per_task: int = _setting(1, "Videos per mapped ingest task; more amortises the ~5 s a task spends "
-                                       "loading MTCNN and Great Expectations (archives of short clips).")
+    videos_per_task: int = _setting(0, "Videos per mapped ingest task; 0 chooses batches from the listed sizes "
+                                       "(see megabytes_per_task). Each task pays ~4 s of start-up (TensorFlow, "
+                                       "MTCNN, Great Expectations) that a batch shares.")
+    megabytes_per_task: int = _setting(48, "Automatic batching: about this much video per mapped ingest task (small "
+                                           "clips are grouped, a large video gets a task of its own).")
+    min_tasks_per_run: int = _setting(2, "Automatic batching: at least this many mapped ingest tasks when there are "
+                                         "as many videos, so that parallel task slots all get work.")
+    max_tasks_per_run: int = _setting(64, "Most mapped ingest tasks per run (Airflow's max_map_length also applies).")
     database_url: str = _setting("", "Verdict database (SQLAlchemy URL); empty: sqlite:///<home>/realness.db.")
     s3: S3Settings = field(default_factory=S3Settings)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)

@@ -57,6 +57,9 @@ class FaceDetector(Protocol):
     def stats(self) -> dict[str, int]:
         """Counters since the detector was built (for run reports)."""
 
+    def load(self) -> None:
+        """Load what the first ``detect`` needs (models, libraries); a no-op once loaded."""
+
 
 def pyramid_scales(min_side: int, min_face_size: int, factor: float = PYRAMID_FACTOR) -> list[float]:
     """MTCNN's image-pyramid scales for an image whose short side is ``min_side``.
@@ -88,6 +91,9 @@ class MtcnnDetector(FaceDetector):
         self.settings = settings
         self._stages: tuple[Any, Any, Any] | None = None
         self._counts: Counter[str] = Counter()
+
+    def load(self) -> None:
+        self._networks()
 
     def _networks(self) -> tuple[Any, Any, Any]:
         if self._stages is None:
@@ -228,6 +234,10 @@ class MergingDetector(FaceDetector):
         self.iou_threshold = iou_threshold
         self.name = f"{primary.name}+{secondary.name}"
         self._counts: Counter[str] = Counter()
+
+    def load(self) -> None:
+        self.primary.load()
+        self.secondary.load()
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[FrameFaces]:
         # The secondary is a remote API: its waiting overlaps MTCNN's computing.

@@ -17,6 +17,7 @@ rewrites the same keys and rows instead of adding new ones.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import math
@@ -41,6 +42,9 @@ from realness_tasks.storage import ObjectStore, open_store, safe_key
 log = logging.getLogger(__name__)
 
 SIDECAR_NAMES = {"metadata.json"}
+# Where a video's ingest time goes (VideoOutcome.stage_seconds, summed in the run report).
+# The load_* stages are one-off (TensorFlow and MTCNN; Great Expectations): a task's first video pays them.
+STAGES = ("load_detector", "download", "decode", "detect", "crop", "write", "load_checks", "validate", "publish")
 LABEL_DIRECTORIES = {"real": "REAL", "fake": "FAKE"}
 Progress = Callable[[str], None]
 
@@ -69,6 +73,7 @@ class VideoOutcome:
     frames_sampled: int = 0
     faces: int = 0
     detector_stats: dict[str, int] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # see STAGES
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,10 +130,61 @@ def discover(cfg: RealnessConfig, store: ObjectStore, db: Database, *, reprocess
     return refs
 
 
-def batch_refs(refs: Sequence[VideoRef], max_tasks: int, per_task: int = 1) -> list[list[VideoRef]]:
-    """``per_task`` videos per mapped task, or larger even batches when that would exceed ``max_tasks``."""
-    size = max(1, per_task, math.ceil(len(refs) / max(1, max_tasks)))
-    return [list(refs[i:i + size]) for i in range(0, len(refs), size)]
+def batch_refs(refs: Sequence[VideoRef], cfg: RealnessConfig, max_map_length: int) -> list[list[VideoRef]]:
+    """Split the discovered videos into mapped tasks, never more than the run's task limit.
+
+    ``cfg.videos_per_task`` > 0 puts that many videos in each task, in listing order. Otherwise
+    (automatic) the number of tasks follows the total size, about ``cfg.megabytes_per_task`` each
+    but at least ``cfg.min_tasks_per_run``, and the videos are dealt largest first to the lightest
+    task so far, so small clips are grouped, a video larger than a task's share gets one of its own
+    and the tasks end at about the same time (decoding cost follows the bytes).
+    """
+    if not refs:
+        return []
+    max_tasks = max(1, min(max_map_length, cfg.max_tasks_per_run))
+    if cfg.videos_per_task > 0:
+        size = max(cfg.videos_per_task, math.ceil(len(refs) / max_tasks))
+        return [list(refs[i:i + size]) for i in range(0, len(refs), size)]
+    total = sum(max(1, ref.size) for ref in refs)
+    wanted = max(cfg.min_tasks_per_run, math.ceil(total / (cfg.megabytes_per_task * 1024 * 1024)))
+    tasks = max(1, min(len(refs), max_tasks, wanted))
+    loads = [(0, task) for task in range(tasks)]  # a heap of (bytes so far, task)
+    batches: list[list[VideoRef]] = [[] for _ in range(tasks)]
+    for ref in sorted(refs, key=lambda r: r.size, reverse=True):
+        load, task = heapq.heappop(loads)
+        batches[task].append(ref)
+        heapq.heappush(loads, (load + max(1, ref.size), task))
+    return batches
+
+
+class BatchProgress:
+    """One line per frame batch for a task's batch of videos: video i of n, frames done, elapsed time
+    and the expected remaining time, extrapolated from the bytes done so far (decoding cost follows
+    the bytes, see ``batch_refs``)."""
+
+    def __init__(self, refs: Sequence[VideoRef], emit: Progress, clock: Callable[[], float] = time.monotonic):
+        self.refs = list(refs)
+        self.emit = emit
+        self.clock = clock
+        self.started = clock()
+        self.number = 0
+        self.bytes_before = 0  # bytes of the videos before the current one
+
+    def __iter__(self) -> Iterator[VideoRef]:
+        """The videos in order; the lines that follow each one are about it."""
+        for number, ref in enumerate(self.refs, 1):
+            self.number = number
+            yield ref
+            self.bytes_before += max(1, ref.size)
+
+    def frames(self, done: int, planned: int, faces: int) -> None:
+        ref = self.refs[self.number - 1]
+        total = sum(max(1, r.size) for r in self.refs)
+        finished = self.bytes_before + max(1, ref.size) * done / max(1, planned)
+        elapsed = self.clock() - self.started
+        remaining = elapsed * (total - finished) / finished
+        self.emit(f"video {self.number} of {len(self.refs)} ({posixpath.basename(ref.key)}): {done}/{planned} "
+                  f"frames, {faces} faces; elapsed {elapsed:.0f} s, about {remaining:.0f} s remaining")
 
 
 # --- 2. frames -> faces -> staged shard -----------------------------------------------------------
@@ -162,18 +218,30 @@ def _pixel_box(box: Sequence[float], width: int, height: int) -> tuple[int, int,
 
 
 def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: str, source_uri: str,
-                      label: str | None, run_id: str, progress: Progress | None = None):
-    """Sample, detect and crop one video; returns (rows, frames sampled, sampler)."""
+                      label: str | None, run_id: str, progress: BatchProgress | None = None,
+                      stage_seconds: dict[str, float] | None = None):
+    """Sample, detect and crop one video; returns (info, rows, frames sampled, frame the stream ended at).
+
+    ``stage_seconds`` (if given) accumulates the seconds spent decoding, detecting and cropping.
+    """
     from realness_tasks.faces import crop_face, dominant_faces, encode_jpeg
     from realness_tasks.frames import FrameSampler, probe_video
 
+    timings = stage_seconds if stage_seconds is not None else {}
+    clock = time.monotonic()
     info = probe_video(path, cfg.sampling)
     sampler = FrameSampler(path, info, cfg.sampling)
     rows: list[FaceRow] = []
     sampled = 0
     created = datetime.now(timezone.utc)
-    for chunk in _chunks(iter(sampler), _frames_per_batch(cfg, info.width, info.height)):
+    chunks = _chunks(iter(sampler), _frames_per_batch(cfg, info.width, info.height))
+    while True:
+        chunk = next(chunks, None)
+        clock = _lap(timings, "decode", clock)
+        if chunk is None:
+            break
         found = detector.detect([frame.image for frame in chunk])
+        clock = _lap(timings, "detect", clock)
         for frame, frame_faces in zip(chunk, found):
             height, width = frame.image.shape[:2]
             for face_index, det in enumerate(dominant_faces(frame_faces.detections, cfg.detection.max_faces_per_frame)):
@@ -189,9 +257,17 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: st
                     crop_height=crop.shape[0], label=label, azure_status=frame_faces.azure_status,
                     run_id=run_id, created_at=created))
         sampled += len(chunk)
+        clock = _lap(timings, "crop", clock)
         if progress:
-            progress(f"{posixpath.basename(source_uri)}: {sampled}/{len(sampler.planned)} frames, {len(rows)} faces")
+            progress.frames(sampled, len(sampler.planned), len(rows))
     return info, rows, sampled, sampler.ended_early_at
+
+
+def _lap(timings: dict[str, float], stage: str, since: float) -> float:
+    """Add the seconds since ``since`` to ``stage``; returns now."""
+    now = time.monotonic()
+    timings[stage] = round(timings.get(stage, 0.0) + now - since, 4)
+    return now
 
 
 def _stats_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -199,14 +275,15 @@ def _stats_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int
 
 
 def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: VideoRef, *, run_id: str,
-                  run_date: str, detector, progress: Progress | None = None) -> VideoOutcome:
+                  run_date: str, detector, progress: BatchProgress | None = None) -> VideoOutcome:
     """Turn one landing object into a staged shard, or a ledger row explaining why not."""
     from realness_tasks.frames import VideoError
 
     source_uri = store.uri_for(ref.key)
+    timings: dict[str, float] = {}
 
     def finish(status: Status, reason: str | None = None, **extra: Any) -> VideoOutcome:
-        outcome = VideoOutcome(source_uri, ref.etag, str(status), reason, **extra)
+        outcome = VideoOutcome(source_uri, ref.etag, str(status), reason, stage_seconds=timings, **extra)
         ledger.record(db, LedgerEntry(source_uri, ref.etag, status, run_id, outcome.video_id, reason,
                                       outcome.shard_uri or (store.uri_for(outcome.staged_key)
                                                             if outcome.staged_key else None),
@@ -224,19 +301,24 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
 
     with tempfile.TemporaryDirectory(prefix="realness-video-", dir=_scratch(cfg)) as scratch:
         path = Path(scratch) / "video"
+        clock = time.monotonic()
         store.download(ref.key, path)
         video_id = content_hash(path)
+        _lap(timings, "download", clock)
         if path.stat().st_size == 0:
             return finish(Status.EMPTY, "zero-byte object", video_id=video_id)
         owner = ledger.claim_video(db, video_id, source_uri, path.stat().st_size, ref.label)
         if owner != source_uri:
             return finish(Status.DUPLICATE, f"same content as {owner}", video_id=video_id)
+        clock = time.monotonic()
+        detector.load()
+        _lap(timings, "load_detector", clock)
         stats_before = detector.stats()
         started = time.monotonic()
         try:
             info, rows, sampled, ended_early_at = extract_face_rows(
                 path, cfg, detector, video_id=video_id, source_uri=source_uri, label=ref.label,
-                run_id=run_id, progress=progress)
+                run_id=run_id, progress=progress, stage_seconds=timings)
         except VideoError as exc:
             return finish(Status(exc.status), exc.reason, video_id=video_id)
         ledger.upsert_video(db, VideoRecord(video_id, source_uri, path.stat().st_size, ref.label, info.width,
@@ -250,7 +332,9 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
         reason = f"no face in {sampled} sampled frames" + (f"; {truncated}" if truncated else "")
         return finish(Status.NO_FACE, reason, video_id=video_id, frames_sampled=sampled, detector_stats=stats)
     staged = f"{cfg.staging_prefix}{run_date}/{video_id}.parquet"
+    clock = time.monotonic()
     store.put_bytes(staged, table_to_bytes(rows_to_table(rows)))
+    _lap(timings, "write", clock)
     return finish(Status.STAGED, truncated, video_id=video_id, staged_key=staged, frames_sampled=sampled,
                   faces=len(rows), detector_stats=stats)
 
@@ -266,16 +350,18 @@ def _scratch(cfg: RealnessConfig) -> str:
 def validate_and_publish(cfg: RealnessConfig, store: ObjectStore, db: Database, outcome: VideoOutcome, *,
                          run_id: str, run_date: str) -> VideoOutcome:
     """Publish a staged shard only if it passes validation; otherwise quarantine it with the report."""
-    from realness_tasks.validation import validate_shard
+    from realness_tasks.validation import load_checks, validate_shard
 
     if outcome.status != Status.STAGED or outcome.staged_key is None:
         return outcome
     final_key = shard_key(cfg.faces_prefix, run_date, outcome.video_id)
     quarantine_key = shard_key(cfg.quarantine_prefix, run_date, outcome.video_id)
 
+    timings = dict(outcome.stage_seconds)
+
     def finish(status: Status, reason: str | None, key: str | None) -> VideoOutcome:
         result = VideoOutcome(**{**outcome.to_dict(), "status": str(status), "reason": reason, "staged_key": None,
-                                 "shard_uri": store.uri_for(key) if key else None})
+                                 "shard_uri": store.uri_for(key) if key else None, "stage_seconds": timings})
         ledger.record(db, LedgerEntry(result.source_uri, result.source_etag, status, run_id, result.video_id, reason,
                                       result.shard_uri, result.frames_sampled, result.faces))
         log.info("%s -> %s%s", outcome.source_uri, status, f" ({reason})" if reason else "")
@@ -287,9 +373,14 @@ def validate_and_publish(cfg: RealnessConfig, store: ObjectStore, db: Database, 
                 return finish(status, outcome.reason if status == Status.PUBLISHED else "see validation report", key)
         raise FileNotFoundError(f"staged shard {outcome.staged_key} is gone and was never published")
 
+    clock = time.monotonic()
+    load_checks(cfg.crop.size)
+    clock = _lap(timings, "load_checks", clock)
     report = validate_shard(read_shard(store.get_bytes(outcome.staged_key)), cfg.crop.size)
+    clock = _lap(timings, "validate", clock)
     if report.success:
         store.move(outcome.staged_key, final_key)
+        _lap(timings, "publish", clock)
         return finish(Status.PUBLISHED, outcome.reason, final_key)
     store.put_bytes(quarantine_key.removesuffix(".parquet") + ".validation.json",
                     json.dumps({"failures": report.failures, "result": report.details}, indent=1, default=str).encode())
@@ -303,8 +394,10 @@ def summarize(cfg: RealnessConfig, store: ObjectStore, db: Database, outcomes: S
               run_id: str, dag_id: str, started_at: datetime) -> dict[str, Any]:
     """Counts per status, faces, detector contributions; saved as a report and as the ``runs`` row."""
     detector_totals: Counter[str] = Counter()
+    stage_totals: Counter[str] = Counter()
     for outcome in outcomes:
         detector_totals.update(outcome.detector_stats)
+        stage_totals.update(outcome.stage_seconds)
     summary = {
         "run_id": run_id,
         "videos": len(outcomes),
@@ -312,6 +405,7 @@ def summarize(cfg: RealnessConfig, store: ObjectStore, db: Database, outcomes: S
         "faces": sum(o.faces for o in outcomes if o.status == Status.PUBLISHED),
         "frames_sampled": sum(o.frames_sampled for o in outcomes),
         "detectors": dict(detector_totals),
+        "stage_seconds": {stage: round(stage_totals[stage], 2) for stage in STAGES if stage in stage_totals},
         "published": sorted(o.shard_uri for o in outcomes if o.status == Status.PUBLISHED and o.shard_uri),
         "problems": [{"source_uri": o.source_uri, "status": o.status, "reason": o.reason}
                      for o in outcomes if o.status not in (Status.PUBLISHED, Status.NO_FACE)],
@@ -346,11 +440,10 @@ def run_ingest(cfg: RealnessConfig, *, run_id: str, run_date: str, reprocess: bo
     store, db = open_run_resources(cfg)
     refs = discover(cfg, store, db, reprocess=reprocess)
     detector = build_detector(cfg) if refs else None
+    tracker = BatchProgress(refs, progress or log.debug)
     outcomes = []
-    for number, ref in enumerate(refs, 1):
-        if progress:
-            progress(f"[{number}/{len(refs)}] {ref.key}")
+    for ref in tracker:
         staged = process_video(cfg, store, db, ref, run_id=run_id, run_date=run_date, detector=detector,
-                               progress=progress)
+                               progress=tracker)
         outcomes.append(validate_and_publish(cfg, store, db, staged, run_id=run_id, run_date=run_date))
     return summarize(cfg, store, db, outcomes, run_id=run_id, dag_id="realness_ingest", started_at=started)

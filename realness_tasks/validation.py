@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import cv2
@@ -57,6 +58,24 @@ def _decoded_sizes(crops: list[bytes | None]) -> tuple[list[int], list[int]]:
     return widths, heights
 
 
+@cache
+def load_checks(crop_size: int):
+    """The suite and a batch definition over an in-memory DataFrame, built once per process.
+
+    Building them costs about as much as validating a small shard, and a task validates a whole
+    batch of shards; the context is ephemeral (no files, nothing persisted between processes).
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # never phone home from a task
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    batch_definition = (context.data_sources.add_pandas("shard")
+                        .add_dataframe_asset("face_rows")
+                        .add_batch_definition_whole_dataframe("whole_shard"))
+    return batch_definition, _suite(crop_size)
+
+
 def _suite(crop_size: int):
     import great_expectations as gx
     import great_expectations.expectations as gxe
@@ -99,20 +118,12 @@ def validate_shard(table: pa.Table, crop_size: int) -> ValidationReport:
     if problems:
         return ValidationReport(False, table.num_rows, ["schema: " + p for p in problems])
 
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # never phone home from a task
-    import great_expectations as gx
-
     frame = table.drop_columns(["crop_jpeg", "landmarks"]).to_pandas()
     frame["box_right"] = frame["box_x"] + frame["box_w"]
     frame["box_bottom"] = frame["box_y"] + frame["box_h"]
     frame["crop_decoded_width"], frame["crop_decoded_height"] = _decoded_sizes(table.column("crop_jpeg").to_pylist())
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    batch = (context.data_sources.add_pandas("shard")
-             .add_dataframe_asset("face_rows")
-             .add_batch_definition_whole_dataframe("whole_shard")
-             .get_batch(batch_parameters={"dataframe": frame}))
-    result = batch.validate(_suite(crop_size))
+    batch_definition, suite = load_checks(crop_size)
+    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
     failures = [_describe(r) for r in result.results if not r.success]
     return ValidationReport(bool(result.success), table.num_rows, failures, result.to_json_dict())

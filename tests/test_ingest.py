@@ -10,7 +10,7 @@ import pytest
 from realness_tasks import ledger
 from realness_tasks.config import RealnessConfig, SamplingSettings
 from realness_tasks.db import Database
-from realness_tasks.ingest import (VideoOutcome, batch_refs, discover, read_labels, run_ingest,
+from realness_tasks.ingest import (BatchProgress, VideoOutcome, VideoRef, batch_refs, discover, read_labels, run_ingest,
                                    validate_and_publish)
 from realness_tasks.shards import read_shard, rows_to_table, table_to_bytes
 from realness_tasks.storage import StorageUnavailable, open_store
@@ -159,11 +159,64 @@ def test_labels_from_metadata_and_folders():
         "landing/x/a.mp4": "FAKE", "landing/x/b.mp4": "REAL", "landing/Real/d.mp4": "REAL", "landing/fake/e.mp4": "FAKE"}
 
 
-def test_batches_stay_within_the_mapped_task_limit():
-    refs = list(range(10))
-    assert batch_refs(refs, 1024) == [[i] for i in refs]
-    batches = batch_refs(refs, 3)
-    assert len(batches) <= 3 and sum(batches, []) == refs
-    assert batch_refs([], 5) == []
-    assert batch_refs(refs, 1024, per_task=4) == [refs[0:4], refs[4:8], refs[8:10]]
-    assert len(batch_refs(refs, 2, per_task=3)) == 2
+def _refs(*megabytes: float) -> list[VideoRef]:
+    return [VideoRef(f"landing/v{i}.mp4", f"etag{i}", int(mb * 1024 * 1024)) for i, mb in enumerate(megabytes)]
+
+
+def test_fixed_batches_with_the_override_stay_within_the_task_limit(tmp_path):
+    refs = _refs(*[1] * 10)
+    assert batch_refs(refs, _config(tmp_path, videos_per_task=1), 1024) == [[r] for r in refs]
+    assert batch_refs(refs, _config(tmp_path, videos_per_task=4), 1024) == [refs[0:4], refs[4:8], refs[8:10]]
+    assert len(batch_refs(refs, _config(tmp_path, videos_per_task=3), 2)) == 2
+    capped = batch_refs(refs, _config(tmp_path, videos_per_task=1, max_tasks_per_run=3), 1024)
+    assert len(capped) <= 3 and sum(capped, []) == refs
+    assert batch_refs([], _config(tmp_path, videos_per_task=1), 5) == []
+
+
+def test_automatic_batches_group_small_clips_and_give_large_videos_their_own_task(tmp_path):
+    cfg = _config(tmp_path, megabytes_per_task=40, min_tasks_per_run=2)
+    refs = _refs(*[2] * 40, 60, 50)  # 80 MB of clips, two large videos: 190 MB in 5 tasks
+    batches = batch_refs(refs, cfg, 1024)
+    assert sorted(len(b) for b in batches) == [1, 1, 13, 13, 14]
+    assert sorted(r.key for b in batches for r in b) == sorted(r.key for r in refs)
+    large = {refs[-2].key, refs[-1].key}
+    assert [[r.key for r in b] for b in batches if large & {r.key for r in b}] == [[refs[-2].key], [refs[-1].key]]
+
+
+def test_automatic_batches_fill_the_parallel_slots_and_respect_the_task_limits(tmp_path):
+    few = _refs(1, 1, 1)
+    assert len(batch_refs(few, _config(tmp_path, min_tasks_per_run=2), 1024)) == 2
+    assert len(batch_refs(_refs(1), _config(tmp_path, min_tasks_per_run=2), 1024)) == 1
+    many = _refs(*[100] * 50)
+    assert len(batch_refs(many, _config(tmp_path, max_tasks_per_run=8), 1024)) == 8
+    assert len(batch_refs(many, _config(tmp_path, max_tasks_per_run=8), 5)) == 5
+    empty_objects = _refs(0, 0, 0, 0)  # sizes of 0 still count as work
+    assert sorted(len(b) for b in batch_refs(empty_objects, _config(tmp_path, min_tasks_per_run=2), 1024)) == [2, 2]
+
+
+def test_progress_says_which_video_how_many_frames_and_the_time_left():
+    refs = _refs(1, 3)  # the second video is three times the work of the first
+    now = [100.0]
+    lines: list[str] = []
+    progress = BatchProgress(refs, lines.append, clock=lambda: now[0])
+    order = []
+    for ref in progress:
+        order.append(ref)
+        for done in (5, 10):
+            now[0] += 2.0
+            progress.frames(done, 10, faces=done * 2)
+    assert order == refs
+    assert lines == [
+        "video 1 of 2 (v0.mp4): 5/10 frames, 10 faces; elapsed 2 s, about 14 s remaining",
+        "video 1 of 2 (v0.mp4): 10/10 frames, 20 faces; elapsed 4 s, about 12 s remaining",
+        "video 2 of 2 (v1.mp4): 5/10 frames, 10 faces; elapsed 6 s, about 4 s remaining",
+        "video 2 of 2 (v1.mp4): 10/10 frames, 20 faces; elapsed 8 s, about 0 s remaining",
+    ]
+
+
+def test_the_run_report_splits_the_time_by_stage(ingested):
+    _, _, _, summary = ingested
+    stages = summary["stage_seconds"]
+    assert set(stages) == {"load_detector", "download", "decode", "detect", "crop", "write", "load_checks",
+                           "validate", "publish"}
+    assert stages["decode"] > 0 and stages["detect"] > 0 and all(seconds >= 0 for seconds in stages.values())

@@ -47,3 +47,12 @@ def test_two_videos_in_one_shard_fail():
     rows = valid_rows(64)
     rows[1] = replace(rows[1], video_id="v2")
     assert "video_id" in validate_shard(rows_to_table(rows), 64).reason()
+
+
+def test_checks_built_once_per_process_carry_nothing_from_one_shard_to_the_next():
+    broken = valid_rows(64)
+    broken[0] = replace(broken[0], confidence=1.2)
+    assert not validate_shard(rows_to_table(broken), 64).success
+    report = validate_shard(rows_to_table(valid_rows(64)), 64)
+    assert report.success and report.rows == 4, report.failures
+    assert not validate_shard(rows_to_table(broken), 64).success
