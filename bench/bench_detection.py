@@ -140,8 +140,10 @@ def main() -> None:
         print(f"{backbone}: train {run['train']}; {run['model']}", flush=True)
         if model["promoted"]:
             run["score"] = run_cli(["score"], run_env, work / f"score-{backbone}.log")
+            # Source URIs are where the videos were ingested (``base``), which every copy keeps.
+            scored_prefix = (base / "store" / "landing" / "score").as_uri() + "/"
             run["evaluate"] = run_cli(["evaluate", "--labels", str(work / "videos" / "score" / "labels.csv"),
-                                       "--prefix", "score/"], run_env, work / f"evaluate-{backbone}.log")
+                                       "--prefix", scored_prefix], run_env, work / f"evaluate-{backbone}.log")
             evaluations = sorted((home / "store" / "reports" / "evaluations").glob("*/evaluation.json"))
             run["evaluation"] = json.loads(evaluations[-1].read_text()) if evaluations else None
         results["runs"][backbone] = run
