@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 
+class ConfigurationError(ValueError):
+    """A setting, or a combination of settings, that cannot work; the message names what to change."""
+
+
 def _setting(default: Any, doc: str, *, secret: bool = False) -> Any:
     return field(default=default, metadata={"doc": doc, "secret": secret})
 
@@ -43,7 +47,8 @@ class SamplingSettings:
     every_seconds: float = _setting(1.0, "Gap between sampled frames, in seconds (used when frames_per_video is 0).")
     frames_per_video: int = _setting(0, "If > 0, sample this many frames spread evenly over the video (DFDC style).")
     max_frames: int = _setting(64, "Upper bound on sampled frames per video.")
-    max_pixels: int = _setting(7680 * 4320, "Videos with more pixels per frame than this are rejected (8K).")
+    max_pixels: int = _setting(7680 * 4320 - 1, "Most pixels a frame may have; larger videos are TOO_LARGE. The default "
+                                                "is one under 8K UHD (7680x4320): 6K is accepted, 8K is rejected.")
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,8 @@ class RealnessConfig:
     videos_per_task: int = _setting(1, "Videos per mapped ingest task; more amortises the ~5 s a task spends "
                                        "loading MTCNN and Great Expectations (archives of short clips).")
     database_url: str = _setting("", "Verdict database (SQLAlchemy URL); empty: sqlite:///<home>/realness.db.")
+    allow_embedded_database: bool = _setting(False, "Allow a SQLite verdict database with a remote (s3://) store; "
+                                                    "off, such a task refuses to run instead of writing to a local file.")
     s3: S3Settings = field(default_factory=S3Settings)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     detection: DetectionSettings = field(default_factory=DetectionSettings)
@@ -150,6 +157,20 @@ class RealnessConfig:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{Path(self.home, 'realness.db').resolve()}"
+
+    def check_database_placement(self) -> None:
+        """Refuse an embedded (SQLite) verdict database beside a remote object store.
+
+        On a worker that shares an S3 store with other workers, a local SQLite file is invisible to
+        every other task: ledger rows and verdicts written there are lost to the pipeline while the
+        task succeeds. ``allow_embedded_database`` permits it (one machine, tests).
+        """
+        remote = self.resolved_store_uri.startswith("s3://")
+        if remote and self.resolved_database_url.startswith("sqlite") and not self.allow_embedded_database:
+            raise ConfigurationError(
+                f"the verdict database is a local SQLite file ({self.resolved_database_url}) but the object store is "
+                f"remote ({self.resolved_store_uri}): set the realness_db connection or REALNESS_DATABASE_URL to the "
+                "shared database, or REALNESS_ALLOW_EMBEDDED_DATABASE=true if a local file is really meant")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> RealnessConfig:
