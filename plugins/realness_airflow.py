@@ -33,11 +33,18 @@ TRAINING_QUEUE = os.environ.get("REALNESS_TRAINING_QUEUE", "default")
 
 
 def _connection(conn_id: str):
+    """The connection ``conn_id``, or None when it is not defined.
+
+    Only "not defined" falls back to the environment: any other failure of the lookup (the API
+    server or secrets backend unreachable, a malformed connection) raises, so a worker never goes
+    on with a silently different database or store.
+    """
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException  # "The conn_id `x` isn't defined"
 
     try:
         return BaseHook.get_connection(conn_id)
-    except Exception:  # noqa: BLE001 - a missing connection means "use the environment"
+    except AirflowNotFoundException:
         return None
 
 
@@ -71,6 +78,7 @@ def load_config():
         host = azure.host if azure.host.startswith("http") else f"https://{azure.host}"
         overrides["azure"] = {"endpoint": host, "key": azure.password}
     config = RealnessConfig.from_env(**overrides)
+    config.check_database_placement()
     log.info("Realness store %s, database %s, Azure Face %s", config.resolved_store_uri,
              config.resolved_database_url.split("@")[-1], "on" if config.azure.enabled else "off (MTCNN only)")
     return config
