@@ -37,6 +37,9 @@ class S3Settings:
     access_key_id: str | None = _setting(None, "Access key; empty means boto3's default chain.", secret=True)
     secret_access_key: str | None = _setting(None, "Secret key.", secret=True)
     connect_timeout_s: float = _setting(5.0, "Seconds to wait for a connection before failing.")
+    read_timeout_s: float = _setting(10.0, "Seconds without a byte before a metadata call or small read (list, head, "
+                                           "get of sidecars and shards) fails; a hung endpoint fails fast.")
+    transfer_timeout_s: float = _setting(60.0, "Seconds without a byte before a video download or an upload fails.")
     max_attempts: int = _setting(3, "boto3 retry attempts for one request.")
 
 

@@ -24,12 +24,19 @@ class Status(StrEnum):
     NOT_VIDEO = "NOT_VIDEO"        # content is not a supported container
     UNREADABLE = "UNREADABLE"      # container recognised but no frame decodes (corrupt, truncated)
     TOO_LARGE = "TOO_LARGE"        # frame size over the configured limit
-    UNSAFE_KEY = "UNSAFE_KEY"      # object key that would escape the store root
+    UNSAFE_KEY = "UNSAFE_KEY"      # object key or symbolic link that would escape the store root (or a refused link)
     QUARANTINED = "QUARANTINED"    # shard failed validation; kept under the quarantine prefix
+    SIDECAR = "SIDECAR"            # a metadata.json read for labels (the reason says how many)
+    BAD_SIDECAR = "BAD_SIDECAR"    # a metadata.json that could not be used; its videos go on unlabelled
 
     @property
     def terminal(self) -> bool:
         return self not in (Status.PENDING, Status.STAGED)
+
+    @property
+    def video(self) -> bool:
+        """False for rows about label sidecars, which are not videos (no verdict, no shard)."""
+        return self not in (Status.SIDECAR, Status.BAD_SIDECAR)
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,8 @@ def record(db: Database, entry: LedgerEntry) -> None:
                 :frames_sampled, :faces, :run_id, 1, :now)
         ON CONFLICT (source_uri) DO UPDATE SET
             source_etag = excluded.source_etag,
-            video_id = COALESCE(excluded.video_id, ingest_ledger.video_id),
+            video_id = CASE WHEN excluded.source_etag = ingest_ledger.source_etag
+                            THEN COALESCE(excluded.video_id, ingest_ledger.video_id) ELSE excluded.video_id END,
             status = excluded.status,
             reason = excluded.reason,
             shard_uri = excluded.shard_uri,

@@ -47,6 +47,7 @@ def populate(store: ObjectStore, workdir: Path, prefix: str = "landing/", *, wit
     put("dfdc/astronaut.mp4", samples.face_video(workdir / "astro.mp4", photos["astronaut"].image, seconds=1.0, fps=8,
                                                  seed=3).path)
     store.put_bytes(prefix + "dfdc/metadata.json", json.dumps({"astronaut.mp4": {"label": "REAL", "original": None}}).encode())
+    landing.expected[prefix + "dfdc/metadata.json"] = "SIDECAR"
     landing.labels[prefix + "dfdc/astronaut.mp4"] = "REAL"
     put("empty room.mkv", samples.face_video(workdir / "room.mkv", None, seconds=1.0, fps=8, seed=4).path, status="NO_FACE")
     if not with_bad_input:

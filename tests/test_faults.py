@@ -63,3 +63,234 @@ def test_fault_embedded_database_beside_a_remote_store_is_refused(plugin, monkey
 
 def test_fault_local_store_with_embedded_database_needs_no_permission(tmp_path):
     RealnessConfig.from_env({}, home=str(tmp_path)).check_database_placement()
+
+
+# ---------------------------------------------------------------- shared helpers
+
+import io  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+from datetime import datetime  # noqa: E402
+
+import pyarrow.parquet as pq  # noqa: E402
+
+from realness_tasks import labels as label_table  # noqa: E402
+from realness_tasks import ledger, samples, scoring  # noqa: E402
+from realness_tasks.db import Database  # noqa: E402
+from realness_tasks.ingest import run_ingest  # noqa: E402
+from realness_tasks.storage import StorageUnavailable, open_store  # noqa: E402
+from tests.test_scoring import (RUN_DATE, brightness_tflite, crops, make_config, one_person,  # noqa: E402,F401
+                                register_champion, write_shard)
+
+SAMPLING = {"every_seconds": 0.5, "max_frames": 4}
+FAULT_TABLES = ("ingest_ledger", "videos", "labels", "face_scores", "verdicts", "verdict_exports")
+
+
+def config(tmp_path, **overrides) -> RealnessConfig:
+    overrides.setdefault("sampling", SAMPLING)
+    return RealnessConfig.from_env({}, home=str(tmp_path / "home"), **overrides)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, bytes]:
+    """Two short face videos and a faceless one, as bytes."""
+    folder = tmp_path_factory.mktemp("clips")
+    photos = {p.name: p for p in samples.sample_photos()}
+    made = {
+        "obama": samples.face_video(folder / "a.mp4", photos["obama"].image, seconds=1.0, fps=4, seed=1),
+        "astronaut": samples.face_video(folder / "b.mp4", photos["astronaut"].image, seconds=1.0, fps=4, seed=2),
+        "room": samples.face_video(folder / "c.mp4", None, seconds=1.0, fps=4, seed=3),
+    }
+    return {name: video.path.read_bytes() for name, video in made.items()}
+
+
+def snapshot(cfg: RealnessConfig) -> dict:
+    """Everything a fault could lose or duplicate: the table rows and the store's shards and exports."""
+    db = Database(cfg.resolved_database_url)
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    try:
+        state = {table: db.query(f"SELECT * FROM {table} ORDER BY 1, 2") for table in FAULT_TABLES}
+    finally:
+        db.dispose()
+    for prefix in (cfg.faces_prefix, cfg.staging_prefix, cfg.verdicts_prefix):
+        state[prefix] = sorted(o.key for o in store.list(prefix))
+    return state
+
+
+def counts(state: dict) -> dict[str, int]:
+    return {name: len(rows) for name, rows in state.items()}
+
+
+def statuses(cfg: RealnessConfig) -> dict[str, tuple[str, str | None]]:
+    db = Database(cfg.resolved_database_url)
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    try:
+        return {store.key_for(r["source_uri"]): (r["status"], r["reason"]) for r in ledger.entries(db)}
+    finally:
+        db.dispose()
+
+
+def assert_rerun_changes_nothing(cfg: RealnessConfig, run_id: str = "rerun") -> dict:
+    before = snapshot(cfg)
+    summary = run_ingest(cfg, run_id=run_id, run_date="2026-12-31")
+    assert summary["videos"] == 0 and summary["problems"] == []
+    assert snapshot(cfg) == before
+    return summary
+
+
+# ---------------------------------------------------------------- bad input: sidecars
+
+BAD_SIDECARS = {
+    "list": (b'["a.mp4"]', "JSON list where an object of video names was expected"),
+    "null": (b"null", "JSON NoneType where an object"),
+    "truncated": (b'{"a.mp4": {"label": "FAKE"', "not valid JSON"),
+    "latin1": ('{"é.mp4": {"label": "FAKE"}}'.encode("latin-1"), "not valid JSON"),
+    "no_labels": (b'{"a.mp4": {"label": "maybe"}, "b.mp4": 3}', "none of its 2 entries has a REAL/FAKE label"),
+}
+
+
+def test_fault_malformed_sidecars_are_recorded_and_videos_go_on_unlabelled(tmp_path, clips):
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    for name, (data, _) in BAD_SIDECARS.items():
+        store.put_bytes(f"landing/{name}/metadata.json", data)
+        store.put_bytes(f"landing/{name}/a.mp4", clips["room"] if name != "list" else clips["obama"])
+    store.put_bytes("landing/partly/metadata.json", json.dumps(
+        {"a.mp4": {"label": "FAKE"}, "b.mp4": {"label": "unsure"}}).encode())
+    store.put_bytes("landing/partly/a.mp4", clips["astronaut"])
+
+    summary = run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+
+    got = statuses(cfg)
+    for name, (_, reason) in BAD_SIDECARS.items():
+        status, recorded = got[f"landing/{name}/metadata.json"]
+        assert status == "BAD_SIDECAR" and reason in recorded, (name, recorded)
+    assert got["landing/partly/metadata.json"] == (
+        "SIDECAR", "1 label(s); 1 entry without a REAL/FAKE label ignored: b.mp4")
+    assert got["landing/list/a.mp4"][0] == "PUBLISHED" and got["landing/partly/a.mp4"][0] == "PUBLISHED"
+    assert {got[f"landing/{n}/a.mp4"][0] for n in BAD_SIDECARS if n != "list"} == {"NO_FACE", "DUPLICATE"}
+    assert summary["statuses"]["BAD_SIDECAR"] == len(BAD_SIDECARS)
+    assert {p["status"] for p in summary["problems"]} >= {"BAD_SIDECAR"}
+    db = Database(cfg.resolved_database_url)
+    assert {r["source_uri"].rsplit("/", 2)[-2]: r["label"] for r in db.query("SELECT * FROM labels")} == {
+        "partly": "FAKE"}
+    assert len(db.query("SELECT * FROM ingest_failures WHERE status = 'BAD_SIDECAR'")) == len(BAD_SIDECARS)
+    db.dispose()
+    assert_rerun_changes_nothing(cfg)
+
+
+# ---------------------------------------------------------------- bad input: late and corrected labels
+
+def test_fault_late_and_corrected_sidecars_label_without_reingesting(tmp_path, clips):
+    from realness_tasks import dataset
+
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/batch/a.mp4", clips["obama"])
+    store.put_bytes("landing/batch/b.mp4", clips["astronaut"])
+    run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+    before = snapshot(cfg)
+    assert {r["label"] for r in before["videos"]} == {None} and before["labels"] == []
+
+    # The sidecar arrives after its videos: applied on the next run, nothing ingested again.
+    store.put_bytes("landing/batch/metadata.json", json.dumps(
+        {"a.mp4": {"label": "FAKE"}, "b.mp4": {"label": "REAL"}}).encode())
+    summary = run_ingest(cfg, run_id="run-2", run_date="2026-12-02")
+    after = snapshot(cfg)
+    assert summary["videos"] == 0 and summary["statuses"] == {"SIDECAR": 1}
+    assert after["faces/"] == before["faces/"]
+    assert [r["attempts"] for r in after["ingest_ledger"] if r["status"] == "PUBLISHED"] == [1, 1]
+    by_uri = {r["source_uri"].rsplit("/", 1)[-1]: r for r in after["labels"]}
+    assert {k: v["label"] for k, v in by_uri.items()} == {"a.mp4": "FAKE", "b.mp4": "REAL"}
+    assert all(r["source"].endswith("landing/batch/metadata.json") and r["kind"] == "metadata" and r["run_id"] == "run-2"
+               for r in by_uri.values())
+    assert sorted(r["label"] for r in after["videos"]) == ["FAKE", "REAL"]
+    db = Database(cfg.resolved_database_url)
+    faces, unlabelled = dataset.read_faces(cfg, store, dataset.list_shards(cfg, store), label_table.for_training(db))
+    assert len(faces) > 0 and unlabelled == 0 and set(faces.labels.tolist()) == {0, 1}
+
+    # A corrected sidecar changes the label (and when it was recorded); a removed entry withdraws it.
+    store.put_bytes("landing/batch/metadata.json", json.dumps({"a.mp4": {"label": "REAL"}}).encode())
+    run_ingest(cfg, run_id="run-3", run_date="2026-12-03")
+    rows = {r["source_uri"].rsplit("/", 1)[-1]: r for r in db.query("SELECT * FROM labels")}
+    assert (rows["a.mp4"]["label"], rows["a.mp4"]["run_id"]) == ("REAL", "run-3")
+    assert rows["a.mp4"]["recorded_at"] > by_uri["a.mp4"]["recorded_at"]
+    assert rows["b.mp4"]["label"] is None
+    faces, unlabelled = dataset.read_faces(cfg, store, dataset.list_shards(cfg, store), label_table.for_training(db))
+    assert set(faces.labels.tolist()) == {0} and unlabelled > 0
+    assert sorted(r["label"] or "-" for r in db.query("SELECT label FROM videos")) == ["-", "REAL"]
+    db.dispose()
+    assert snapshot(cfg)["faces/"] == before["faces/"]
+    assert_rerun_changes_nothing(cfg)
+
+
+def test_fault_label_at_ingest_is_recorded_with_its_source(tmp_path, clips):
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/fake/a.mp4", clips["obama"])
+    store.put_bytes("landing/dfdc/b.mp4", clips["astronaut"])
+    store.put_bytes("landing/dfdc/metadata.json", json.dumps({"b.mp4": {"label": "REAL"}}).encode())
+    run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+    rows = {r["source_uri"].rsplit("/", 1)[-1]: r for r in snapshot(cfg)["labels"]}
+    assert (rows["a.mp4"]["label"], rows["a.mp4"]["kind"], rows["a.mp4"]["source"]) == (
+        "FAKE", "folder", store.uri_for("landing/fake/a.mp4"))
+    assert (rows["b.mp4"]["label"], rows["b.mp4"]["kind"]) == ("REAL", "metadata")
+    assert_rerun_changes_nothing(cfg)
+
+
+# ---------------------------------------------------------------- bad input: what the listing holds
+
+def test_fault_hidden_temporary_and_refused_links_are_accounted_for(tmp_path, clips):
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    root = Path(store.root)
+    store.put_bytes("landing/a.mp4", clips["room"])
+    store.put_bytes("landing/.DS_Store", b"finder")
+    store.put_bytes("landing/.b.mp4.tmp-x1y2", b"half a video")
+    store.put_bytes("landing/c.tmp-2.mp4", clips["room"])  # an ordinary name that contains .tmp-
+    outside = tmp_path / "outside"
+    (outside / "folder").mkdir(parents=True)
+    (outside / "secret.mp4").write_bytes(clips["obama"])
+    (root / "landing/escape.mp4").symlink_to(outside / "secret.mp4")
+    (root / "landing/dangling.mp4").symlink_to(tmp_path / "nothing-here.mp4")
+    (root / "elsewhere").mkdir()
+    (root / "landing/linked folder").symlink_to(root / "elsewhere", target_is_directory=True)
+    (root / "landing/outside folder").symlink_to(outside / "folder", target_is_directory=True)
+    (root / "landing/inside.mp4").symlink_to(root / "landing/a.mp4")
+
+    summary = run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+
+    got = statuses(cfg)
+    assert got["landing/escape.mp4"] == ("UNSAFE_KEY", "symbolic link to a path outside the store root")
+    assert got["landing/dangling.mp4"] == ("UNSAFE_KEY", "dangling symbolic link")
+    assert got["landing/linked folder"] == ("UNSAFE_KEY", "symbolic link to a folder (not followed)")
+    assert got["landing/outside folder"] == ("UNSAFE_KEY", "symbolic link to a path outside the store root")
+    assert got["landing/a.mp4"][0] == "NO_FACE"
+    assert {got["landing/c.tmp-2.mp4"][0], got["landing/inside.mp4"][0]} == {"DUPLICATE"}
+    assert sorted((s["source_uri"].rsplit("/", 1)[-1], s["reason"]) for s in summary["skipped"]) == [
+        (".DS_Store", "hidden file"), (".b.mp4.tmp-x1y2", "temporary file of an unfinished write")]
+    report = json.loads(store.get_bytes("reports/ingest/run-1.json"))
+    assert report["skipped"] == summary["skipped"]
+    listed = {o.key for o in store.list("landing/")}
+    assert listed == set(got) | {"landing/.DS_Store", "landing/.b.mp4.tmp-x1y2"}  # every object accounted for
+    with pytest.raises(ValueError, match="outside the store root"):
+        store.get_bytes("landing/escape.mp4")
+    assert_rerun_changes_nothing(cfg)
+
+
+def test_fault_local_store_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        store = open_store(str(tmp_path / "store"))
+        store.put_bytes("faces/x.parquet", b"1")
+        source = tmp_path / "f"
+        source.write_bytes(b"2")
+        store.upload(source, "models/y")
+    finally:
+        os.umask(old)
+    assert (Path(store.root) / "faces/x.parquet").stat().st_mode & 0o777 == 0o644
+    assert (Path(store.root) / "models/y").stat().st_mode & 0o777 == 0o644
