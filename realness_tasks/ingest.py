@@ -479,6 +479,7 @@ def summarize(cfg: RealnessConfig, store: ObjectStore, db: Database, outcomes: S
                      for o in outcomes if o.status not in (Status.PUBLISHED, Status.NO_FACE, Status.SIDECAR)],
         "skipped": list(skipped),
     }
+    clean_staging(cfg, store, db)  # shards a crashed run staged for videos this run published
     store.put_bytes(report_key(cfg, run_id), json.dumps(summary, indent=1).encode())
     db.execute(
         """

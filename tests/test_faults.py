@@ -294,3 +294,121 @@ def test_fault_local_store_files_follow_the_umask(tmp_path):
         os.umask(old)
     assert (Path(store.root) / "faces/x.parquet").stat().st_mode & 0o777 == 0o644
     assert (Path(store.root) / "models/y").stat().st_mode & 0o777 == 0o644
+
+
+# ---------------------------------------------------------------- same key, new bytes
+
+def test_fault_new_bytes_under_a_key_supersede_its_verdict(database_url):
+    """The newest content under a key speaks for it in latest_verdicts; the old content keeps its history."""
+    db = Database(database_url)
+    now = datetime(2026, 12, 1)
+    key, other = "s3://b/landing/k.mp4", "s3://b/landing/other.mp4"
+    for video_id, uri in (("old", key), ("new", key), ("kept", other), ("source:abc", other)):
+        db.execute("INSERT INTO verdicts (video_id, model_version, run_id, run_date, source_uri, verdict, p_fake, "
+                   "faces_scored, fake_faces, reason, decided_at) VALUES (:v, 'm1', 'r', '2026-12-01', :u, 'REAL', "
+                   "0.1, 3, 0, 'x', :now)", {"v": video_id, "u": uri, "now": now})
+    ledger.record(db, ledger.LedgerEntry(key, "etag-1", ledger.Status.PUBLISHED, "r1", "old"))
+    ledger.record(db, ledger.LedgerEntry(other, "etag-1", ledger.Status.PUBLISHED, "r1", "kept"))
+    assert {r["video_id"] for r in db.query("SELECT video_id FROM latest_verdicts")} == {"old", "kept"}
+
+    ledger.record(db, ledger.LedgerEntry(key, "etag-2", ledger.Status.PENDING, "r2"))  # new bytes, in progress
+    assert db.query("SELECT video_id FROM ingest_ledger WHERE source_uri = :k", {"k": key}) == [{"video_id": None}]
+    ledger.record(db, ledger.LedgerEntry(key, "etag-2", ledger.Status.PUBLISHED, "r2", "new"))
+    latest = db.query("SELECT video_id, source_uri FROM latest_verdicts ORDER BY video_id")
+    assert latest == [{"video_id": "kept", "source_uri": other}, {"video_id": "new", "source_uri": key}]
+    assert len(db.query("SELECT * FROM verdicts")) == 4  # history stays
+
+    # An object emptied or refused later: its ERROR verdict (keyed by the URI) replaces the content's.
+    ledger.record(db, ledger.LedgerEntry(other, "etag-3", ledger.Status.EMPTY, "r3", None, "zero-byte object"))
+    assert {r["video_id"] for r in db.query("SELECT video_id FROM latest_verdicts")} == {"new", "source:abc"}
+    db.dispose()
+
+
+# ---------------------------------------------------------------- scoring: exports that cannot be lost
+
+def test_fault_export_refused_is_written_by_the_next_run(tmp_path, database_url, brightness_tflite, crops):
+    """A file where the verdicts/ folder should be: verdicts commit, the export fails loudly, the next run writes it."""
+    cfg = make_config(tmp_path, database_url)
+    store = open_store(cfg.resolved_store_uri)
+    register_champion(cfg, store, brightness_tflite, "v1", 0.5, datetime(2025, 3, 1))
+    write_shard(cfg, store, "real", one_person(crops["real"]))
+    write_shard(cfg, store, "swap", one_person(crops["fake"]))
+    blocker = Path(store.root) / "verdicts"
+    blocker.write_bytes(b"not a folder")
+
+    with pytest.raises(OSError):
+        scoring.run_scoring(cfg, "run-1", RUN_DATE)
+
+    state = snapshot(cfg)
+    assert counts(state)["verdicts"] == 2 and counts(state)["face_scores"] == 8
+    assert [(r["run_id"], r["exported_at"]) for r in state["verdict_exports"]] == [("run-1", None)]
+
+    blocker.unlink()
+    outcome = scoring.run_scoring(cfg, "run-2", "2025-04-02")
+    assert outcome.faces_scored == 0 and outcome.verdicts_uri is None
+    export = pq.read_table(io.BytesIO(store.get_bytes(f"verdicts/date={RUN_DATE}/verdicts-run-1.parquet")))
+    assert sorted(export.column("video_id").to_pylist()) == ["real", "swap"]
+    after = snapshot(cfg)
+    assert after["verdict_exports"][0]["exported_at"] is not None
+    assert {k: v for k, v in after.items() if k != "verdict_exports"} == \
+        {k: v for k, v in state.items() if k != "verdict_exports"} | {"verdicts/": [
+            f"verdicts/date={RUN_DATE}/verdicts-run-1.parquet"]}
+    scoring.run_scoring(cfg, "run-3", "2025-04-03")
+    assert snapshot(cfg) == after  # nothing owed, nothing new
+
+
+# ---------------------------------------------------------------- SIGKILL at chosen points (subprocesses)
+
+def cli(home: Path, *args: str, kill_at: str | None = None, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("REALNESS_")}
+    environ.update({"REALNESS_HOME": str(home), "REALNESS_SAMPLING_EVERY_SECONDS": "0.5",
+                    "REALNESS_SAMPLING_MAX_FRAMES": "4", **env})
+    if kill_at:
+        environ["REALNESS_TEST_KILL_AT"] = kill_at
+    return subprocess.run([sys.executable, "-m", "realness_tasks.cli", *args], capture_output=True, text=True,
+                          env=environ, timeout=300, cwd=ROOT)
+
+
+def test_fault_sigkill_mid_score_leaves_the_export_to_the_next_run(tmp_path, brightness_tflite, crops):
+    cfg = make_config(tmp_path, "")
+    store = open_store(cfg.resolved_store_uri)
+    register_champion(cfg, store, brightness_tflite, "v1", 0.5, datetime(2025, 3, 1))
+    write_shard(cfg, store, "real", one_person(crops["real"]))
+    home = tmp_path / "home"
+
+    killed = cli(home, "score", "--run-id", "k1", "--date", RUN_DATE, kill_at="score.committed")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    state = snapshot(cfg)
+    assert counts(state)["verdicts"] == 1 and state["verdicts/"] == []
+
+    done = cli(home, "score", "--run-id", "k2", "--date", "2025-04-02")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert snapshot(cfg)["verdicts/"] == [f"verdicts/date={RUN_DATE}/verdicts-k1.parquet"]
+    assert counts(snapshot(cfg)) == counts(state) | {"verdicts/": 1}
+    assert list((home / "scratch").iterdir()) == []
+
+
+def test_fault_sigkill_mid_ingest_is_finished_by_later_runs(tmp_path, clips):
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/a.mp4", clips["obama"])
+    home = tmp_path / "home"
+
+    first = cli(home, "ingest", "--run-id", "i1", "--date", "2026-12-01", kill_at="ingest.claimed")
+    assert first.returncode == -signal.SIGKILL
+    assert statuses(cfg) == {"landing/a.mp4": ("PENDING", None)}
+    assert len(list((home / "scratch").iterdir())) == 1  # the dead process's copy of the video
+
+    second = cli(home, "ingest", "--run-id", "i2", "--date", "2026-12-02", kill_at="ingest.staged")
+    assert second.returncode == -signal.SIGKILL
+    assert statuses(cfg)["landing/a.mp4"][0] == "PENDING"
+    assert [k.rsplit("/", 2)[-2] for k in snapshot(cfg)["staging/"]] == ["2026-12-02"]
+
+    third = cli(home, "ingest", "--run-id", "i3", "--date", "2026-12-03")
+    assert third.returncode == 0, third.stderr[-2000:]
+    state = snapshot(cfg)
+    assert statuses(cfg)["landing/a.mp4"][0] == "PUBLISHED"
+    assert [k.rsplit("/", 2)[-2] for k in state["faces/"]] == ["date=2026-12-03"]
+    assert state["staging/"] == [] and list((home / "scratch").iterdir()) == []
+    assert state["ingest_ledger"][0]["attempts"] == 3 and counts(state)["videos"] == 1
+    assert_rerun_changes_nothing(cfg)

@@ -55,8 +55,8 @@ WHERE status NOT IN ('PUBLISHED', 'NO_FACE', 'DUPLICATE', 'PENDING', 'STAGED', '
 
 -- One verdict per video as before, less the verdicts of superseded content: when new bytes replace a
 -- video under the same key, the newest content speaks for that key. A verdict is superseded when the
--- ledger row of its source URI now holds other content (or no content id, for a content verdict) and
--- no other key holds its content. The old content's verdicts stay in the verdicts table (history).
+-- ledger row of its source URI now holds other content (or, for a content verdict, no content id).
+-- The old content's verdicts stay in the verdicts table (history).
 DROP VIEW latest_verdicts;
 CREATE VIEW latest_verdicts AS
 SELECT video_id, model_version, run_id, run_date, source_uri, verdict, p_fake, faces_scored, fake_faces,
@@ -73,10 +73,7 @@ FROM (
     LEFT JOIN model_versions m ON m.version = v.model_version
 ) ranked
 WHERE preference = 1
-  AND NOT (
-      EXISTS (SELECT 1 FROM ingest_ledger l
-              WHERE l.source_uri = ranked.source_uri
-                AND COALESCE(l.video_id, 'source:') <> ranked.video_id
-                AND NOT (l.video_id IS NULL AND ranked.video_id LIKE 'source:%'))
-      AND NOT EXISTS (SELECT 1 FROM ingest_ledger l2 WHERE l2.video_id = ranked.video_id)
-  );
+  AND NOT EXISTS (SELECT 1 FROM ingest_ledger l
+                  WHERE l.source_uri = ranked.source_uri
+                    AND COALESCE(l.video_id, 'source:') <> ranked.video_id
+                    AND NOT (l.video_id IS NULL AND ranked.video_id LIKE 'source:%'));
