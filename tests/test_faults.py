@@ -412,3 +412,139 @@ def test_fault_sigkill_mid_ingest_is_finished_by_later_runs(tmp_path, clips):
     assert state["staging/"] == [] and list((home / "scratch").iterdir()) == []
     assert state["ingest_ledger"][0]["attempts"] == 3 and counts(state)["videos"] == 1
     assert_rerun_changes_nothing(cfg)
+
+
+# ---------------------------------------------------------------- infrastructure: database, store, disk
+
+def test_fault_database_down_before_the_run_is_one_clear_line(tmp_path, clips):
+    from tests.conftest import free_port
+
+    home = tmp_path / "home"
+    store = open_store((home / "store").as_uri())
+    store.put_bytes("landing/a.mp4", clips["room"])
+    url = f"postgresql+psycopg2://realness:secret@127.0.0.1:{free_port()}/realness"
+    done = cli(home, "ingest", REALNESS_DATABASE_URL=url)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("realness ingest: the verdict database could not be used:")
+    assert "Check REALNESS_DATABASE_URL" in last and "secret" not in last and "Traceback" not in done.stderr
+    saved = Path(last.rsplit("(traceback in ", 1)[1].rstrip(")"))
+    assert "OperationalError" in saved.read_text()
+    assert [o.key for o in store.list("")] == ["landing/a.mp4"]  # nothing written
+
+
+def test_fault_database_lost_mid_run_fails_and_the_rerun_completes(tmp_path, clips, monkeypatch):
+    import sqlalchemy.exc
+
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/a.mp4", clips["obama"])
+    store.put_bytes("landing/b.mp4", clips["astronaut"])
+    real_record, calls = ledger.record, []
+
+    def flaky(db, entry):
+        calls.append(entry.source_uri)
+        if len(calls) == 3:  # a's PENDING, a's STAGED, then the server goes away
+            raise sqlalchemy.exc.OperationalError("UPDATE ingest_ledger", {}, ConnectionError("server closed"))
+        real_record(db, entry)
+
+    monkeypatch.setattr(ledger, "record", flaky)
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+    monkeypatch.setattr(ledger, "record", real_record)
+    assert statuses(cfg)["landing/a.mp4"][0] == "STAGED"
+
+    run_ingest(cfg, run_id="run-2", run_date="2026-12-01")
+    state = snapshot(cfg)
+    assert {k: v[0] for k, v in statuses(cfg).items()} == {"landing/a.mp4": "PUBLISHED", "landing/b.mp4": "PUBLISHED"}
+    assert counts(state)["faces/"] == 2 and state["staging/"] == [] and counts(state)["videos"] == 2
+    assert_rerun_changes_nothing(cfg)
+
+
+def test_fault_disk_full_while_staging_fails_and_the_rerun_completes(tmp_path, clips, monkeypatch):
+    import errno
+
+    from realness_tasks.cli import explain
+    from realness_tasks.storage import LocalStore
+
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/a.mp4", clips["obama"])
+    real_put = LocalStore.put_bytes
+
+    def full(self, key, data):
+        if key.startswith("staging/"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.root / key))
+        real_put(self, key, data)
+
+    monkeypatch.setattr(LocalStore, "put_bytes", full)
+    with pytest.raises(OSError) as caught:
+        run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+    assert explain(caught.value).startswith("No space left on device (")
+    monkeypatch.setattr(LocalStore, "put_bytes", real_put)
+    assert statuses(cfg) == {"landing/a.mp4": ("PENDING", None)}
+
+    run_ingest(cfg, run_id="run-2", run_date="2026-12-01")
+    assert statuses(cfg)["landing/a.mp4"][0] == "PUBLISHED" and counts(snapshot(cfg))["faces/"] == 1
+    assert_rerun_changes_nothing(cfg)
+
+
+@pytest.fixture
+def hung_endpoint():
+    """A TCP server on 127.0.0.1 that accepts connections and never answers (bounded: closed after the test)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    held, stop = [], threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=2)
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_fault_hung_s3_endpoint_fails_fast_with_the_read_timeout(tmp_path, hung_endpoint):
+    import time
+
+    from realness_tasks.cli import explain
+    from realness_tasks.config import S3Settings
+
+    settings = S3Settings(endpoint_url=hung_endpoint, access_key_id="x", secret_access_key="y",
+                          read_timeout_s=0.5, max_attempts=1)
+    store = open_store("s3://bucket/root", settings)
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable, match="unreachable") as caught:
+        list(store.list("landing/"))
+    assert time.monotonic() - started < 10
+    assert "REALNESS_S3_" in explain(caught.value)
+    assert S3Settings().read_timeout_s <= 10 < S3Settings().transfer_timeout_s
+
+
+def test_fault_not_enough_data_to_train_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    from realness_tasks.cli import main
+
+    monkeypatch.setenv("REALNESS_HOME", str(tmp_path / "home"))
+    assert main(["train"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("realness train: not enough labelled data to train:") and "realness ingest" in err
+
+
+def test_fault_bad_setting_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    from realness_tasks.cli import main
+
+    monkeypatch.setenv("REALNESS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("REALNESS_SCORING_BATCH_SIZE", "eight")
+    assert main(["score"]) == 2
+    assert "configuration: REALNESS_SCORING_BATCH_SIZE='eight' is not a valid int" in capsys.readouterr().err
