@@ -548,3 +548,17 @@ def test_fault_bad_setting_is_one_clear_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("REALNESS_SCORING_BATCH_SIZE", "eight")
     assert main(["score"]) == 2
     assert "configuration: REALNESS_SCORING_BATCH_SIZE='eight' is not a valid int" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the matrix in docs/reliability.md
+
+def test_reliability_doc_lists_every_case():
+    import re
+
+    doc = (ROOT / "docs" / "reliability.md").read_text()
+    named = set(re.findall(r"`(?:(test_\w+\.py)::)?(test_\w+)`", doc))
+    here = set(re.findall(r"^def (test_fault_\w+)", Path(__file__).read_text(), re.M))
+    assert here <= {name for file, name in named if not file}, "add these cases to docs/reliability.md"
+    for file, name in named:
+        source = (ROOT / "tests" / (file or "test_faults.py")).read_text()
+        assert re.search(rf"^def {name}\(", source, re.M), f"docs/reliability.md names a missing test {file}::{name}"
