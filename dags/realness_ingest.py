@@ -17,16 +17,15 @@ Trigger with `{"reprocess": true}` to process already-seen objects again.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
-from realness_airflow import DETECTION_QUEUE, FACE_SHARDS, HEAVY_POOL
+from realness_airflow import DETECTION_QUEUE, FACE_SHARDS, HEAVY_POOL, INGEST_SCHEDULE
 
 
 @dag(
     dag_id="realness_ingest",
-    schedule=os.environ.get("REALNESS_INGEST_SCHEDULE", "0 1 * * *"),
+    schedule=INGEST_SCHEDULE,
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

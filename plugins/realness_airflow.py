@@ -26,10 +26,23 @@ FACE_SHARDS = Asset("realness_face_shards")
 # Updated by realness_train when a new model is promoted to champion.
 CHAMPION_MODEL = Asset("realness_champion_model")
 
+
+
+def _wiring():
+    """The settings DAG files need at parse time (``realness_tasks.config`` imports nothing heavy)."""
+    from realness_tasks.config import RealnessConfig
+
+    return RealnessConfig.from_env()
+
+
+_WIRING = _wiring()
 # Where the TensorFlow-heavy tasks run: a pool caps how many run at once, queues pick the workers.
-HEAVY_POOL = os.environ.get("REALNESS_HEAVY_POOL", "default_pool")
-DETECTION_QUEUE = os.environ.get("REALNESS_DETECTION_QUEUE", "default")
-TRAINING_QUEUE = os.environ.get("REALNESS_TRAINING_QUEUE", "default")
+HEAVY_POOL = _WIRING.heavy_pool
+DETECTION_QUEUE = _WIRING.detection_queue
+TRAINING_QUEUE = _WIRING.training_queue
+INGEST_SCHEDULE = _WIRING.ingest_schedule
+TRAIN_SCHEDULE = _WIRING.train_schedule
+SCORE_SCHEDULE = _WIRING.score_schedule
 
 
 def _connection(conn_id: str):

@@ -93,6 +93,7 @@ def cmd_status(args) -> int:
                          "ORDER BY created_at DESC LIMIT 5"))
     print("\nlatest verdicts:")
     print_verdicts(db)
+    db.dispose()
     return 0
 
 
@@ -159,6 +160,7 @@ def cmd_demo(args) -> int:
     db = Database(cfg.resolved_database_url)
     print(f"\nverdicts ({time.monotonic() - started:.0f} s in all):")
     print_verdicts(db)
+    db.dispose()
     print(f"\nobject store: {cfg.resolved_store_uri} (faces/, models/, verdicts/, reports/)")
     print(f"database:     {cfg.resolved_database_url}  (try: sqlite3 {cfg.resolved_database_url[10:]} "
           f"'select * from daily_summary')")

@@ -142,6 +142,13 @@ class RealnessConfig:
     reports_prefix: str = _setting("reports/", "Run summaries.")
     videos_per_task: int = _setting(1, "Videos per mapped ingest task; more amortises the ~5 s a task spends "
                                        "loading MTCNN and Great Expectations (archives of short clips).")
+    heavy_pool: str = _setting("default_pool", "Airflow pool of the TensorFlow-heavy tasks (detection, training, scoring).")
+    detection_queue: str = _setting("default", "Celery queue of the detection and scoring tasks.")
+    training_queue: str = _setting("default", "Celery queue of the training task.")
+    ingest_schedule: str = _setting("0 1 * * *", "Cron schedule of realness_ingest.")
+    train_schedule: str = _setting("0 3 * * 0", "Cron schedule of realness_train (new face shards also trigger it).")
+    score_schedule: str = _setting("0 5 * * *", "Cron schedule of realness_score's sweep (new shards and a new champion "
+                                                "also trigger it).")
     database_url: str = _setting("", "Verdict database (SQLAlchemy URL); empty: sqlite:///<home>/realness.db.")
     allow_embedded_database: bool = _setting(False, "Allow a SQLite verdict database with a remote (s3://) store; "
                                                     "off, such a task refuses to run instead of writing to a local file.")

@@ -166,7 +166,8 @@ def decide(candidate: dict, incumbent_version: str | None, incumbent_on_same_dat
     """Promote when there is no champion or when the candidate beats it on the candidate's held-out split."""
     if incumbent_version is None:
         return PromotionDecision(True, "no champion yet", None)
-    assert incumbent_on_same_data is not None
+    if incumbent_on_same_data is None:
+        raise ValueError(f"champion {incumbent_version}: no metrics on the candidate's test split to compare with")
     comparison = {"champion": incumbent_version, "champion_metrics": incumbent_on_same_data,
                   "candidate_metrics": {k: candidate.get(k) for k in ("auc", "f1_fake")}}
     summary = (f"AUC {_fmt(candidate.get('auc'))} / F1 {_fmt(candidate.get('f1_fake'))} vs champion "

@@ -125,7 +125,8 @@ def aggregate(video_id: str, source_uri: str | None, faces: Sequence[FaceScore],
         score, rule = confident_score(in_track, threshold, settings)
         if best is None or score > best[0]:
             best = (score, f"face {track}: {rule}")
-    assert best is not None
+    if best is None:  # unreachable: the dominant track is never skipped
+        raise RuntimeError(f"video {video_id}: no face track could be scored")
     fake_faces = int(np.count_nonzero(p_fake >= threshold))
     return VideoVerdict(video_id, source_uri, classify(best[0], threshold, settings.uncertain_band), best[0],
                         len(faces), fake_faces, best[1])
