@@ -24,7 +24,7 @@ import posixpath
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
@@ -58,27 +58,8 @@ class VideoRef:
     label_etag: str | None = None     # that sidecar's etag when it was read
 
 
-@dataclass(frozen=True)
-class VideoOutcome:
-    """What became of one landing object (also travels through XCom)."""
-
-    source_uri: str
-    source_etag: str
-    status: str
-    reason: str | None = None
-    video_id: str | None = None
-    staged_key: str | None = None
-    shard_uri: str | None = None
-    frames_sampled: int = 0
-    faces: int = 0
-    detector_stats: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VideoOutcome:
-        return cls(**data)
+# What became of one landing object: the ledger row's record type (also travels through XCom).
+VideoOutcome = LedgerEntry
 
 
 def open_run_resources(cfg: RealnessConfig) -> tuple[ObjectStore, Database]:
@@ -220,8 +201,9 @@ def scan_landing(cfg: RealnessConfig, store: ObjectStore, db: Database, *, repro
         row = rows.get(uri)
         if row and (row["source_etag"], row["status"], row["reason"]) == (obj.etag, str(status), reason):
             return
-        ledger.record(db, LedgerEntry(uri, obj.etag, status, run_id, None, reason))
-        recorded.append(VideoOutcome(uri, obj.etag, str(status), reason))
+        entry = LedgerEntry(uri, obj.etag, status, run_id, reason=reason)
+        ledger.record(db, entry)
+        recorded.append(entry)
         log.info("%s -> %s (%s)", obj.key, status, reason)
 
     by_key = {o.key: o for o in objects}
@@ -359,11 +341,10 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
     source_uri = store.uri_for(ref.key)
 
     def finish(status: Status, reason: str | None = None, **extra: Any) -> VideoOutcome:
-        outcome = VideoOutcome(source_uri, ref.etag, str(status), reason, **extra)
-        ledger.record(db, LedgerEntry(source_uri, ref.etag, status, run_id, outcome.video_id, reason,
-                                      outcome.shard_uri or (store.uri_for(outcome.staged_key)
-                                                            if outcome.staged_key else None),
-                                      outcome.frames_sampled, outcome.faces))
+        staged = extra.get("staged_key")
+        outcome = LedgerEntry(source_uri, ref.etag, status, run_id, reason=reason,
+                              shard_uri=store.uri_for(staged) if staged else None, **extra)
+        ledger.record(db, outcome)
         log.info("%s -> %s%s", ref.key, status, f" ({reason})" if reason else "")
         return outcome
 
@@ -431,10 +412,9 @@ def validate_and_publish(cfg: RealnessConfig, store: ObjectStore, db: Database, 
     quarantine_key = shard_key(cfg.quarantine_prefix, run_date, outcome.video_id)
 
     def finish(status: Status, reason: str | None, key: str | None) -> VideoOutcome:
-        result = VideoOutcome(**{**outcome.to_dict(), "status": str(status), "reason": reason, "staged_key": None,
-                                 "shard_uri": store.uri_for(key) if key else None})
-        ledger.record(db, LedgerEntry(result.source_uri, result.source_etag, status, run_id, result.video_id, reason,
-                                      result.shard_uri, result.frames_sampled, result.faces))
+        result = replace(outcome, status=status, reason=reason, run_id=run_id, staged_key=None,
+                         shard_uri=store.uri_for(key) if key else None)
+        ledger.record(db, result)
         log.info("%s -> %s%s", outcome.source_uri, status, f" ({reason})" if reason else "")
         return result
 

@@ -7,9 +7,10 @@ distinct content (the video id is the sha256 of the bytes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
+from typing import Any
 
 from realness_tasks.db import Database
 
@@ -41,15 +42,33 @@ class Status(StrEnum):
 
 @dataclass(frozen=True)
 class LedgerEntry:
+    """One ledger row, and what ingest hands from task to task about an object (it fits XCom).
+
+    ``staged_key`` and ``detector_stats`` travel with it but are not stored: the row's ``shard_uri``
+    holds the staged shard's URI while the status is STAGED.
+    """
+
     source_uri: str
     source_etag: str
-    status: Status
-    run_id: str
+    status: str                 # a Status value (kept a plain str so the record serialises as is)
+    run_id: str | None = None
     video_id: str | None = None
     reason: str | None = None
     shard_uri: str | None = None
     frames_sampled: int = 0
     faces: int = 0
+    staged_key: str | None = None
+    detector_stats: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", str(Status(self.status)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LedgerEntry:
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -90,7 +109,9 @@ def record(db: Database, entry: LedgerEntry) -> None:
             run_id = excluded.run_id,
             updated_at = excluded.updated_at
         """,
-        {**entry.__dict__, "status": str(entry.status), "now": _now()},
+        {"source_uri": entry.source_uri, "source_etag": entry.source_etag, "video_id": entry.video_id,
+         "status": entry.status, "reason": entry.reason, "shard_uri": entry.shard_uri,
+         "frames_sampled": entry.frames_sampled, "faces": entry.faces, "run_id": entry.run_id, "now": _now()},
     )
 
 
