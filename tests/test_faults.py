@@ -324,6 +324,26 @@ def test_fault_new_bytes_under_a_key_supersede_its_verdict(database_url):
     db.dispose()
 
 
+def test_fault_same_key_new_bytes_is_ingested_as_new_content(tmp_path, clips):
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/k.mp4", clips["obama"])
+    run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+    first = snapshot(cfg)
+    old_id = first["ingest_ledger"][0]["video_id"]
+
+    store.put_bytes("landing/k.mp4", clips["astronaut"])
+    summary = run_ingest(cfg, run_id="run-2", run_date="2026-12-02")
+
+    state = snapshot(cfg)
+    assert summary["statuses"] == {"PUBLISHED": 1}
+    row = state["ingest_ledger"][0]
+    assert len(state["ingest_ledger"]) == 1 and row["video_id"] != old_id and row["attempts"] == 2
+    assert {v["video_id"] for v in state["videos"]} == {old_id, row["video_id"]}  # the old content stays known
+    assert len(state["faces/"]) == 2 and state["staging/"] == []  # and its shard stays, as history
+    assert_rerun_changes_nothing(cfg)
+
+
 # ---------------------------------------------------------------- scoring: exports that cannot be lost
 
 def test_fault_export_refused_is_written_by_the_next_run(tmp_path, database_url, brightness_tflite, crops):
