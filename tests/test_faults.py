@@ -185,10 +185,10 @@ def test_fault_malformed_sidecars_are_recorded_and_videos_go_on_unlabelled(tmp_p
 
 # ---------------------------------------------------------------- bad input: late and corrected labels
 
-def test_fault_late_and_corrected_sidecars_label_without_reingesting(tmp_path, clips):
+def test_fault_late_and_corrected_sidecars_label_without_reingesting(tmp_path, clips, database_url):
     from realness_tasks import dataset
 
-    cfg = config(tmp_path)
+    cfg = config(tmp_path, database_url=database_url)
     store = open_store(cfg.resolved_store_uri)
     store.put_bytes("landing/batch/a.mp4", clips["obama"])
     store.put_bytes("landing/batch/b.mp4", clips["astronaut"])
