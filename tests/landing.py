@@ -19,6 +19,11 @@ class Landing:
     labels: dict[str, str] = field(default_factory=dict)  # key -> expected label
     same_content: tuple[str, ...] = ()  # keys with identical bytes: exactly one is processed, in any order
 
+    @property
+    def videos(self) -> list[str]:
+        """The keys that are videos (one mapped extract task each): every object but the label sidecars."""
+        return [k for k, status in self.expected.items() if status not in ("SIDECAR", "BAD_SIDECAR")]
+
     def assert_statuses(self, got: dict[str, str]) -> None:
         """``got`` (key -> status) matches; of the identical copies, one was ingested and the rest are duplicates."""
         copies = sorted(got.pop(k) for k in self.same_content)

@@ -103,7 +103,7 @@ def test_local_executor_runs_mapped_ingest_in_parallel_and_the_asset_starts_scor
         assert state == "success", stack.report(INGEST, run_id)
 
         extracts = stack.task_instances(INGEST, run_id, "extract_faces")
-        assert len(extracts) == len(landing.expected)  # one mapped task per landing object
+        assert len(extracts) == len(landing.videos)  # one mapped task per landing video
         assert {ti["state"] for ti in extracts} == {"success"}
         assert most_at_once(extracts) >= 2, [(ti["start_date"], ti["end_date"]) for ti in extracts]
         assert len({ti["pid"] for ti in extracts}) == len(extracts)
@@ -140,7 +140,7 @@ def test_celery_worker_takes_detection_tasks_from_their_own_queue(
 
         tasks = stack.task_instances(INGEST, run_id)
         extracts = [ti for ti in tasks if ti["task_id"] == "extract_faces"]
-        assert len(extracts) == len(landing.expected)
+        assert len(extracts) == len(landing.videos)
         assert {ti["queue"] for ti in extracts} == {DETECTION_QUEUE}
         assert {ti["queue"] for ti in tasks if ti["task_id"] != "extract_faces"} == {"default"}
         # Every task went through Celery, and the worker's own log shows it received each one.
