@@ -243,13 +243,19 @@ def load_dataset(cfg: RealnessConfig, store: ObjectStore, listed_at: datetime, d
     return LabelledDataset(parts["train"], parts["val"], parts["test"], manifest, listed_at)
 
 
-def count_labelled(store: ObjectStore, keys: Sequence[str]) -> int:
-    """Rows with a REAL/FAKE label in the shards ``keys`` (reads the label column only)."""
+def count_labelled(store: ObjectStore, keys: Sequence[str], labels: Mapping[str, str | None] | None = None) -> int:
+    """Rows with a REAL/FAKE label in the shards ``keys`` (reads the label column, and video_id with ``labels``).
+
+    ``labels`` (see :func:`read_faces`) overrides the shards' labels for the videos it names.
+    """
     if not keys:
         return 0
     fs, base = store.pyarrow_filesystem()
-    labels = pads.dataset([f"{base}/{k}" for k in keys], filesystem=fs, format="parquet").to_table(columns=["label"])
-    return int(pc.sum(pc.cast(_known_label(labels), "int64")).as_py() or 0)
+    columns = ["video_id", "label"] if labels else ["label"]
+    table = pads.dataset([f"{base}/{k}" for k in keys], filesystem=fs, format="parquet").to_table(columns=columns)
+    if labels:
+        table = apply_labels(table, labels)
+    return int(pc.sum(pc.cast(_known_label(table), "int64")).as_py() or 0)
 
 
 def _known_label(table: pa.Table) -> pa.ChunkedArray:
