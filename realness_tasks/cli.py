@@ -41,6 +41,8 @@ def cmd_ingest(args) -> int:
     print(f"ingest: {summary['videos']} object(s): {summary['statuses']}; {summary['faces']} faces published")
     for problem in summary["problems"]:
         print(f"  {problem['status']:<12} {problem['source_uri']}  ({problem['reason']})")
+    for skipped in summary.get("skipped", []):
+        print(f"  {'SKIPPED':<12} {skipped['source_uri']}  ({skipped['reason']})")
     return 0
 
 
