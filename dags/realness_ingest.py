@@ -19,16 +19,15 @@ Trigger with `{"reprocess": true}` to process already-seen objects again.
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
-from realness_airflow import DETECTION_QUEUE, FACE_SHARDS, HEAVY_POOL
+from realness_airflow import DETECTION_QUEUE, FACE_SHARDS, HEAVY_POOL, INGEST_SCHEDULE
 
 
 @dag(
     dag_id="realness_ingest",
-    schedule=os.environ.get("REALNESS_INGEST_SCHEDULE", "0 1 * * *"),
+    schedule=INGEST_SCHEDULE,
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -39,19 +38,25 @@ from realness_airflow import DETECTION_QUEUE, FACE_SHARDS, HEAVY_POOL
 )
 def realness_ingest():
     @task
-    def discover(params=None) -> list[list[dict]]:
+    def discover(params=None, ti=None, run_id=None) -> list[list[dict]]:
         from dataclasses import asdict
 
         from realness_airflow import load_config
-        from realness_tasks.ingest import batch_refs, discover, open_run_resources
+        from realness_tasks.ingest import batch_refs, open_run_resources, scan_landing
 
         cfg = load_config()
         store, db = open_run_resources(cfg)
-        refs = discover(cfg, store, db, reprocess=bool(params and params.get("reprocess")))
+        try:
+            found = scan_landing(cfg, store, db, reprocess=bool(params and params.get("reprocess")), run_id=run_id)
+        finally:
+            db.dispose()
+        # What discovery recorded or skipped itself goes to the run report through summarize.
+        ti.xcom_push(key="accounted", value={"recorded": [o.to_dict() for o in found.recorded],
+                                             "skipped": found.skipped})
         from airflow.sdk import conf
 
         max_map = conf.getint("core", "max_map_length", fallback=1024)
-        return [[asdict(r) for r in batch] for batch in batch_refs(refs, cfg, max_map)]
+        return [[asdict(r) for r in batch] for batch in batch_refs(found.refs, cfg, max_map)]
 
     @task(pool=HEAVY_POOL, queue=DETECTION_QUEUE, execution_timeout=timedelta(hours=2))
     def extract_faces(batch: list[dict]) -> list[dict]:
@@ -72,6 +77,8 @@ def realness_ingest():
                                   progress=progress).to_dict() for ref in progress]
         except AzureAuthError as exc:  # a configuration error: retrying cannot help
             raise AirflowFailException(str(exc)) from exc
+        finally:
+            db.dispose()
 
     @task
     def validate_shards(outcomes: list[dict]) -> list[dict]:
@@ -81,19 +88,27 @@ def realness_ingest():
         cfg = load_config()
         run_id, run_date = run_id_from_context()
         store, db = open_run_resources(cfg)
-        return [validate_and_publish(cfg, store, db, VideoOutcome.from_dict(o), run_id=run_id,
-                                     run_date=run_date).to_dict() for o in outcomes]
+        try:
+            return [validate_and_publish(cfg, store, db, VideoOutcome.from_dict(o), run_id=run_id,
+                                         run_date=run_date).to_dict() for o in outcomes]
+        finally:
+            db.dispose()
 
     @task
-    def summarize(batches: list[list[dict]], dag_run=None) -> dict:
+    def summarize(batches: list[list[dict]], dag_run=None, ti=None) -> dict:
         from realness_airflow import load_config
         from realness_tasks.ingest import VideoOutcome, open_run_resources, summarize
 
         cfg = load_config()
         store, db = open_run_resources(cfg)
-        outcomes = [VideoOutcome.from_dict(o) for batch in batches for o in batch]
-        summary = summarize(cfg, store, db, outcomes, run_id=dag_run.run_id, dag_id=dag_run.dag_id,
-                            started_at=dag_run.start_date)
+        accounted = ti.xcom_pull(task_ids="discover", key="accounted") or {}
+        outcomes = [VideoOutcome.from_dict(o) for o in accounted.get("recorded", [])]
+        outcomes += [VideoOutcome.from_dict(o) for batch in batches for o in batch]
+        try:
+            summary = summarize(cfg, store, db, outcomes, run_id=dag_run.run_id, dag_id=dag_run.dag_id,
+                                started_at=dag_run.start_date, skipped=accounted.get("skipped", []))
+        finally:
+            db.dispose()
         print(f"ingest summary: {summary['statuses']}, {summary['faces']} faces published")
         return {k: summary[k] for k in ("videos", "statuses", "faces", "published")}
 

@@ -14,17 +14,16 @@ See `docs/scoring.md` and `sql/queries/` for what analysts run.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
-from realness_airflow import CHAMPION_MODEL, DETECTION_QUEUE, FACE_SHARDS, HEAVY_POOL
+from realness_airflow import CHAMPION_MODEL, DETECTION_QUEUE, FACE_SHARDS, HEAVY_POOL, SCORE_SCHEDULE
 
 
 @dag(
     dag_id="realness_score",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(os.environ.get("REALNESS_SCORE_SCHEDULE", "0 5 * * *"), timezone="UTC"),
+        timetable=CronTriggerTimetable(SCORE_SCHEDULE, timezone="UTC"),
         assets=(FACE_SHARDS | CHAMPION_MODEL)),
     start_date=datetime(2026, 1, 1),
     catchup=False,

@@ -15,17 +15,16 @@ See `docs/training.md`.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
-from realness_airflow import CHAMPION_MODEL, FACE_SHARDS, HEAVY_POOL, TRAINING_QUEUE
+from realness_airflow import CHAMPION_MODEL, FACE_SHARDS, HEAVY_POOL, TRAIN_SCHEDULE, TRAINING_QUEUE
 
 
 @dag(
     dag_id="realness_train",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(os.environ.get("REALNESS_TRAIN_SCHEDULE", "0 3 * * 0"), timezone="UTC"),
+        timetable=CronTriggerTimetable(TRAIN_SCHEDULE, timezone="UTC"),
         assets=FACE_SHARDS),
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -46,7 +45,10 @@ def realness_train():
 
         cfg = load_config()
         store, db = open_run_resources(cfg)
-        new = labelled_faces_since(cfg, store, db, None)
+        try:
+            new = labelled_faces_since(cfg, store, db, None)
+        finally:
+            db.dispose()
         print(f"{new} new labelled faces since the last model (minimum {cfg.training.min_new_faces})")
         return new >= cfg.training.min_new_faces
 

@@ -26,18 +26,38 @@ FACE_SHARDS = Asset("realness_face_shards")
 # Updated by realness_train when a new model is promoted to champion.
 CHAMPION_MODEL = Asset("realness_champion_model")
 
+
+
+def _wiring():
+    """The settings DAG files need at parse time (``realness_tasks.config`` imports nothing heavy)."""
+    from realness_tasks.config import RealnessConfig
+
+    return RealnessConfig.from_env()
+
+
+_WIRING = _wiring()
 # Where the TensorFlow-heavy tasks run: a pool caps how many run at once, queues pick the workers.
-HEAVY_POOL = os.environ.get("REALNESS_HEAVY_POOL", "default_pool")
-DETECTION_QUEUE = os.environ.get("REALNESS_DETECTION_QUEUE", "default")
-TRAINING_QUEUE = os.environ.get("REALNESS_TRAINING_QUEUE", "default")
+HEAVY_POOL = _WIRING.heavy_pool
+DETECTION_QUEUE = _WIRING.detection_queue
+TRAINING_QUEUE = _WIRING.training_queue
+INGEST_SCHEDULE = _WIRING.ingest_schedule
+TRAIN_SCHEDULE = _WIRING.train_schedule
+SCORE_SCHEDULE = _WIRING.score_schedule
 
 
 def _connection(conn_id: str):
+    """The connection ``conn_id``, or None when it is not defined.
+
+    Only "not defined" falls back to the environment: any other failure of the lookup (the API
+    server or secrets backend unreachable, a malformed connection) raises, so a worker never goes
+    on with a silently different database or store.
+    """
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException  # "The conn_id `x` isn't defined"
 
     try:
         return BaseHook.get_connection(conn_id)
-    except Exception:  # noqa: BLE001 - a missing connection means "use the environment"
+    except AirflowNotFoundException:
         return None
 
 
@@ -71,6 +91,7 @@ def load_config():
         host = azure.host if azure.host.startswith("http") else f"https://{azure.host}"
         overrides["azure"] = {"endpoint": host, "key": azure.password}
     config = RealnessConfig.from_env(**overrides)
+    config.check_database_placement()
     log.info("Realness store %s, database %s, Azure Face %s", config.resolved_store_uri,
              config.resolved_database_url.split("@")[-1], "on" if config.azure.enabled else "off (MTCNN only)")
     return config

@@ -42,6 +42,8 @@ def cmd_ingest(args) -> int:
     print(f"ingest: {summary['videos']} object(s): {summary['statuses']}; {summary['faces']} faces published")
     for problem in summary["problems"]:
         print(f"  {problem['status']:<12} {problem['source_uri']}  ({problem['reason']})")
+    for skipped in summary.get("skipped", []):
+        print(f"  {'SKIPPED':<12} {skipped['source_uri']}  ({skipped['reason']})")
     return 0
 
 
@@ -140,6 +142,7 @@ def cmd_status(args) -> int:
                          "ORDER BY created_at DESC LIMIT 5"))
     print("\nlatest verdicts:")
     print_verdicts(db)
+    db.dispose()
     return 0
 
 
@@ -213,6 +216,7 @@ def cmd_demo(args) -> int:
     db = Database(cfg.resolved_database_url)
     print(f"\nverdicts ({time.monotonic() - started:.0f} s in all):")
     print_verdicts(db)
+    db.dispose()
     print(f"\nobject store: {cfg.resolved_store_uri} (faces/, models/, verdicts/, reports/)")
     print(f"database:     {cfg.resolved_database_url}  (try: sqlite3 {cfg.resolved_database_url[10:]} "
           f"'select * from daily_summary')")
@@ -245,7 +249,66 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     commands = {"ingest": cmd_ingest, "train": cmd_train, "score": cmd_score, "report": cmd_report,
                 "evaluate": cmd_evaluate, "status": cmd_status, "demo": cmd_demo}
-    return commands[args.command](args)
+    try:
+        return commands[args.command](args)
+    except Exception as exc:  # noqa: BLE001 - known faults become one line; anything else is re-raised
+        line = explain(exc)
+        if line is None:
+            raise
+        where = _save_traceback(args.command)
+        print(f"realness {args.command}: {line}" + (f" (traceback in {where})" if where else ""), file=sys.stderr)
+        return 2
+
+
+def explain(exc: BaseException) -> str | None:
+    """One line saying what failed and which setting or input to fix, for the faults a user can fix."""
+    import sqlalchemy.exc
+
+    from realness_tasks.config import ConfigurationError
+    from realness_tasks.dataset import NotEnoughData
+    from realness_tasks.model import BackboneUnavailable
+    from realness_tasks.storage import StorageUnavailable
+    from realness_tasks.train import ChampionUnavailable
+
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, StorageUnavailable):
+        return (f"the object store could not be reached: {first}. Check REALNESS_STORE_URI and the "
+                "REALNESS_S3_* settings (endpoint, keys, timeouts) or the aws_default connection")
+    if isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        return (f"the verdict database could not be used: {detail}. Check REALNESS_DATABASE_URL (or the "
+                "realness_db connection) and that the database server is running")
+    if isinstance(exc, NotEnoughData):
+        return (f"not enough labelled data to train: {first}. Add labelled videos under the landing prefix "
+                "(a metadata.json or real/ and fake/ folders) and run realness ingest")
+    if isinstance(exc, (BackboneUnavailable, ChampionUnavailable)):
+        return first
+    if isinstance(exc, ConfigurationError):
+        return f"configuration: {first}"
+    if isinstance(exc, ValueError) and str(exc).startswith("REALNESS_"):
+        return f"configuration: {first}"
+    if isinstance(exc, OSError):
+        name = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return (f"{exc.strerror or first}{name}. Check free space and that REALNESS_HOME and the store root "
+                "are writable folders (not files)")
+    return None
+
+
+def _save_traceback(command: str) -> str | None:
+    """Write the traceback being handled to ``<REALNESS_HOME>/logs/``; returns the file, or None if impossible."""
+    import traceback
+
+    home = Path(os.environ.get("REALNESS_HOME") or Path.home() / ".realness")
+    try:
+        folder = home / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{command}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}.log"
+        path.write_text(traceback.format_exc())
+        logging.getLogger("realness").debug("traceback saved to %s", path)
+        return str(path)
+    except OSError:
+        traceback.print_exc()
+        return None
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ from typing import Any
 BACKBONES = ("efficientnet_lite0", "efficientnet_b0")
 
 
+class ConfigurationError(ValueError):
+    """A setting, or a combination of settings, that cannot work; the message names what to change."""
+
+
 def _setting(default: Any, doc: str, *, secret: bool = False, choices: tuple[str, ...] = ()) -> Any:
     return field(default=default, metadata={"doc": doc, "secret": secret, "choices": choices})
 
@@ -32,7 +36,8 @@ def _check_choices(section: Any, prefix: str) -> None:
     for f in dataclasses.fields(section):
         choices = f.metadata.get("choices")
         if choices and getattr(section, f.name) not in choices:
-            raise ValueError(f"{prefix}{f.name.upper()}={getattr(section, f.name)!r}: choose one of {', '.join(choices)}")
+            raise ConfigurationError(f"{prefix}{f.name.upper()}={getattr(section, f.name)!r}: choose one of "
+                                     f"{', '.join(choices)}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,9 @@ class S3Settings:
     access_key_id: str | None = _setting(None, "Access key; empty means boto3's default chain.", secret=True)
     secret_access_key: str | None = _setting(None, "Secret key.", secret=True)
     connect_timeout_s: float = _setting(5.0, "Seconds to wait for a connection before failing.")
+    read_timeout_s: float = _setting(10.0, "Seconds without a byte before a metadata call or small read (list, head, "
+                                           "get of sidecars and shards) fails; a hung endpoint fails fast.")
+    transfer_timeout_s: float = _setting(60.0, "Seconds without a byte before a video download or an upload fails.")
     max_attempts: int = _setting(3, "boto3 retry attempts for one request.")
 
 
@@ -54,7 +62,8 @@ class SamplingSettings:
     every_seconds: float = _setting(1.0, "Gap between sampled frames, in seconds (used when frames_per_video is 0).")
     frames_per_video: int = _setting(0, "If > 0, sample this many frames spread evenly over the video (DFDC style).")
     max_frames: int = _setting(64, "Upper bound on sampled frames per video.")
-    max_pixels: int = _setting(7680 * 4320, "Videos with more pixels per frame than this are rejected (8K).")
+    max_pixels: int = _setting(7680 * 4320 - 1, "Most pixels a frame may have; larger videos are TOO_LARGE. The default "
+                                                "is one under 8K UHD (7680x4320): 6K is accepted, 8K is rejected.")
 
 
 @dataclass(frozen=True)
@@ -182,7 +191,16 @@ class RealnessConfig:
     min_tasks_per_run: int = _setting(2, "Automatic batching: at least this many mapped ingest tasks when there are "
                                          "as many videos, so that parallel task slots all get work.")
     max_tasks_per_run: int = _setting(64, "Most mapped ingest tasks per run (Airflow's max_map_length also applies).")
+    heavy_pool: str = _setting("default_pool", "Airflow pool of the TensorFlow-heavy tasks (detection, training, scoring).")
+    detection_queue: str = _setting("default", "Celery queue of the detection and scoring tasks.")
+    training_queue: str = _setting("default", "Celery queue of the training task.")
+    ingest_schedule: str = _setting("0 1 * * *", "Cron schedule of realness_ingest.")
+    train_schedule: str = _setting("0 3 * * 0", "Cron schedule of realness_train (new face shards also trigger it).")
+    score_schedule: str = _setting("0 5 * * *", "Cron schedule of realness_score's sweep (new shards and a new champion "
+                                                "also trigger it).")
     database_url: str = _setting("", "Verdict database (SQLAlchemy URL); empty: sqlite:///<home>/realness.db.")
+    allow_embedded_database: bool = _setting(False, "Allow a SQLite verdict database with a remote (s3://) store; "
+                                                    "off, such a task refuses to run instead of writing to a local file.")
     s3: S3Settings = field(default_factory=S3Settings)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     detection: DetectionSettings = field(default_factory=DetectionSettings)
@@ -199,6 +217,20 @@ class RealnessConfig:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{Path(self.home, 'realness.db').resolve()}"
+
+    def check_database_placement(self) -> None:
+        """Refuse an embedded (SQLite) verdict database beside a remote object store.
+
+        On a worker that shares an S3 store with other workers, a local SQLite file is invisible to
+        every other task: ledger rows and verdicts written there are lost to the pipeline while the
+        task succeeds. ``allow_embedded_database`` permits it (one machine, tests).
+        """
+        remote = self.resolved_store_uri.startswith("s3://")
+        if remote and self.resolved_database_url.startswith("sqlite") and not self.allow_embedded_database:
+            raise ConfigurationError(
+                f"the verdict database is a local SQLite file ({self.resolved_database_url}) but the object store is "
+                f"remote ({self.resolved_store_uri}): set the realness_db connection or REALNESS_DATABASE_URL to the "
+                "shared database, or REALNESS_ALLOW_EMBEDDED_DATABASE=true if a local file is really meant")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> RealnessConfig:

@@ -1,7 +1,9 @@
 """The labelled training set: validated face shards read from the object store, split by video.
 
-Only shards under ``faces_prefix`` have passed validation, so only those are read; rows without a
-label are skipped. Faces of one video are strongly correlated, so the split assigns whole videos:
+Only shards under ``faces_prefix`` have passed validation, so only those are read. A face's label
+is its video's label in the ``labels`` table (``realness_tasks/labels.py``: a late or corrected
+sidecar lands there without re-ingesting), else the label written into the shard at ingest; rows
+left without a label are skipped. Faces of one video are strongly correlated, so the split assigns whole videos:
 no video has faces in two splits. A video's split follows from a hash of (seed, video_id), which
 keeps it in the same split as the data set grows; so a later model's test videos were never in an
 earlier model's training split, and models trained on different days compare fairly on them.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from realness_tasks.config import RealnessConfig
+from realness_tasks.db import Database
 from realness_tasks.faces import crop_box
 from realness_tasks.storage import ObjectStore
 
@@ -140,14 +143,21 @@ def list_shards(cfg: RealnessConfig, store: ObjectStore) -> list[dict]:
             for o in store.list(cfg.faces_prefix) if o.key.endswith(".parquet")]
 
 
-def read_faces(cfg: RealnessConfig, store: ObjectStore, shards: Sequence[dict]) -> tuple[FaceSet, int]:
-    """Read the labelled rows of ``shards``; returns the faces and how many rows had no usable label."""
+def read_faces(cfg: RealnessConfig, store: ObjectStore, shards: Sequence[dict],
+               labels: Mapping[str, str | None] | None = None) -> tuple[FaceSet, int]:
+    """Read the labelled rows of ``shards``; returns the faces and how many rows had no usable label.
+
+    ``labels`` (video_id -> label, None for a withdrawn one) overrides the shards' own label column for
+    the videos it names; see :func:`realness_tasks.labels.for_training`.
+    """
     fs, base = store.pyarrow_filesystem()
     paths = [f"{base}/{shard['key']}" for shard in shards]
     if not paths:
         return FaceSet([], np.zeros(0, np.int32), np.array([], dtype=str), np.zeros((0, 4), np.float32), [],
                        np.zeros(0, np.int16)), 0
     table = pads.dataset(paths, filesystem=fs, format="parquet").to_table(columns=COLUMNS)
+    if labels:
+        table = apply_labels(table, labels)
     known = _known_label(table)
     skipped = table.num_rows - int(pc.sum(pc.cast(known, "int64")).as_py() or 0)
     table = table.filter(known)
@@ -167,6 +177,17 @@ def read_faces(cfg: RealnessConfig, store: ObjectStore, shards: Sequence[dict]) 
     return faces, skipped
 
 
+def apply_labels(table: pa.Table, labels: Mapping[str, str | None]) -> pa.Table:
+    """``table`` with its label column replaced, for the videos ``labels`` names, by their label there."""
+    shard_labels = table.column("label").to_pylist()
+    merged = [labels[v] if v in labels else old for v, old in zip(table.column("video_id").to_pylist(), shard_labels)]
+    changed = sum(1 for a, b in zip(merged, shard_labels) if a != b)
+    if changed:
+        log.info("labels table: %d face rows take a label other than their shard's", changed)
+    index = table.schema.get_field_index("label")
+    return table.set_column(index, table.schema.field("label"), pa.array(merged, table.schema.field("label").type))
+
+
 def video_labels(faces: FaceSet) -> dict[str, int]:
     """Each video's label (a video's rows share it; should they not, the majority decides)."""
     votes: dict[str, Counter] = {}
@@ -178,10 +199,24 @@ def video_labels(faces: FaceSet) -> dict[str, int]:
     return {v: c.most_common(1)[0][0] for v, c in votes.items()}
 
 
-def load_dataset(cfg: RealnessConfig, store: ObjectStore, listed_at: datetime) -> LabelledDataset:
-    """Read every validated labelled face and split it; ``listed_at`` is recorded as the data cut-off."""
+def load_dataset(cfg: RealnessConfig, store: ObjectStore, listed_at: datetime, db: Database | None = None
+                 ) -> LabelledDataset:
+    """Read every validated labelled face and split it; ``listed_at`` is recorded as the data cut-off.
+
+    Labels come from the ``labels`` table of ``db`` (opened from ``cfg`` when not given) and, for
+    videos it does not know, from the shards.
+    """
+    from realness_tasks import labels as label_table
+
     shards = list_shards(cfg, store)
-    faces, skipped = read_faces(cfg, store, shards)
+    own = db is None
+    db = db or Database(cfg.resolved_database_url)
+    try:
+        table_labels = label_table.for_training(db)
+    finally:
+        if own:
+            db.dispose()
+    faces, skipped = read_faces(cfg, store, shards, table_labels)
     labels_by_video = video_labels(faces)
     assignment = split_videos(labels_by_video, cfg.training.seed)
     index = {v: name for name, videos in assignment.items() for v in videos}
@@ -196,6 +231,7 @@ def load_dataset(cfg: RealnessConfig, store: ObjectStore, listed_at: datetime) -
     manifest = {
         "listed_at": listed_at.isoformat(), "faces_prefix": cfg.faces_prefix, "seed": cfg.training.seed,
         "shards": list(shards), "faces_total": len(faces), "rows_without_label": skipped,
+        "labels_from_table": sum(1 for v in set(faces.video_ids.tolist()) if v in table_labels),
         "splits": {name: {"faces": part.class_counts(), "videos": assignment[name],
                           "videos_per_class": dict(Counter(LABEL_NAMES[labels_by_video[v]] for v in assignment[name]))}
                    for name, part in parts.items()},
@@ -205,13 +241,19 @@ def load_dataset(cfg: RealnessConfig, store: ObjectStore, listed_at: datetime) -
     return LabelledDataset(parts["train"], parts["val"], parts["test"], manifest, listed_at)
 
 
-def count_labelled(store: ObjectStore, keys: Sequence[str]) -> int:
-    """Rows with a REAL/FAKE label in the shards ``keys`` (reads the label column only)."""
+def count_labelled(store: ObjectStore, keys: Sequence[str], labels: Mapping[str, str | None] | None = None) -> int:
+    """Rows with a REAL/FAKE label in the shards ``keys`` (reads the label column, and video_id with ``labels``).
+
+    ``labels`` (see :func:`read_faces`) overrides the shards' labels for the videos it names.
+    """
     if not keys:
         return 0
     fs, base = store.pyarrow_filesystem()
-    labels = pads.dataset([f"{base}/{k}" for k in keys], filesystem=fs, format="parquet").to_table(columns=["label"])
-    return int(pc.sum(pc.cast(_known_label(labels), "int64")).as_py() or 0)
+    columns = ["video_id", "label"] if labels else ["label"]
+    table = pads.dataset([f"{base}/{k}" for k in keys], filesystem=fs, format="parquet").to_table(columns=columns)
+    if labels:
+        table = apply_labels(table, labels)
+    return int(pc.sum(pc.cast(_known_label(table), "int64")).as_py() or 0)
 
 
 def _known_label(table: pa.Table) -> pa.ChunkedArray:

@@ -12,53 +12,24 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from realness_tasks.config import CropSettings, DetectionSettings
+from realness_tasks.detection import Box, Detection, FaceDetector, FrameFaces, encode_jpeg  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from realness_tasks.config import RealnessConfig
 
 log = logging.getLogger(__name__)
 
-Box = tuple[float, float, float, float]  # x, y, w, h
-
 PNET_WINDOW = 12  # P-Net looks at 12x12 windows: a pyramid level smaller than this has no output
 PYRAMID_FACTOR = 0.709  # MTCNN's scale step between pyramid levels (area halves every two levels)
 PNET_NMS_PER_SCALE = 0.5  # mtcnn's defaults for P-Net's two rounds of non-maximum suppression
 PNET_NMS_ACROSS_SCALES = 0.7
-
-
-@dataclass(frozen=True)
-class Detection:
-    box: Box  # in full-resolution frame pixels
-    confidence: float  # [0, 1]
-    landmarks: tuple[float, ...] | None  # x1, y1, ..., x5, y5: eyes, nose, mouth corners (full-res px)
-    detector: str  # "mtcnn" | "azure" | "both"
-
-
-@dataclass
-class FrameFaces:
-    detections: list[Detection]
-    azure_status: str | None = None
-
-
-class FaceDetector(Protocol):
-    name: str
-
-    def detect(self, frames: Sequence[np.ndarray]) -> list[FrameFaces]:
-        """One ``FrameFaces`` per BGR full-resolution frame, in order."""
-
-    def stats(self) -> dict[str, int]:
-        """Counters since the detector was built (for run reports)."""
-
-    def load(self) -> None:
-        """Load what the first ``detect`` needs (models, libraries); a no-op once loaded."""
 
 
 def pyramid_scales(min_side: int, min_face_size: int, factor: float = PYRAMID_FACTOR) -> list[float]:
@@ -311,13 +282,6 @@ def crop_face(image: np.ndarray, box: Box, settings: CropSettings) -> np.ndarray
     left, top = (size - new_w) // 2, (size - new_h) // 2
     canvas[top:top + new_h, left:left + new_w] = resized
     return canvas
-
-
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError("OpenCV could not encode the crop as JPEG")
-    return data.tobytes()
 
 
 def build_detector(cfg: RealnessConfig) -> FaceDetector:

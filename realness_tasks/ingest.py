@@ -22,22 +22,23 @@ import json
 import logging
 import math
 import posixpath
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from realness_tasks import ledger
+from realness_tasks import labels, ledger
+from realness_tasks.faults import checkpoint
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.ledger import LedgerEntry, Status, VideoRecord
 from realness_tasks.shards import FaceRow, read_shard, rows_to_table, shard_key, table_to_bytes
 from realness_tasks.storage import ObjectStore, open_store, safe_key
+from realness_tasks.workspace import scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,30 +58,12 @@ class VideoRef:
     etag: str
     size: int
     label: str | None = None
+    label_source: str | None = None   # where the label came from: a sidecar's key, or the video's own (folder)
+    label_etag: str | None = None     # that sidecar's etag when it was read
 
 
-@dataclass(frozen=True)
-class VideoOutcome:
-    """What became of one landing object (also travels through XCom)."""
-
-    source_uri: str
-    source_etag: str
-    status: str
-    reason: str | None = None
-    video_id: str | None = None
-    staged_key: str | None = None
-    shard_uri: str | None = None
-    frames_sampled: int = 0
-    faces: int = 0
-    detector_stats: dict[str, int] = field(default_factory=dict)
-    stage_seconds: dict[str, float] = field(default_factory=dict)  # see STAGES
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VideoOutcome:
-        return cls(**data)
+# What became of one landing object: the ledger row's record type (also travels through XCom).
+VideoOutcome = LedgerEntry
 
 
 def open_run_resources(cfg: RealnessConfig) -> tuple[ObjectStore, Database]:
@@ -89,45 +72,196 @@ def open_run_resources(cfg: RealnessConfig) -> tuple[ObjectStore, Database]:
 
 # --- 1. discovery -------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Sidecar:
+    """A ``metadata.json`` as read: the labels it gives (video key -> label), or why it gives none."""
+
+    key: str
+    etag: str
+    labels: dict[str, str]
+    problem: str | None = None     # set: the sidecar is unusable (BAD_SIDECAR); its videos go on unlabelled
+    ignored: tuple[str, ...] = ()  # entries without a REAL/FAKE label
+
+
+def parse_sidecar(key: str, etag: str, data: bytes) -> Sidecar:
+    """A DFDC-style sidecar: ``{"name.mp4": {"label": "REAL"|"FAKE", ...}, ...}``; never raises."""
+    try:
+        metadata = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Sidecar(key, etag, {}, f"not valid JSON: {str(exc)[:200]}")
+    if not isinstance(metadata, dict):
+        return Sidecar(key, etag, {}, f"JSON {type(metadata).__name__} where an object of video names was expected")
+    folder = posixpath.dirname(key)
+    labels: dict[str, str] = {}
+    ignored: list[str] = []
+    for name, entry in metadata.items():
+        label = str(entry.get("label", "")).upper() if isinstance(entry, dict) else ""
+        if label in ("REAL", "FAKE"):
+            labels[posixpath.join(folder, name) if folder else name] = label
+        else:
+            ignored.append(str(name))
+    if metadata and not labels:
+        return Sidecar(key, etag, {}, f"none of its {len(metadata)} entries has a REAL/FAKE label", tuple(ignored))
+    return Sidecar(key, etag, labels, None, tuple(ignored))
+
+
+def sidecar_reason(sidecar: Sidecar) -> str:
+    if sidecar.problem:
+        return sidecar.problem
+    text = f"{len(sidecar.labels)} label(s)"
+    if sidecar.ignored:
+        shown = ", ".join(sidecar.ignored[:5]) + (", ..." if len(sidecar.ignored) > 5 else "")
+        text += f"; {len(sidecar.ignored)} entr{'y' if len(sidecar.ignored) == 1 else 'ies'} without a REAL/FAKE label ignored: {shown}"
+    return text
+
+
+def read_sidecars(store: ObjectStore, objects: Sequence) -> list[Sidecar]:
+    """Every sidecar among ``objects`` (``StoredObject`` or plain keys), parsed; bad ones carry their problem."""
+    sidecars = []
+    for obj in objects:
+        key, etag = (obj, "") if isinstance(obj, str) else (obj.key, obj.etag)
+        if posixpath.basename(key) in SIDECAR_NAMES:
+            try:
+                data = store.get_bytes(key)
+            except KeyError:  # removed since it was listed: the next run sees what is there then
+                log.warning("sidecar %s vanished while it was being read", key)
+                continue
+            sidecars.append(parse_sidecar(key, etag, data))
+    return sidecars
+
+
+def folder_label(landing_prefix: str, key: str) -> str | None:
+    folders = key[len(landing_prefix):].lower().split("/")[:-1]
+    found = [LABEL_DIRECTORIES[f] for f in folders if f in LABEL_DIRECTORIES]
+    return found[-1] if found else None
+
+
+def label_facts(landing_prefix: str, keys: Sequence[str], sidecars: Sequence[Sidecar]
+                ) -> dict[str, tuple[str, str, str]]:
+    """key -> (label, source key, source etag): a sidecar's label, else the ``real/`` / ``fake/`` folder's."""
+    facts: dict[str, tuple[str, str, str]] = {}
+    for sidecar in sidecars:
+        for video_key, label in sidecar.labels.items():
+            facts[video_key] = (label, sidecar.key, sidecar.etag)
+    for key in keys:
+        if key not in facts and (label := folder_label(landing_prefix, key)):
+            facts[key] = (label, key, "")
+    return facts
+
+
 def read_labels(store: ObjectStore, landing_prefix: str, keys: Sequence[str]) -> dict[str, str]:
     """Labels from DFDC-style ``metadata.json`` files beside the videos, else ``real/`` / ``fake/`` folders."""
-    labels: dict[str, str] = {}
-    for key in keys:
-        if posixpath.basename(key) not in SIDECAR_NAMES:
-            continue
-        try:
-            metadata = json.loads(store.get_bytes(key))
-        except (ValueError, UnicodeDecodeError) as exc:
-            log.warning("ignoring unreadable %s: %s", key, exc)
-            continue
-        folder = posixpath.dirname(key)
-        for name, entry in metadata.items():
-            label = str(entry.get("label", "")).upper() if isinstance(entry, dict) else ""
-            if label in ("REAL", "FAKE"):
-                labels[posixpath.join(folder, name) if folder else name] = label
-    for key in keys:
-        if key not in labels:
-            folders = key[len(landing_prefix):].lower().split("/")[:-1]
-            found = [LABEL_DIRECTORIES[f] for f in folders if f in LABEL_DIRECTORIES]
-            if found:
-                labels[key] = found[-1]
-    return labels
+    sidecars = read_sidecars(store, keys)
+    for sidecar in sidecars:
+        if sidecar.problem:
+            log.warning("ignoring %s: %s", sidecar.key, sidecar.problem)
+    return {k: fact[0] for k, fact in label_facts(landing_prefix, keys, sidecars).items()}
 
 
-def discover(cfg: RealnessConfig, store: ObjectStore, db: Database, *, reprocess: bool = False) -> list[VideoRef]:
-    """Landing objects whose (key, etag) has not reached a final ledger status yet.
+@dataclass(frozen=True)
+class Discovery:
+    """What one listing of the landing prefix found."""
+
+    refs: list[VideoRef]                  # objects to process
+    recorded: list[VideoOutcome]          # ledger rows discovery itself wrote this run (sidecars, refused links)
+    skipped: list[dict[str, str]]         # objects with no ledger row, each with the reason (for the run report)
+    already_processed: int = 0
+
+
+def skip_reason(key: str, size: int) -> str | None:
+    """Why a listed object is not an input at all (no ledger row; the run report lists it), or None."""
+    name = posixpath.basename(key)
+    if key.endswith("/"):
+        return "folder marker"
+    if name.startswith(".") and ".tmp-" in name:
+        return "temporary file of an unfinished write"
+    if name.startswith("."):
+        return "hidden file"
+    return None
+
+
+def scan_landing(cfg: RealnessConfig, store: ObjectStore, db: Database, *, reprocess: bool = False,
+                 run_id: str = "discover") -> Discovery:
+    """List the landing prefix once: the objects to process, with every other object accounted for.
+
+    Sidecars get a ``SIDECAR`` or ``BAD_SIDECAR`` ledger row, refused local links an ``UNSAFE_KEY`` row,
+    hidden and temporary files a line in the run report; rows are written only when new or changed, so a
+    re-run changes nothing. Labels found for videos ingested before are recorded in the ``labels`` table.
+    """
+    from realness_tasks import labels as label_table
+
+    listed = list(store.list(cfg.landing_prefix))
+    skipped = [{"source_uri": store.uri_for(o.key), "reason": reason}
+               for o in listed if (reason := skip_reason(o.key, o.size))]
+    objects = [o for o in listed if not skip_reason(o.key, o.size)]
+    sidecars = read_sidecars(store, [o for o in objects if o.problem is None])
+    facts = label_facts(cfg.landing_prefix, [o.key for o in objects], sidecars)
+    rows = {r["source_uri"]: r for r in db.query("SELECT source_uri, source_etag, status, reason, video_id "
+                                                 "FROM ingest_ledger")}
+    recorded: list[VideoOutcome] = []
+
+    def note(obj, status: Status, reason: str) -> None:
+        uri = store.uri_for(obj.key)
+        row = rows.get(uri)
+        if row and (row["source_etag"], row["status"], row["reason"]) == (obj.etag, str(status), reason):
+            return
+        entry = LedgerEntry(uri, obj.etag, status, run_id, reason=reason)
+        ledger.record(db, entry)
+        recorded.append(entry)
+        log.info("%s -> %s (%s)", obj.key, status, reason)
+
+    by_key = {o.key: o for o in objects}
+    for sidecar in sidecars:
+        note(by_key[sidecar.key], Status.BAD_SIDECAR if sidecar.problem else Status.SIDECAR, sidecar_reason(sidecar))
+    for obj in objects:
+        if obj.problem:
+            note(obj, Status.UNSAFE_KEY, obj.problem)
+    label_table.sync_from_landing(db, store, facts, rows, {o.key: o.etag for o in objects}, sidecars, run_id=run_id)
+    clean_staging(cfg, store, db)
+
+    done = {} if reprocess else {uri: r["source_etag"] for uri, r in rows.items() if Status(r["status"]).terminal}
+    videos = [o for o in objects if o.problem is None and posixpath.basename(o.key) not in SIDECAR_NAMES]
+    refs = [VideoRef(o.key, o.etag, o.size, *facts.get(o.key, (None, None, None))) for o in videos
+            if done.get(store.uri_for(o.key)) != o.etag]
+    already = len(videos) - len(refs)
+    log.info("discovered %d new object(s) under %s (%d already processed, %d sidecar(s), %d skipped, %d refused)",
+             len(refs), store.uri_for(cfg.landing_prefix), already, len(sidecars), len(skipped),
+             sum(1 for o in objects if o.problem))
+    for item in skipped:
+        log.info("skipped %s: %s", item["source_uri"], item["reason"])
+    return Discovery(refs, recorded, skipped, already)
+
+
+def clean_staging(cfg: RealnessConfig, store: ObjectStore, db: Database) -> list[str]:
+    """Delete staged shards that no run will publish: their video reached a final status since.
+
+    A run that dies after staging leaves ``STAGED``; the next run processes the video again, on its
+    own date, and publishes that shard, so the first one would stay under ``staging/`` for ever.
+    """
+    in_flight = {r["video_id"] for r in db.query(
+        "SELECT video_id FROM ingest_ledger WHERE status IN ('PENDING', 'STAGED') AND video_id IS NOT NULL")}
+    finished = {r["video_id"] for r in db.query(
+        "SELECT video_id FROM ingest_ledger WHERE status IN ('PUBLISHED', 'QUARANTINED', 'NO_FACE', 'DUPLICATE')"
+        " AND video_id IS NOT NULL")}
+    removed = []
+    for obj in store.list(cfg.staging_prefix):
+        video_id = posixpath.basename(obj.key).removesuffix(".parquet")
+        if obj.key.endswith(".parquet") and video_id in finished and video_id not in in_flight:
+            store.delete(obj.key)
+            removed.append(obj.key)
+    if removed:
+        log.info("removed %d orphaned staged shard(s): %s", len(removed), ", ".join(removed))
+    return removed
+
+
+def discover(cfg: RealnessConfig, store: ObjectStore, db: Database, *, reprocess: bool = False,
+             run_id: str = "discover") -> list[VideoRef]:
+    """Landing objects whose (key, etag) has not reached a final ledger status yet (see :func:`scan_landing`).
 
     Every object is a candidate, whatever its extension: content decides (see ``frames.sniff_container``),
     so a non-video file gets its NOT_VIDEO row instead of being silently ignored.
     """
-    objects = [o for o in store.list(cfg.landing_prefix) if not posixpath.basename(o.key).startswith(".")]
-    labels = read_labels(store, cfg.landing_prefix, [o.key for o in objects])
-    done = {} if reprocess else ledger.processed_sources(db)
-    refs = [VideoRef(o.key, o.etag, o.size, labels.get(o.key)) for o in objects
-            if posixpath.basename(o.key) not in SIDECAR_NAMES and done.get(store.uri_for(o.key)) != o.etag]
-    log.info("discovered %d new object(s) under %s (%d already processed)",
-             len(refs), store.uri_for(cfg.landing_prefix), len(objects) - len(refs))
-    return refs
+    return scan_landing(cfg, store, db, reprocess=reprocess, run_id=run_id).refs
 
 
 def batch_refs(refs: Sequence[VideoRef], cfg: RealnessConfig, max_map_length: int) -> list[list[VideoRef]]:
@@ -283,11 +417,10 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
     timings: dict[str, float] = {}
 
     def finish(status: Status, reason: str | None = None, **extra: Any) -> VideoOutcome:
-        outcome = VideoOutcome(source_uri, ref.etag, str(status), reason, stage_seconds=timings, **extra)
-        ledger.record(db, LedgerEntry(source_uri, ref.etag, status, run_id, outcome.video_id, reason,
-                                      outcome.shard_uri or (store.uri_for(outcome.staged_key)
-                                                            if outcome.staged_key else None),
-                                      outcome.frames_sampled, outcome.faces))
+        staged = extra.get("staged_key")
+        outcome = LedgerEntry(source_uri, ref.etag, status, run_id, reason=reason,
+                              shard_uri=store.uri_for(staged) if staged else None, stage_seconds=timings, **extra)
+        ledger.record(db, outcome)
         log.info("%s -> %s%s", ref.key, status, f" ({reason})" if reason else "")
         return outcome
 
@@ -299,15 +432,24 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
     if ref.size == 0:
         return finish(Status.EMPTY, "zero-byte object")
 
-    with tempfile.TemporaryDirectory(prefix="realness-video-", dir=_scratch(cfg)) as scratch:
+    with scratch_dir(cfg.home, "realness-video") as scratch:
         path = Path(scratch) / "video"
         clock = time.monotonic()
-        store.download(ref.key, path)
+        try:
+            store.download(ref.key, path)
+        except ValueError as exc:  # a local link that leads outside the store since it was listed
+            return finish(Status.UNSAFE_KEY, str(exc))
+        checkpoint("ingest.downloaded")
         video_id = content_hash(path)
         _lap(timings, "download", clock)
         if path.stat().st_size == 0:
             return finish(Status.EMPTY, "zero-byte object", video_id=video_id)
         owner = ledger.claim_video(db, video_id, source_uri, path.stat().st_size, ref.label)
+        if ref.label and ref.label_source:
+            labels.record(db, video_id, label=ref.label, source=store.uri_for(ref.label_source),
+                          kind=labels.FOLDER if ref.label_source == ref.key else labels.METADATA,
+                          source_uri=source_uri, source_etag=ref.label_etag, run_id=run_id)
+        checkpoint("ingest.claimed")
         if owner != source_uri:
             return finish(Status.DUPLICATE, f"same content as {owner}", video_id=video_id)
         clock = time.monotonic()
@@ -335,14 +477,9 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
     clock = time.monotonic()
     store.put_bytes(staged, table_to_bytes(rows_to_table(rows)))
     _lap(timings, "write", clock)
+    checkpoint("ingest.staged")
     return finish(Status.STAGED, truncated, video_id=video_id, staged_key=staged, frames_sampled=sampled,
                   faces=len(rows), detector_stats=stats)
-
-
-def _scratch(cfg: RealnessConfig) -> str:
-    path = Path(cfg.home, "scratch")
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)
 
 
 # --- 3. validation gate ---------------------------------------------------------------------------
@@ -360,10 +497,9 @@ def validate_and_publish(cfg: RealnessConfig, store: ObjectStore, db: Database, 
     timings = dict(outcome.stage_seconds)
 
     def finish(status: Status, reason: str | None, key: str | None) -> VideoOutcome:
-        result = VideoOutcome(**{**outcome.to_dict(), "status": str(status), "reason": reason, "staged_key": None,
-                                 "shard_uri": store.uri_for(key) if key else None, "stage_seconds": timings})
-        ledger.record(db, LedgerEntry(result.source_uri, result.source_etag, status, run_id, result.video_id, reason,
-                                      result.shard_uri, result.frames_sampled, result.faces))
+        result = replace(outcome, status=status, reason=reason, run_id=run_id, staged_key=None,
+                         shard_uri=store.uri_for(key) if key else None, stage_seconds=timings)
+        ledger.record(db, result)
         log.info("%s -> %s%s", outcome.source_uri, status, f" ({reason})" if reason else "")
         return result
 
@@ -381,6 +517,7 @@ def validate_and_publish(cfg: RealnessConfig, store: ObjectStore, db: Database, 
     if report.success:
         store.move(outcome.staged_key, final_key)
         _lap(timings, "publish", clock)
+        checkpoint("ingest.published")
         return finish(Status.PUBLISHED, outcome.reason, final_key)
     store.put_bytes(quarantine_key.removesuffix(".parquet") + ".validation.json",
                     json.dumps({"failures": report.failures, "result": report.details}, indent=1, default=str).encode())
@@ -391,8 +528,12 @@ def validate_and_publish(cfg: RealnessConfig, store: ObjectStore, db: Database, 
 # --- 4. run summary --------------------------------------------------------------------------------
 
 def summarize(cfg: RealnessConfig, store: ObjectStore, db: Database, outcomes: Sequence[VideoOutcome], *,
-              run_id: str, dag_id: str, started_at: datetime) -> dict[str, Any]:
-    """Counts per status, faces, detector contributions; saved as a report and as the ``runs`` row."""
+              run_id: str, dag_id: str, started_at: datetime, skipped: Sequence[dict] = ()) -> dict[str, Any]:
+    """Counts per status, faces, detector contributions; saved as a report and as the ``runs`` row.
+
+    ``outcomes`` are the ledger rows this run wrote (videos, and the sidecar and refused-link rows
+    discovery wrote); ``skipped`` the listed objects that got no ledger row, each with its reason.
+    """
     detector_totals: Counter[str] = Counter()
     stage_totals: Counter[str] = Counter()
     for outcome in outcomes:
@@ -400,7 +541,7 @@ def summarize(cfg: RealnessConfig, store: ObjectStore, db: Database, outcomes: S
         stage_totals.update(outcome.stage_seconds)
     summary = {
         "run_id": run_id,
-        "videos": len(outcomes),
+        "videos": sum(1 for o in outcomes if Status(o.status).video),
         "statuses": dict(Counter(o.status for o in outcomes)),
         "faces": sum(o.faces for o in outcomes if o.status == Status.PUBLISHED),
         "frames_sampled": sum(o.frames_sampled for o in outcomes),
@@ -408,8 +549,10 @@ def summarize(cfg: RealnessConfig, store: ObjectStore, db: Database, outcomes: S
         "stage_seconds": {stage: round(stage_totals[stage], 2) for stage in STAGES if stage in stage_totals},
         "published": sorted(o.shard_uri for o in outcomes if o.status == Status.PUBLISHED and o.shard_uri),
         "problems": [{"source_uri": o.source_uri, "status": o.status, "reason": o.reason}
-                     for o in outcomes if o.status not in (Status.PUBLISHED, Status.NO_FACE)],
+                     for o in outcomes if o.status not in (Status.PUBLISHED, Status.NO_FACE, Status.SIDECAR)],
+        "skipped": list(skipped),
     }
+    clean_staging(cfg, store, db)  # shards a crashed run staged for videos this run published
     store.put_bytes(report_key(cfg, run_id), json.dumps(summary, indent=1).encode())
     db.execute(
         """
@@ -438,12 +581,16 @@ def run_ingest(cfg: RealnessConfig, *, run_id: str, run_date: str, reprocess: bo
 
     started = datetime.now(timezone.utc)
     store, db = open_run_resources(cfg)
-    refs = discover(cfg, store, db, reprocess=reprocess)
-    detector = build_detector(cfg) if refs else None
-    tracker = BatchProgress(refs, progress or log.debug)
-    outcomes = []
-    for ref in tracker:
-        staged = process_video(cfg, store, db, ref, run_id=run_id, run_date=run_date, detector=detector,
-                               progress=tracker)
-        outcomes.append(validate_and_publish(cfg, store, db, staged, run_id=run_id, run_date=run_date))
-    return summarize(cfg, store, db, outcomes, run_id=run_id, dag_id="realness_ingest", started_at=started)
+    try:
+        found = scan_landing(cfg, store, db, reprocess=reprocess, run_id=run_id)
+        detector = build_detector(cfg) if found.refs else None
+        tracker = BatchProgress(found.refs, progress or log.debug)
+        outcomes = list(found.recorded)
+        for ref in tracker:
+            staged = process_video(cfg, store, db, ref, run_id=run_id, run_date=run_date, detector=detector,
+                                   progress=tracker)
+            outcomes.append(validate_and_publish(cfg, store, db, staged, run_id=run_id, run_date=run_date))
+        return summarize(cfg, store, db, outcomes, run_id=run_id, dag_id="realness_ingest", started_at=started,
+                         skipped=found.skipped)
+    finally:
+        db.dispose()

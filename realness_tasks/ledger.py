@@ -7,9 +7,10 @@ distinct content (the video id is the sha256 of the bytes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
+from typing import Any
 
 from realness_tasks.db import Database
 
@@ -24,25 +25,51 @@ class Status(StrEnum):
     NOT_VIDEO = "NOT_VIDEO"        # content is not a supported container
     UNREADABLE = "UNREADABLE"      # container recognised but no frame decodes (corrupt, truncated)
     TOO_LARGE = "TOO_LARGE"        # frame size over the configured limit
-    UNSAFE_KEY = "UNSAFE_KEY"      # object key that would escape the store root
+    UNSAFE_KEY = "UNSAFE_KEY"      # object key or symbolic link that would escape the store root (or a refused link)
     QUARANTINED = "QUARANTINED"    # shard failed validation; kept under the quarantine prefix
+    SIDECAR = "SIDECAR"            # a metadata.json read for labels (the reason says how many)
+    BAD_SIDECAR = "BAD_SIDECAR"    # a metadata.json that could not be used; its videos go on unlabelled
 
     @property
     def terminal(self) -> bool:
         return self not in (Status.PENDING, Status.STAGED)
 
+    @property
+    def video(self) -> bool:
+        """False for rows about label sidecars, which are not videos (no verdict, no shard)."""
+        return self not in (Status.SIDECAR, Status.BAD_SIDECAR)
+
 
 @dataclass(frozen=True)
 class LedgerEntry:
+    """One ledger row, and what ingest hands from task to task about an object (it fits XCom).
+
+    ``staged_key``, ``detector_stats`` and ``stage_seconds`` travel with it but are not stored: the row's ``shard_uri``
+    holds the staged shard's URI while the status is STAGED.
+    """
+
     source_uri: str
     source_etag: str
-    status: Status
-    run_id: str
+    status: str                 # a Status value (kept a plain str so the record serialises as is)
+    run_id: str | None = None
     video_id: str | None = None
     reason: str | None = None
     shard_uri: str | None = None
     frames_sampled: int = 0
     faces: int = 0
+    staged_key: str | None = None
+    detector_stats: dict[str, int] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # where the time went (ingest.STAGES)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", str(Status(self.status)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LedgerEntry:
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -72,7 +99,8 @@ def record(db: Database, entry: LedgerEntry) -> None:
                 :frames_sampled, :faces, :run_id, 1, :now)
         ON CONFLICT (source_uri) DO UPDATE SET
             source_etag = excluded.source_etag,
-            video_id = COALESCE(excluded.video_id, ingest_ledger.video_id),
+            video_id = CASE WHEN excluded.source_etag = ingest_ledger.source_etag
+                            THEN COALESCE(excluded.video_id, ingest_ledger.video_id) ELSE excluded.video_id END,
             status = excluded.status,
             reason = excluded.reason,
             shard_uri = excluded.shard_uri,
@@ -82,7 +110,9 @@ def record(db: Database, entry: LedgerEntry) -> None:
             run_id = excluded.run_id,
             updated_at = excluded.updated_at
         """,
-        {**entry.__dict__, "status": str(entry.status), "now": _now()},
+        {"source_uri": entry.source_uri, "source_etag": entry.source_etag, "video_id": entry.video_id,
+         "status": entry.status, "reason": entry.reason, "shard_uri": entry.shard_uri,
+         "frames_sampled": entry.frames_sampled, "faces": entry.faces, "run_id": entry.run_id, "now": _now()},
     )
 
 

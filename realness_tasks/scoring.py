@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import posixpath
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,11 +26,13 @@ import pyarrow as pa
 from realness_tasks import registry, verdicts
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
+from realness_tasks.faults import checkpoint
 from realness_tasks.inference import TFLiteScorer
 from realness_tasks.ledger import Status
 from realness_tasks.registry import ModelVersion
 from realness_tasks.shards import read_shard
 from realness_tasks.storage import ObjectStore, open_store
+from realness_tasks.workspace import scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ Progress = Callable[[str], None]
 SCORED, NO_CHAMPION = "SCORED", "NO_CHAMPION"
 # Ledger statuses that end without faces to score (every other final status but these is a failure).
 NOT_FAILURES = {Status.PUBLISHED, Status.NO_FACE, Status.DUPLICATE}
-FAILURE_STATUSES = sorted(str(s) for s in Status if s.terminal and s not in NOT_FAILURES)
+FAILURE_STATUSES = sorted(str(s) for s in Status if s.terminal and s.video and s not in NOT_FAILURES)
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,7 @@ def run_scoring(cfg: RealnessConfig, run_id: str, run_date: str, *, model: Model
         scored: list[ShardVideo] = []
         unreadable: list[verdicts.VideoVerdict] = []
         if keys:
-            with tempfile.TemporaryDirectory(prefix="realness-model-") as workdir:
+            with scratch_dir(cfg.home, "realness-model") as workdir:
                 scorer = load_scorer(cfg, model, Path(workdir))
                 scored, unreadable = score_shards(store, keys, scorer, cfg.scoring.batch_size, progress)
         faces, decided = judge(scored, model, cfg)
@@ -259,7 +260,13 @@ def run_scoring(cfg: RealnessConfig, run_id: str, run_date: str, *, model: Model
                   for v in scored if v.source_uri]
         verdicts.publish(db, model_version=model.version, run_id=run_id, run_date=run_date,
                          decided_at=registry.utc_now(), videos=videos, faces=faces, verdicts=decided)
-        uri = verdicts.export_run(db, store, cfg.verdicts_prefix, run_id, run_date)
+        checkpoint("score.committed")
+        # This run's export, and any an earlier run committed but died (or was refused) before writing.
+        owed = verdicts.export_pending(db, store, cfg.verdicts_prefix)
+        mine = store.uri_for(verdicts.export_key(cfg.verdicts_prefix, run_date, run_id))
+        uri = mine if mine in owed else verdicts.export_run(db, store, cfg.verdicts_prefix, run_id, run_date)
+        if earlier := [u for u in owed if u != mine]:
+            log.warning("wrote %d verdict export(s) that earlier runs left unwritten: %s", len(earlier), earlier)
         counts = dict(Counter(v.verdict for v in decided))
         message = (f"model {model.version}: {len(faces)} faces in {len(scored)} shards scored, "
                    f"{len(decided)} verdicts {counts or ''}, {already} videos already scored")

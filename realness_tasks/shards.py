@@ -67,7 +67,8 @@ class FaceRow:
     created_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
 
 
-assert [f.name for f in fields(FaceRow)] == SHARD_SCHEMA.names, "FaceRow and SHARD_SCHEMA disagree"
+if [f.name for f in fields(FaceRow)] != SHARD_SCHEMA.names:
+    raise ImportError("FaceRow and SHARD_SCHEMA disagree")
 
 
 def shard_key(faces_prefix: str, run_date: str, video_id: str) -> str:

@@ -33,6 +33,7 @@ class StoredObject:
     size: int
     etag: str
     modified: datetime
+    problem: str | None = None  # set when the entry cannot be read as an object (a local symlink that is refused)
 
 
 def safe_key(key: str) -> str:
@@ -90,6 +91,19 @@ class ObjectStore:
         raise NotImplementedError
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask sets it to read it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class LocalStore(ObjectStore):
     def __init__(self, root: Path):
         self.root = root.resolve()
@@ -97,19 +111,51 @@ class LocalStore(ObjectStore):
         self.root_uri = self.root.as_uri()
 
     def _path(self, key: str) -> Path:
-        return self.root / safe_key(key)
+        path = self.root / safe_key(key)
+        if not path.resolve().is_relative_to(self.root):
+            raise ValueError(f"unsafe object key: {key!r} leads outside the store root through a symbolic link")
+        return path
+
+    def _link_problem(self, path: Path) -> str | None:
+        """Why a symbolic link is not followed: dangling, leaving the root, or a folder (None: a file inside the root)."""
+        try:
+            target = path.resolve(strict=True)
+        except (FileNotFoundError, RuntimeError):
+            return "dangling symbolic link"
+        if not target.is_relative_to(self.root):
+            return "symbolic link to a path outside the store root"
+        if target.is_dir():
+            return "symbolic link to a folder (not followed)"
+        if not target.is_file():
+            return "symbolic link to something that is not a regular file"
+        return None
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
+        """Every entry under ``prefix``, sorted by key; refused symbolic links come with ``problem`` set.
+
+        Symbolic links are never followed into folders; a link to a file inside the root is read as
+        that file. Temporary files of unfinished writes (``.<name>.tmp-*``) are listed like any other
+        entry: readers skip hidden names and say so.
+        """
         base = self.root / prefix if prefix else self.root
-        start = base if base.is_dir() else base.parent
+        start = base if base.is_dir() and not base.is_symlink() else base.parent
         if not start.exists():
             return
-        for path in sorted(start.rglob("*")):
-            key = path.relative_to(self.root).as_posix()
-            if path.is_file() and key.startswith(prefix) and ".tmp-" not in path.name:
-                st = path.stat()
-                yield StoredObject(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}",
-                                   datetime.fromtimestamp(st.st_mtime, timezone.utc))
+        found: list[StoredObject] = []
+        for dirpath, dirnames, filenames in os.walk(start, followlinks=False):
+            folder = Path(dirpath)
+            for name in [*filenames, *(d for d in dirnames if (folder / d).is_symlink())]:
+                path = folder / name
+                key = path.relative_to(self.root).as_posix()
+                if not key.startswith(prefix):
+                    continue
+                problem = self._link_problem(path) if path.is_symlink() else (
+                    None if path.is_file() else "not a regular file")
+                st = path.lstat() if problem else path.stat()
+                found.append(StoredObject(key, 0 if problem else st.st_size,
+                                          f"{'link-' if problem else ''}{st.st_size}-{st.st_mtime_ns}",
+                                          datetime.fromtimestamp(st.st_mtime, timezone.utc), problem))
+        yield from sorted(found, key=lambda o: o.key)
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -125,6 +171,7 @@ class LocalStore(ObjectStore):
         os.close(fd)
         try:
             fill(Path(tmp))
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a shard must be readable as umask allows
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -146,7 +193,10 @@ class LocalStore(ObjectStore):
         self._path(key).unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        try:
+            return self._path(key).is_file()
+        except ValueError:
+            return False
 
     def pyarrow_filesystem(self):
         import pyarrow.fs
@@ -156,20 +206,25 @@ class LocalStore(ObjectStore):
 
 class S3Store(ObjectStore):
     def __init__(self, bucket: str, prefix: str, settings: S3Settings):
-        import boto3
-        from botocore.config import Config
-
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.settings = settings
         self.root_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self.client = boto3.client(
+        self.client = self._client(settings.read_timeout_s)            # list, head, small gets and puts
+        self.transfer_client = self._client(settings.transfer_timeout_s)  # video downloads, model uploads
+
+    def _client(self, read_timeout: float):
+        import boto3
+        from botocore.config import Config
+
+        settings = self.settings
+        return boto3.client(
             "s3",
             endpoint_url=settings.endpoint_url or None,
             region_name=settings.region,
             aws_access_key_id=settings.access_key_id or None,
             aws_secret_access_key=settings.secret_access_key or None,
-            config=Config(connect_timeout=settings.connect_timeout_s, read_timeout=60,
+            config=Config(connect_timeout=settings.connect_timeout_s, read_timeout=read_timeout,
                           retries={"max_attempts": settings.max_attempts, "mode": "standard"}),
         )
 
@@ -202,17 +257,17 @@ class S3Store(ObjectStore):
                                    item["LastModified"])
 
     def get_bytes(self, key: str) -> bytes:
-        response = self._call(lambda k: self.client.get_object(Bucket=self.bucket, Key=self._key(k)), key)
-        return response["Body"].read()
+        # The body is read inside _call: a stream that hangs half-way is StorageUnavailable too.
+        return self._call(lambda k: self.client.get_object(Bucket=self.bucket, Key=self._key(k))["Body"].read(), key)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._call(lambda k: self.client.put_object(Bucket=self.bucket, Key=self._key(k), Body=data), key)
 
     def download(self, key: str, path: Path) -> None:
-        self._call(lambda k: self.client.download_file(self.bucket, self._key(k), str(path)), key)
+        self._call(lambda k: self.transfer_client.download_file(self.bucket, self._key(k), str(path)), key)
 
     def upload(self, path: Path, key: str) -> None:
-        self._call(lambda k: self.client.upload_file(str(path), self.bucket, self._key(k)), key)
+        self._call(lambda k: self.transfer_client.upload_file(str(path), self.bucket, self._key(k)), key)
 
     def delete(self, key: str) -> None:
         self._call(lambda k: self.client.delete_object(Bucket=self.bucket, Key=self._key(k)), key)

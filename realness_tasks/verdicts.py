@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
@@ -125,7 +125,8 @@ def aggregate(video_id: str, source_uri: str | None, faces: Sequence[FaceScore],
         score, rule = confident_score(in_track, threshold, settings)
         if best is None or score > best[0]:
             best = (score, f"face {track}: {rule}")
-    assert best is not None
+    if best is None:  # unreachable: the dominant track is never skipped
+        raise RuntimeError(f"video {video_id}: no face track could be scored")
     fake_faces = int(np.count_nonzero(p_fake >= threshold))
     return VideoVerdict(video_id, source_uri, classify(best[0], threshold, settings.uncertain_band), best[0],
                         len(faces), fake_faces, best[1])
@@ -164,18 +165,46 @@ _UPSERT_VERDICT = sa.text("""
 """)
 
 
+_EXPORT_PENDING = sa.text("""
+    INSERT INTO verdict_exports (run_id, run_date, committed_at, exported_at, uri)
+    VALUES (:run_id, :run_date, :now, NULL, NULL)
+    ON CONFLICT (run_id) DO UPDATE SET run_date = excluded.run_date, committed_at = excluded.committed_at,
+        exported_at = NULL
+""")
+
+
 def publish(db: Database, *, model_version: str, run_id: str, run_date: str, decided_at: datetime,
             videos: Sequence[VideoRow], faces: Sequence[FaceScore], verdicts: Sequence[VideoVerdict]) -> None:
     """Write one run's results in one transaction: all of them or, on any error, none.
 
     ``videos`` rows are inserted only when ingest has not written them (a shard from elsewhere),
-    with ``size_bytes`` 0 for "unknown"; an existing row only gains a label it lacked.
+    with ``size_bytes`` 0 for "unknown"; an existing row only gains a label it lacked. When the run
+    decided verdicts, the same transaction marks its Parquet export as owed (``verdict_exports``), so
+    a run that dies before writing the file leaves a debt that :func:`export_pending` pays.
     """
     common = {"model_version": model_version, "run_id": run_id, "run_date": run_date, "now": decided_at}
     with db.transaction() as conn:
         for statement, rows in ((_UPSERT_VIDEO, videos), (_UPSERT_FACE_SCORE, faces), (_UPSERT_VERDICT, verdicts)):
             if rows:
                 conn.execute(statement, [{**asdict(row), **common} for row in rows])
+        if verdicts:
+            conn.execute(_EXPORT_PENDING, common)
+
+
+def pending_exports(db: Database) -> list[dict]:
+    """Runs whose verdicts are committed but whose Parquet export was never written, oldest first."""
+    return db.query("SELECT run_id, run_date FROM verdict_exports WHERE exported_at IS NULL "
+                    "ORDER BY committed_at, run_id")
+
+
+def export_pending(db: Database, store: ObjectStore, verdicts_prefix: str) -> list[str]:
+    """Write every owed export (see :func:`publish`); returns their URIs. Raises if the store refuses one."""
+    written = []
+    for run in pending_exports(db):
+        uri = export_run(db, store, verdicts_prefix, run["run_id"], run["run_date"])
+        if uri:
+            written.append(uri)
+    return written
 
 
 EXPORT_SCHEMA = pa.schema([
@@ -208,6 +237,7 @@ def export_run(db: Database, store: ObjectStore, verdicts_prefix: str, run_id: s
     rows = db.query("SELECT " + ", ".join(EXPORT_SCHEMA.names) + " FROM verdicts WHERE run_id = :run_id "
                     "ORDER BY video_id, model_version", {"run_id": run_id})
     if not rows:
+        _mark_exported(db, run_id, None)  # its verdicts were all re-decided by later runs: nothing owed
         return None
     for row in rows:
         row["decided_at"] = as_utc(row["decided_at"])
@@ -215,4 +245,10 @@ def export_run(db: Database, store: ObjectStore, verdicts_prefix: str, run_id: s
     pq.write_table(pa.Table.from_pylist(rows, schema=EXPORT_SCHEMA), sink, compression="zstd")
     key = export_key(verdicts_prefix, run_date, run_id)
     store.put_bytes(key, sink.getvalue())
+    _mark_exported(db, run_id, store.uri_for(key))
     return store.uri_for(key)
+
+
+def _mark_exported(db: Database, run_id: str, uri: str | None) -> None:
+    db.execute("UPDATE verdict_exports SET exported_at = :now, uri = :uri WHERE run_id = :run_id",
+               {"now": datetime.now(timezone.utc).replace(tzinfo=None), "uri": uri, "run_id": run_id})

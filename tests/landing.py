@@ -19,6 +19,11 @@ class Landing:
     labels: dict[str, str] = field(default_factory=dict)  # key -> expected label
     same_content: tuple[str, ...] = ()  # keys with identical bytes: exactly one is processed, in any order
 
+    @property
+    def videos(self) -> list[str]:
+        """The keys that are videos (what discovery hands to the extract tasks): every object but the label sidecars."""
+        return [k for k, status in self.expected.items() if status not in ("SIDECAR", "BAD_SIDECAR")]
+
     def assert_statuses(self, got: dict[str, str]) -> None:
         """``got`` (key -> status) matches; of the identical copies, one was ingested and the rest are duplicates."""
         copies = sorted(got.pop(k) for k in self.same_content)
@@ -47,6 +52,7 @@ def populate(store: ObjectStore, workdir: Path, prefix: str = "landing/", *, wit
     put("dfdc/astronaut.mp4", samples.face_video(workdir / "astro.mp4", photos["astronaut"].image, seconds=1.0, fps=8,
                                                  seed=3).path)
     store.put_bytes(prefix + "dfdc/metadata.json", json.dumps({"astronaut.mp4": {"label": "REAL", "original": None}}).encode())
+    landing.expected[prefix + "dfdc/metadata.json"] = "SIDECAR"
     landing.labels[prefix + "dfdc/astronaut.mp4"] = "REAL"
     put("empty room.mkv", samples.face_video(workdir / "room.mkv", None, seconds=1.0, fps=8, seed=4).path, status="NO_FACE")
     if not with_bad_input:

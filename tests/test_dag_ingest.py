@@ -27,6 +27,7 @@ def _task_states(run) -> dict[str, set[str]]:
 
 def test_ingest_dag_on_s3_via_the_aws_default_connection(dagbag, realness_env, s3_bucket_uri, s3_endpoint, tmp_path):
     realness_env.setenv("REALNESS_STORE_URI", s3_bucket_uri)
+    realness_env.setenv("REALNESS_ALLOW_EMBEDDED_DATABASE", "true")  # the test's SQLite file beside the S3 store
     realness_env.setenv("REALNESS_SAMPLING_EVERY_SECONDS", "0.25")
     realness_env.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
         "conn_type": "aws", "login": "testing", "password": "testing",

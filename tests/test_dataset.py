@@ -121,3 +121,21 @@ def test_reads_shards_from_s3(s3_bucket_uri, s3_settings):
     assert sorted(data.manifest["splits"]["test"]["videos"] + data.manifest["splits"]["val"]["videos"]
                   + data.manifest["splits"]["train"]["videos"]) == sorted(labels)
     assert ds.count_labelled(store, [s["key"] for s in data.manifest["shards"]]) == data.total_faces
+
+
+def test_labels_table_overrides_shard_labels(local_config):
+    from realness_tasks.storage import open_store
+    from tests.factories import write_labelled_shards
+
+    cfg = local_config
+    store = open_store(cfg.resolved_store_uri)
+    truth = write_labelled_shards(store, videos_per_class=3, faces_per_video=2, unlabelled_faces=2)
+    shards = ds.list_shards(cfg, store)
+    first = sorted(truth)[0]
+    overrides = {first: None, sorted(truth)[1]: "FAKE" if truth[sorted(truth)[1]] == "REAL" else "REAL"}
+    faces, unlabelled = ds.read_faces(cfg, store, shards, overrides)
+    assert first not in set(faces.video_ids.tolist()) and unlabelled >= 2
+    flipped = sorted(truth)[1]
+    assert {ds.LABEL_NAMES[int(y)] for v, y in zip(faces.video_ids, faces.labels) if v == flipped} == {overrides[flipped]}
+    keys = [s["key"] for s in shards]
+    assert ds.count_labelled(store, keys, overrides) == len(faces) == ds.count_labelled(store, keys) - 2  # withdrawn

@@ -233,7 +233,7 @@ def routing(suffix: str) -> set[str]:
 def deployment_sets(suffix: str) -> set[str]:
     """REALNESS_*<suffix> variables the code reads; docker-compose.yml must set each, alike everywhere."""
     env = service_env("airflow-worker")
-    names = {name for name in code_variables() if name.endswith(suffix)}
+    names = {name for name in code_variables() | config_variables() if name.endswith(suffix)}
     unset = sorted(name for name in names if not env.get(name))
     assert not unset, f"the code reads {unset}, which docker-compose.yml does not set"
     for service in airflow_services():  # DAG files are parsed by the dag-processor and again on workers

@@ -154,6 +154,18 @@ def test_frames_over_max_pixels_are_too_large(videos):
     assert probe_video(video.path, SamplingSettings(max_pixels=width * height)).width == width
 
 
+def test_default_limit_rejects_8k_and_accepts_6k():
+    """docs/ingest.md: 8K (7680x4320) and above are TOO_LARGE with the default limit, 6K is accepted."""
+    from realness_tasks.frames import _check_pixels
+
+    with pytest.raises(VideoError, match="7680x4320 frames exceed 33177599 pixels"):
+        _check_pixels(7680, 4320, SamplingSettings())
+    _check_pixels(6144, 3456, SamplingSettings())
+    _check_pixels(3840, 2160, SamplingSettings())
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "ingest.md").read_text()
+    assert f"{SamplingSettings().max_pixels:,}" in doc and "8K and above are rejected" in doc
+
+
 def without_duration(data: bytes) -> bytes:
     """A Matroska file with its Duration element (ID 0x4489) overwritten by an EBML Void of equal length."""
     at = data.find(b"\x44\x89")

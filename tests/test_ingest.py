@@ -100,8 +100,8 @@ def test_huge_frames_are_rejected_with_the_limit(tmp_path):
     store = open_store(cfg.resolved_store_uri)
     populate(store, tmp_path / "videos", with_bad_input=False)
     summary = run_ingest(cfg, run_id="r", run_date="2026-11-26")
-    assert summary["statuses"] == {"TOO_LARGE": 4}
-    assert all("pixels" in r["reason"] for r in _ledger(cfg).values())
+    assert summary["statuses"] == {"TOO_LARGE": 4, "SIDECAR": 1}
+    assert all("pixels" in r["reason"] for r in _ledger(cfg).values() if r["status"] != "SIDECAR")
 
 
 def test_invalid_shard_is_quarantined_with_its_report(tmp_path, local_config):
@@ -132,7 +132,7 @@ def test_s3_store_over_http_with_odd_keys(tmp_path, s3_bucket_uri, s3_settings):
     populate(store, tmp_path / "videos", with_bad_input=False)
     store.client.put_object(Bucket=store.bucket, Key=store.prefix + "landing/../escape.mp4", Body=b"x")
     summary = run_ingest(cfg, run_id="s3-run", run_date="2026-11-26")
-    assert summary["statuses"] == {"PUBLISHED": 3, "NO_FACE": 1, "UNSAFE_KEY": 1}
+    assert summary["statuses"] == {"PUBLISHED": 3, "NO_FACE": 1, "UNSAFE_KEY": 1, "SIDECAR": 1}
     assert all(uri.startswith(s3_bucket_uri + "/faces/date=2026-11-26/") for uri in summary["published"])
 
 

@@ -106,7 +106,7 @@ def test_local_executor_runs_mapped_ingest_in_parallel_and_the_asset_starts_scor
         extracts = stack.task_instances(INGEST, run_id, "extract_faces")
         assert len(extracts) == MIN_TASKS  # automatic batching: a few small videos fill the parallel slots
         batches = xcom_value(stack, INGEST, run_id, "discover")
-        assert sorted(ref["key"] for batch in batches for ref in batch) == sorted(landing.expected)
+        assert sorted(ref["key"] for batch in batches for ref in batch) == sorted(landing.videos)
         assert {ti["state"] for ti in extracts} == {"success"}
         assert most_at_once(extracts) >= 2, [(ti["start_date"], ti["end_date"]) for ti in extracts]
         assert len({ti["pid"] for ti in extracts}) == len(extracts)

@@ -6,7 +6,7 @@ ALTER TABLE verdicts ADD COLUMN report_uri TEXT;
 
 DROP VIEW latest_verdicts;
 
--- As in 003_verdicts.sql, with report_uri.
+-- As in 005_labels.sql (the newest content under a key supersedes the older one), with report_uri.
 CREATE VIEW latest_verdicts AS
 SELECT video_id, model_version, run_id, run_date, source_uri, verdict, p_fake, faces_scored, fake_faces,
        reason, decided_at, report_uri
@@ -21,4 +21,8 @@ FROM (
     FROM verdicts v
     LEFT JOIN model_versions m ON m.version = v.model_version
 ) ranked
-WHERE preference = 1;
+WHERE preference = 1
+  AND NOT EXISTS (SELECT 1 FROM ingest_ledger l
+                  WHERE l.source_uri = ranked.source_uri
+                    AND COALESCE(l.video_id, 'source:') <> ranked.video_id
+                    AND NOT (l.video_id IS NULL AND ranked.video_id LIKE 'source:%'));

@@ -1,0 +1,49 @@
+"""The detection types every detector shares (MTCNN in ``faces``, Azure Face in ``azure_face``).
+
+Kept apart so that the two detector modules depend on this one instead of on each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+Box = tuple[float, float, float, float]  # x, y, w, h
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: Box  # in full-resolution frame pixels
+    confidence: float  # [0, 1]
+    landmarks: tuple[float, ...] | None  # x1, y1, ..., x5, y5: eyes, nose, mouth corners (full-res px)
+    detector: str  # "mtcnn" | "azure" | "both"
+
+
+@dataclass
+class FrameFaces:
+    detections: list[Detection]
+    azure_status: str | None = None
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[FrameFaces]:
+        """One ``FrameFaces`` per BGR full-resolution frame, in order."""
+
+    def stats(self) -> dict[str, int]:
+        """Counters since the detector was built (for run reports)."""
+
+    def load(self) -> None:
+        """Load what the first ``detect`` needs (models, libraries); a no-op once loaded."""
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("OpenCV could not encode the crop as JPEG")
+    return data.tobytes()

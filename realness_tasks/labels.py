@@ -1,0 +1,114 @@
+"""Labels as facts of their own: which content is REAL or FAKE, according to which source, since when.
+
+A label is keyed by the video's content (``video_id``, the sha256 of its bytes) and its source: the
+URI of the ``metadata.json`` that gives it, or the video's own URI for a ``real/`` / ``fake/`` folder.
+Ingest records a label when it first reads a video, and every discovery re-reads the sidecars, so a
+sidecar that arrives after its videos, or a corrected one, is applied on the next run without
+ingesting the videos again. Training reads the effective label of each video from the
+``video_labels`` view (a sidecar's label before a folder's, then the most recently recorded), and
+falls back on the label written into the shard only where the table has none.
+
+A sidecar that is still there is the authority for the videos it names: an entry removed from it
+withdraws that label (the row stays, with ``label`` NULL, so the shard's copy is not used either).
+A sidecar that is gone leaves its labels in place (archives often move sidecars away after ingest);
+an unreadable one (BAD_SIDECAR) changes nothing either.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+
+from realness_tasks.db import Database
+from realness_tasks.ledger import Status
+
+log = logging.getLogger(__name__)
+
+METADATA, FOLDER = "metadata", "folder"
+
+_UPSERT = """
+    INSERT INTO labels (video_id, source, kind, label, source_uri, source_etag, run_id, recorded_at)
+    VALUES (:video_id, :source, :kind, :label, :source_uri, :source_etag, :run_id, :now)
+    ON CONFLICT (video_id, source) DO UPDATE SET
+        recorded_at = CASE WHEN labels.label = excluded.label THEN labels.recorded_at ELSE excluded.recorded_at END,
+        run_id = CASE WHEN labels.label = excluded.label THEN labels.run_id ELSE excluded.run_id END,
+        label = excluded.label, kind = excluded.kind, source_uri = excluded.source_uri,
+        source_etag = excluded.source_etag
+"""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def record(db: Database, video_id: str, *, label: str, source: str, kind: str, source_uri: str,
+           source_etag: str | None, run_id: str) -> None:
+    """Upsert one label; ``recorded_at`` moves only when the label's value changes."""
+    db.execute(_UPSERT, {"video_id": video_id, "source": source, "kind": kind, "label": label,
+                         "source_uri": source_uri, "source_etag": source_etag or "", "run_id": run_id, "now": _now()})
+    refresh_videos(db, [video_id])
+
+
+def refresh_videos(db: Database, video_ids: Iterable[str]) -> None:
+    """Set ``videos.label`` to each video's effective label (NULL once every source withdrew it)."""
+    import sqlalchemy as sa
+
+    with db.transaction() as conn:
+        for video_id in sorted(set(video_ids)):
+            conn.execute(sa.text("UPDATE videos SET label = (SELECT label FROM video_labels WHERE video_id = :v) "
+                                 "WHERE video_id = :v AND EXISTS (SELECT 1 FROM labels WHERE video_id = :v)"),
+                         {"v": video_id})
+
+
+def for_training(db: Database) -> dict[str, str | None]:
+    """video_id -> effective label, for every video the table knows (None: every source withdrew it).
+
+    Videos absent from the result keep the label written into their shard.
+    """
+    known: dict[str, str | None] = {r["video_id"]: None for r in db.query("SELECT DISTINCT video_id FROM labels")}
+    known.update({r["video_id"]: r["label"] for r in db.query("SELECT video_id, label FROM video_labels")})
+    return known
+
+
+def sync_from_landing(db: Database, store, facts: Mapping[str, tuple[str, str, str]], ledger_rows: Mapping[str, dict],
+                      etags: Mapping[str, str], sidecars: Sequence, *, run_id: str) -> int:
+    """Record the labels of videos already ingested; returns how many labels were added or changed.
+
+    ``facts`` is key -> (label, source key, source etag) from discovery; ``ledger_rows`` the ledger by
+    source URI; ``etags`` the listed objects' etags (a video whose etag changed is ingested again and
+    recorded then).
+    """
+    existing = {(r["video_id"], r["source"]): r for r in
+                db.query("SELECT video_id, source, label, source_uri, source_etag FROM labels")}
+    changed: list[str] = []
+    for key, (label, source_key, source_etag) in sorted(facts.items()):
+        uri = store.uri_for(key)
+        row = ledger_rows.get(uri)
+        if not row or not row["video_id"] or row["source_etag"] != etags.get(key) or not Status(row["status"]).video:
+            continue
+        source = store.uri_for(source_key)
+        kind = FOLDER if source_key == key else METADATA
+        have = existing.get((row["video_id"], source))
+        if have and (have["label"], have["source_uri"], have["source_etag"]) == (label, uri, source_etag or ""):
+            continue
+        record(db, row["video_id"], label=label, source=source, kind=kind, source_uri=uri, source_etag=source_etag,
+               run_id=run_id)
+        changed.append(row["video_id"])
+        log.info("label %s for %s from %s%s", label, uri, source, " (changed)" if have else "")
+    # A sidecar still present is the authority for the videos it names: drop labels it no longer gives.
+    withdrawn: list[str] = []
+    for sidecar in sidecars:
+        if sidecar.problem:
+            continue
+        source = store.uri_for(sidecar.key)
+        named = {store.uri_for(k) for k in sidecar.labels}
+        for (video_id, row_source), row in existing.items():
+            if row_source == source and row["source_uri"] not in named and row["label"] is not None:
+                db.execute("UPDATE labels SET label = NULL, source_etag = :e, run_id = :r, recorded_at = :now "
+                           "WHERE video_id = :v AND source = :s",
+                           {"v": video_id, "s": source, "e": sidecar.etag, "r": run_id, "now": _now()})
+                withdrawn.append(video_id)
+                log.info("label of %s withdrawn: %s no longer names it", row["source_uri"], source)
+    refresh_videos(db, withdrawn)
+    return len(changed) + len(withdrawn)
