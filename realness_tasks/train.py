@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from realness_tasks import dataset as ds
+from realness_tasks import labels as label_facts
 from realness_tasks import registry, verdicts
 from realness_tasks.config import RealnessConfig, ScoringSettings, TrainingSettings
 from realness_tasks.db import Database
@@ -32,6 +32,7 @@ from realness_tasks.model import (BACKBONE_NAME, Backbone, build_classifier, cal
                                   decode_crops, predict_probabilities, set_backbone_trainable)
 from realness_tasks.sbi import PseudoFakeMaker
 from realness_tasks.storage import ObjectStore, StorageUnavailable, open_store
+from realness_tasks.workspace import scratch_dir
 
 if TYPE_CHECKING:
     import keras
@@ -400,7 +401,7 @@ def publish(cfg: RealnessConfig, store: ObjectStore, db: Database, run_id: str, 
             data: ds.LabelledDataset, manifest: dict, history: dict[str, list], evaluation: Evaluation,
             backbone: Backbone, report: Progress) -> TrainingOutcome:
     """Compare with the champion, write the version folder and register it (promoting it if it won)."""
-    with tempfile.TemporaryDirectory(prefix="realness-train-") as tmp:
+    with scratch_dir(cfg.home, "realness-train") as tmp:
         workdir = Path(tmp)
         decision = compare_with_champion(cfg, store, data.test, evaluation, workdir, report)
         created_at = registry.utc_now()
@@ -450,7 +451,7 @@ def run_training(cfg: RealnessConfig, run_id: str, *, progress: Progress | None 
     store = open_store(cfg.resolved_store_uri, cfg.s3)
     db = Database(cfg.resolved_database_url)
     try:
-        data = ds.load_dataset(cfg, store, listed_at=registry.utc_now())
+        data = ds.load_dataset(cfg, store, listed_at=registry.utc_now(), db=db)
         splits = data.manifest["splits"]
         report(f"dataset: {data.total_faces} faces; " + ", ".join(
             f"{name} {split['faces']} in {len(split['videos'])} videos" for name, split in splits.items()))
@@ -483,4 +484,4 @@ def labelled_faces_since(cfg: RealnessConfig, store: ObjectStore, db: Database, 
     since = registry.as_utc(since) if since is not None else registry.last_data_cutoff(db)
     keys = [o.key for o in store.list(cfg.faces_prefix)
             if o.key.endswith(".parquet") and (since is None or registry.as_utc(o.modified) > since)]
-    return ds.count_labelled(store, keys)
+    return ds.count_labelled(store, keys, label_facts.for_training(db))
