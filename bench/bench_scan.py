@@ -5,8 +5,8 @@ api-server on a fresh PostgreSQL metadata database, the LocalExecutor with paral
 verdict tables on PostgreSQL. For each group of generated videos (real faces from the photographs
 in ``realness_tasks/sample_faces``, each clip on its own background so none is a duplicate), the
 group lands, ``realness_ingest`` is triggered, and the asset it updates starts ``realness_score``,
-which scores with a registered 224 px champion (an untrained EfficientNetB0 classifier exported
-to the TFLite engine: its verdicts mean nothing, its cost is the real one). Wall time runs from
+which scores with a registered 224 px champion (the default classifier, pretrained Lite0 with an
+untrained head, exported to the TFLite engine: its verdicts mean nothing, its cost is the real one). Wall time runs from
 the trigger to the scoring run's end.
 
 Reported per group: video-seconds scanned per wall-second, mapped tasks, fixed seconds per task
@@ -75,10 +75,15 @@ def champion_engine(workdir: Path) -> Path:
     """A 224 px classifier exported to the TFLite engine, built once and kept."""
     path = workdir / "champion-224.tflite"
     if not path.exists():
+        import tempfile
+
+        from realness_tasks.config import TrainingSettings
         from realness_tasks.inference import export_tflite
         from realness_tasks.model import build_classifier
 
-        export_tflite(build_classifier(224, 0.3, None, seed=1), path)
+        with tempfile.TemporaryDirectory() as cache:
+            classifier, _ = build_classifier(TrainingSettings(image_size=224, seed=1), Path(cache))
+        export_tflite(classifier, path)
     return path
 
 
