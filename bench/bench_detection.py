@@ -95,6 +95,9 @@ def latest_model(home: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="+", default=[BACKBONES[0]], choices=BACKBONES)
+    parser.add_argument("--self-blended", choices=("auto", "always"), nargs="+", default=["auto"],
+                        help="REALNESS_TRAINING_SELF_BLENDED_FAKES per run (auto, the default, is off here: "
+                             "the labelled set has as many fakes as reals)")
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-detection")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--fps", type=float, default=10.0)
@@ -115,7 +118,9 @@ def main() -> None:
 
     base = work / "ingested"
     env = {k: v for k, v in os.environ.items() if not k.startswith("REALNESS_")}
-    results: dict = {"videos": {"train": len(train_rows), "score": len(score_rows)}, "runs": {}}
+    results_file = work / "results.json"   # runs of earlier invocations are kept, each name replaced when rerun
+    results: dict = json.loads(results_file.read_text()) if results_file.is_file() else {"runs": {}}
+    results["videos"] = {"train": len(train_rows), "score": len(score_rows)}
     if not (base / "realness.db").is_file():
         shutil.rmtree(base, ignore_errors=True)
         landing = base / "store" / "landing"
@@ -126,28 +131,30 @@ def main() -> None:
         results["ingest"] = run_cli(["ingest"], {**env, "REALNESS_HOME": str(base)}, work / "ingest.log")
         print(f"ingest: {results['ingest']}", flush=True)
 
-    for backbone in args.backbones:
-        home = work / backbone
+    for backbone, blended in ((b, s) for b in args.backbones for s in args.self_blended):
+        name = backbone if blended == "auto" else f"{backbone}+self-blended"
+        home = work / name
         shutil.rmtree(home, ignore_errors=True)
         shutil.copytree(base, home)
-        run_env = {**env, "REALNESS_HOME": str(home), "REALNESS_TRAINING_BACKBONE": backbone}
+        run_env = {**env, "REALNESS_HOME": str(home), "REALNESS_TRAINING_BACKBONE": backbone,
+                   "REALNESS_TRAINING_SELF_BLENDED_FAKES": blended}
         if backbone == "efficientnet_b0" and not (Path.home() / ".keras" / "models" / "efficientnetb0_notop.h5").is_file():
             run_env["REALNESS_TRAINING_RANDOM_INIT"] = "true"
-        run = {"train": run_cli(["train"], run_env, work / f"train-{backbone}.log")}
+        run = {"train": run_cli(["train"], run_env, work / f"train-{name}.log")}
         model = latest_model(home)
         run["model"] = {k: model[k] for k in ("version", "backbone", "backbone_weights", "auc", "video_auc",
                                               "test_videos", "promoted", "reason", "dataset_faces")}
-        print(f"{backbone}: train {run['train']}; {run['model']}", flush=True)
+        print(f"{name}: train {run['train']}; {run['model']}", flush=True)
         if model["promoted"]:
-            run["score"] = run_cli(["score"], run_env, work / f"score-{backbone}.log")
+            run["score"] = run_cli(["score"], run_env, work / f"score-{name}.log")
             # Source URIs are where the videos were ingested (``base``), which every copy keeps.
             scored_prefix = (base / "store" / "landing" / "score").as_uri() + "/"
             run["evaluate"] = run_cli(["evaluate", "--labels", str(work / "videos" / "score" / "labels.csv"),
-                                       "--prefix", scored_prefix], run_env, work / f"evaluate-{backbone}.log")
+                                       "--prefix", scored_prefix], run_env, work / f"evaluate-{name}.log")
             evaluations = sorted((home / "store" / "reports" / "evaluations").glob("*/evaluation.json"))
             run["evaluation"] = json.loads(evaluations[-1].read_text()) if evaluations else None
-        results["runs"][backbone] = run
-        (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        results["runs"][name] = run
+        results_file.write_text(json.dumps(results, indent=1, default=str))
     print_table(results)
 
 
@@ -168,10 +175,10 @@ def print_table(results: dict) -> None:
     print("\n| backbone (weights) | labelled faces | training time | peak RSS (train) | held-out video AUC, same "
           "people | video AUC, other people | swap | partial | smoothed | verdicts FAKE/REAL/UNCERTAIN | promoted |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
-    for backbone, run in results["runs"].items():
+    for name, run in results["runs"].items():
         model, train, evaluation = run["model"], run["train"], run.get("evaluation")
         weights = (model["backbone_weights"] or "").split(" ")[0]
-        if evaluation:
+        if evaluation and evaluation["overall"]["auc"] is not None:
             overall = evaluation["overall"]
             kinds = kind_aucs(evaluation)
             counts = {name: sum(v["verdict"] == name for v in evaluation["videos"]) for name in ("FAKE", "REAL",
@@ -181,7 +188,7 @@ def print_table(results: dict) -> None:
         else:
             scored = "not scored (no champion) | | | | "
         video_auc = "n/a" if model["video_auc"] is None else f"{model['video_auc']:.3f} ({model['test_videos']} videos)"
-        print(f"| {backbone} ({weights}) | {model['dataset_faces']} | {train['seconds'] / 60:.1f} min | "
+        print(f"| {name} ({weights}) | {model['dataset_faces']} | {train['seconds'] / 60:.1f} min | "
               f"{train['peak_rss_mb']} MB | {video_auc} | {scored} | "
               f"{'yes' if model['promoted'] else 'no: ' + model['reason']} |")
 
