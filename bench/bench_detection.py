@@ -21,7 +21,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -72,15 +71,14 @@ def make_videos(directory: Path, portraits: list, identities: tuple[str, ...], *
 
 
 def run_cli(args: list[str], env: dict[str, str], log: Path) -> dict:
-    """One ``realness`` command in its own process: wall time, peak RSS, exit code (output to ``log``)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """One ``realness`` command in its own process: wall time, its own peak RSS, exit code (output to ``log``)."""
     started = time.monotonic()
     with open(log, "w") as out:
-        code = subprocess.call([sys.executable, "-m", "realness_tasks.cli", *args], env=env, stdout=out,
-                               stderr=subprocess.STDOUT, cwd=ROOT)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"seconds": round(time.monotonic() - started, 1), "exit_code": code,
-            "peak_rss_mb": round(peak / 1024) if peak > before else None, "log": str(log)}
+        child = subprocess.Popen([sys.executable, "-m", "realness_tasks.cli", *args], env=env, stdout=out,
+                                 stderr=subprocess.STDOUT, cwd=ROOT)
+        _, status, usage = os.wait4(child.pid, 0)   # this child's own rusage, not the maximum over all children
+    return {"seconds": round(time.monotonic() - started, 1), "exit_code": os.waitstatus_to_exitcode(status),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024), "log": str(log)}
 
 
 def latest_model(home: Path) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -52,15 +51,16 @@ def main() -> None:
             env = {**{k: v for k, v in os.environ.items() if not k.startswith("REALNESS_")}, "REALNESS_HOME": home,
                    "REALNESS_TRAINING_STEPS_PER_EPOCH": str(args.steps), "REALNESS_TRAINING_FROZEN_EPOCHS": "1",
                    "REALNESS_TRAINING_FINETUNE_EPOCHS": "1"}
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             started = time.monotonic()
-            result = subprocess.run([sys.executable, "-m", "realness_tasks.cli", "train"], env=env, cwd=ROOT,
-                                    capture_output=True, text=True)
-            wall = time.monotonic() - started
-            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            if result.returncode != 0:
-                raise SystemExit(f"realness train failed for {faces} faces:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-            shown = f"{peak / 1024:.0f} MB" if peak > before else f"<= {before / 1024:.0f} MB (not above an earlier run)"
+            with tempfile.TemporaryFile("w+") as output:
+                child = subprocess.Popen([sys.executable, "-m", "realness_tasks.cli", "train"], env=env, cwd=ROOT,
+                                         stdout=output, stderr=subprocess.STDOUT, text=True)
+                _, status, usage = os.wait4(child.pid, 0)   # this child's own peak, not the maximum over children
+                wall = time.monotonic() - started
+                if os.waitstatus_to_exitcode(status) != 0:
+                    output.seek(0)
+                    raise SystemExit(f"realness train failed for {faces} faces:\n{output.read()[-4000:]}")
+            shown = f"{usage.ru_maxrss / 1024:.0f} MB"
             print(f"| {faces:,} | {written:.0f} s | {wall:.0f} s | {shown} |", flush=True)
 
 
