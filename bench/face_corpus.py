@@ -9,6 +9,9 @@ with different people for training and for scoring. Package sources (fetched onc
 - ``face_recognition==1.3.0`` sdist test images (Barack Obama x3, Joe Biden; MIT).
 - ``insightface==0.7.3`` sdist images (``Tom_Hanks_54745.png`` and ``t1.jpg``, a group photo of
   six people; MIT).
+- npm packages (fetched with ``npm pack``): ``@vladmandic/face-api@1.7.15``'s demo photographs
+  (``sample1.jpg``..``sample6.jpg``, group photos of 22 people at 1920 px; MIT package) and
+  ``tracking@1.1.3``'s ``faces.jpg`` (three people; BSD package).
 
 Manipulations, each done the way face-editing tools do it, from 5 MTCNN landmarks:
 - ``swap``: another person's face aligned on the eyes, nose and mouth (similarity transform),
@@ -36,6 +39,12 @@ SDISTS = {
     "insightface==0.7.3": ("insightface-0.7.3/insightface/data/images/", ("Tom_Hanks_54745.png", "t1.jpg")),
 }
 ONLY_SDIST = {"face_recognition==1.3.0": ["--no-binary", ":all:"], "insightface==0.7.3": []}
+# npm package -> (its tarball's name, folder in it, files)
+NPM_PACKAGES = {
+    "@vladmandic/face-api@1.7.15": ("vladmandic-face-api-1.7.15.tgz", "package/demo/",
+                                    tuple(f"sample{i}.jpg" for i in range(1, 7))),
+    "tracking@1.1.3": ("tracking-1.1.3.tgz", "package/examples/assets/", ("faces.jpg",)),
+}
 MANIPULATIONS = ("swap", "partial", "smoothed")
 
 
@@ -57,12 +66,21 @@ def fetch_photos(cache: Path) -> dict[str, np.ndarray]:
     cache.mkdir(parents=True, exist_ok=True)
     photos = {"astronaut.png": cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR),
               "grace_hopper.jpg": cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))}
+    archives = []
     for requirement, (folder, names) in SDISTS.items():
         name, version = requirement.split("==")
         archive = cache / f"{name}-{version}.tar.gz"
         if not archive.is_file():
             subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *ONLY_SDIST[requirement],
                             requirement, "-d", str(cache)], check=True)
+        archives.append((archive, folder, names))
+    for spec, (tarball, folder, names) in NPM_PACKAGES.items():
+        archive = cache / tarball
+        if not archive.is_file():
+            subprocess.run(["npm", "pack", spec, "--silent", "--pack-destination", str(cache)], check=True,
+                           stdout=subprocess.DEVNULL)
+        archives.append((archive, folder, names))
+    for archive, folder, names in archives:
         with tarfile.open(archive) as tar:
             for file_name in names:
                 raw = tar.extractfile(folder + file_name).read()
