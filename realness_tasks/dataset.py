@@ -33,11 +33,11 @@ log = logging.getLogger(__name__)
 LABELS = {"REAL": 0, "FAKE": 1}
 LABEL_NAMES = {v: k for k, v in LABELS.items()}
 SPLITS = ("train", "val", "test")
-# Fractions of each class's videos; the rest trains. val/test each get one video of a class
-# that has at least MIN_VIDEOS_PER_CLASS videos, however the hash falls.
+# Fractions of the split groups (a video without a group is one); the rest trains. val/test each get
+# a video of a class present in at least MIN_GROUPS_PER_CLASS groups, however the hash falls.
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
-MIN_VIDEOS_PER_CLASS = 3
+MIN_GROUPS_PER_CLASS = 3
 COLUMNS = ["video_id", "face_index", "label", "crop_jpeg", "landmarks", "box_x", "box_y", "box_w", "box_h",
            "frame_width", "frame_height", "crop_width"]
 
@@ -84,38 +84,72 @@ class LabelledDataset:
         return len(self.train) + len(self.val) + len(self.test)
 
 
-def split_of(video_id: str, seed: int) -> str:
-    """The split a video falls in by its hash alone (before the small-set adjustment)."""
-    u = hash_fraction(video_id, seed)
+def split_of(unit: str, seed: int) -> str:
+    """The split a group (or a video without one) falls in by its hash alone (before the small-set rule)."""
+    u = hash_fraction(unit, seed)
     return "test" if u < TEST_FRACTION else "val" if u < TEST_FRACTION + VAL_FRACTION else "train"
 
 
-def hash_fraction(video_id: str, seed: int) -> float:
-    digest = hashlib.sha256(f"{seed}:{video_id}".encode()).digest()
+def hash_fraction(unit: str, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}:{unit}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2 ** 64
 
 
-def split_videos(video_labels: dict[str, int], seed: int) -> dict[str, list[str]]:
-    """Assign each video to train/val/test, per class, so each split's class mix follows the whole set's.
+def split_unit(video_id: str, groups: Mapping[str, str]) -> tuple[str, str]:
+    """What the split assigns as a whole: the video's group, or the video itself when it has none."""
+    return ("group", groups[video_id]) if video_id in groups else ("video", video_id)
 
-    Deterministic for a seed and independent of the order videos are given in. A class with at
-    least three videos gets at least one video in each split: an empty split takes the
-    lowest-hash video of the largest split.
+
+def split_videos(video_labels: Mapping[str, int], seed: int, groups: Mapping[str, str] | None = None
+                 ) -> dict[str, list[str]]:
+    """Assign each video to train/val/test; the videos of one group (``groups``: video -> group) go together.
+
+    A group's split follows from a hash of (seed, group), a video without a group is a group of its
+    own (hashed by its id), so the split is deterministic for a seed, independent of the order videos
+    are given in, and stable as the data set grows; each split gets about its fraction of each class.
+    Small-set rule: a class present in at least MIN_GROUPS_PER_CLASS groups gets a video in each
+    split, any other class in train. A split lacking a class takes, from the split holding the most
+    groups of that class (train on a tie), its lowest-hash group of that class that can leave: one
+    whose split keeps every class it needs without it. A group may hold both classes (a person's real
+    video and the fakes made from it), so a move can take a class from its split: train is served
+    first, and may take a group that cannot leave when no other holds the class; val and test, served
+    after, take only groups that can leave, so no move undoes another. Where no group can leave, the
+    split stays without that class (``load_dataset`` then says so).
     """
-    splits: dict[str, list[str]] = {name: [] for name in SPLITS}
-    for label in sorted(set(video_labels.values())):
-        videos = sorted((v for v, y in video_labels.items() if y == label), key=lambda v: hash_fraction(v, seed))
-        buckets: dict[str, list[str]] = {name: [] for name in SPLITS}
-        for video in videos:
-            buckets[split_of(video, seed)].append(video)
-        needed = SPLITS if len(videos) >= MIN_VIDEOS_PER_CLASS else ("train",)
-        for name in needed:
-            if not buckets[name]:
-                donor = max(SPLITS, key=lambda s: (len(buckets[s]), s == "train"))
-                buckets[name].append(buckets[donor].pop(0))
-        for name in SPLITS:
-            splits[name].extend(buckets[name])
-    return {name: sorted(videos) for name, videos in splits.items()}
+    groups = groups or {}
+    members: dict[tuple[str, str], list[str]] = {}
+    for video in video_labels:
+        members.setdefault(split_unit(video, groups), []).append(video)
+    classes = {unit: {video_labels[v] for v in videos} for unit, videos in members.items()}
+    order = {unit: (hash_fraction(unit[1], seed), unit) for unit in members}
+    placed = {unit: split_of(unit[1], seed) for unit in members}
+    count = Counter((placed[unit], label) for unit in members for label in classes[unit])  # groups per split, class
+    groups_of_class = Counter(label for unit in members for label in classes[unit])
+
+    def needs(split: str, label: int) -> bool:
+        return split == "train" or groups_of_class[label] >= MIN_GROUPS_PER_CLASS
+
+    def can_leave(unit: tuple[str, str]) -> bool:
+        return all(count[placed[unit], label] > 1 or not needs(placed[unit], label) for label in classes[unit])
+
+    # Train first, where every class is needed: a class's first train group may come from anywhere
+    # (a group that can leave its split preferred); val and test then move only groups that can leave.
+    for name, label in [("train", label) for label in sorted(groups_of_class)] + [
+            (name, label) for label in sorted(groups_of_class) for name in SPLITS[1:]]:
+        if not needs(name, label) or count[name, label]:
+            continue
+        movable = [u for u in members if label in classes[u] and placed[u] != name
+                   and (name == "train" or can_leave(u))]
+        if not movable:
+            continue
+        unit = min(movable, key=lambda u: (not can_leave(u), -count[placed[u], label], placed[u] != "train",
+                                           SPLITS.index(placed[u]), order[u]))
+        for held in classes[unit]:
+            count[placed[unit], held] -= 1
+            count[name, held] += 1
+        placed[unit] = name
+    return {name: sorted(v for unit, videos in members.items() if placed[unit] == name for v in videos)
+            for name in SPLITS}
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -213,32 +247,49 @@ def load_dataset(cfg: RealnessConfig, store: ObjectStore, listed_at: datetime, d
     db = db or Database(cfg.resolved_database_url)
     try:
         table_labels = label_table.for_training(db)
+        table_groups = label_table.split_groups(db)
     finally:
         if own:
             db.dispose()
     faces, skipped = read_faces(cfg, store, shards, table_labels)
     labels_by_video = video_labels(faces)
-    assignment = split_videos(labels_by_video, cfg.training.seed)
+    groups = {v: table_groups[v] for v in labels_by_video if v in table_groups}
+    assignment = split_videos(labels_by_video, cfg.training.seed, groups)
     index = {v: name for name, videos in assignment.items() for v in videos}
     parts = {name: faces.take([i for i, v in enumerate(faces.video_ids) if index[str(v)] == name])
              for name in SPLITS}
     for name, part in parts.items():
         missing = [c for c, n in part.class_counts().items() if n == 0]
         if missing:
-            per_class = Counter(LABEL_NAMES[y] for y in labels_by_video.values())
-            raise NotEnoughData(f"the {name} split has no {'/'.join(missing)} faces: need at least "
-                                f"{MIN_VIDEOS_PER_CLASS} labelled videos of each class, have {dict(per_class)}")
+            raise NotEnoughData(f"the {name} split has no {'/'.join(missing)} faces: "
+                                + not_enough_reason(labels_by_video, groups))
     manifest = {
         "listed_at": listed_at.isoformat(), "faces_prefix": cfg.faces_prefix, "seed": cfg.training.seed,
         "shards": list(shards), "faces_total": len(faces), "rows_without_label": skipped,
         "labels_from_table": sum(1 for v in set(faces.video_ids.tolist()) if v in table_labels),
+        "grouped": bool(groups), "videos_with_group": len(groups),
         "splits": {name: {"faces": part.class_counts(), "videos": assignment[name],
-                          "videos_per_class": dict(Counter(LABEL_NAMES[labels_by_video[v]] for v in assignment[name]))}
+                          "videos_per_class": dict(Counter(LABEL_NAMES[labels_by_video[v]] for v in assignment[name])),
+                          "groups": len({split_unit(v, groups) for v in assignment[name]})}
                    for name, part in parts.items()},
     }
     log.info("dataset: %d labelled faces from %d shards; train %s, val %s, test %s", len(faces), len(shards),
              parts["train"].class_counts(), parts["val"].class_counts(), parts["test"].class_counts())
     return LabelledDataset(parts["train"], parts["val"], parts["test"], manifest, listed_at)
+
+
+def not_enough_reason(labels_by_video: Mapping[str, int], groups: Mapping[str, str]) -> str:
+    """What a split lacking a class needs: videos of each class, and with groups, groups of each class."""
+    videos = Counter(LABEL_NAMES[y] for y in labels_by_video.values())
+    text = f"need at least {MIN_GROUPS_PER_CLASS} labelled videos of each class, have {dict(videos)}"
+    if not groups:
+        return text
+    units = {(split_unit(v, groups), y) for v, y in labels_by_video.items()}
+    per_class = Counter(LABEL_NAMES[y] for _, y in units)
+    return (f"{text}; videos that share a split group (a person, a source video) always go to the same split, "
+            f"so each class needs at least {MIN_GROUPS_PER_CLASS} groups, and enough that one can move to the "
+            f"split lacking it without leaving its own split without a class: have {dict(per_class)} groups "
+            f"({len(groups)} of the videos are grouped)")
 
 
 def count_labelled(store: ObjectStore, keys: Sequence[str], labels: Mapping[str, str | None] | None = None) -> int:

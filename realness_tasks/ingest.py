@@ -25,7 +25,7 @@ import posixpath
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
@@ -60,6 +60,7 @@ class VideoRef:
     label: str | None = None
     label_source: str | None = None   # where the label came from: a sidecar's key, or the video's own (folder)
     label_etag: str | None = None     # that sidecar's etag when it was read
+    split_group: str | None = None    # the videos it must share a training split with (``split_groups``)
 
 
 # What became of one landing object: the ledger row's record type (also travels through XCom).
@@ -74,17 +75,32 @@ def open_run_resources(cfg: RealnessConfig) -> tuple[ObjectStore, Database]:
 
 @dataclass(frozen=True)
 class Sidecar:
-    """A ``metadata.json`` as read: the labels it gives (video key -> label), or why it gives none."""
+    """A ``metadata.json`` as read: the labels it gives (video key -> label), or why it gives none.
+
+    ``groups`` and ``originals`` say which videos must share a training split (see :func:`split_groups`).
+    """
 
     key: str
     etag: str
     labels: dict[str, str]
     problem: str | None = None     # set: the sidecar is unusable (BAD_SIDECAR); its videos go on unlabelled
-    ignored: tuple[str, ...] = ()  # entries without a REAL/FAKE label
+    ignored: dict[str, str] = field(default_factory=dict)    # entry name -> why it gives no label
+    groups: dict[str, str] = field(default_factory=dict)     # video key -> its entry's "group"
+    originals: dict[str, str] = field(default_factory=dict)  # video key -> key of the video it was made from
+
+
+WITHOUT_LABEL = "without a REAL/FAKE label"
+BAD_GROUPING = "whose group or original is not a non-empty string"
 
 
 def parse_sidecar(key: str, etag: str, data: bytes) -> Sidecar:
-    """A DFDC-style sidecar: ``{"name.mp4": {"label": "REAL"|"FAKE", ...}, ...}``; never raises."""
+    """A DFDC-style sidecar; never raises.
+
+    ``{"name.mp4": {"label": "REAL"|"FAKE", "group": "any string", "original": "real.mp4"}, ...}``, with
+    ``group`` and ``original`` optional; names and originals are relative to the sidecar's folder. An
+    entry whose group or original is malformed gives no label rather than a wrong group: a wrong group
+    lets a person leak between the training splits.
+    """
     try:
         metadata = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -92,17 +108,44 @@ def parse_sidecar(key: str, etag: str, data: bytes) -> Sidecar:
     if not isinstance(metadata, dict):
         return Sidecar(key, etag, {}, f"JSON {type(metadata).__name__} where an object of video names was expected")
     folder = posixpath.dirname(key)
+
+    def video_key(name: str) -> str:
+        return posixpath.join(folder, name) if folder else name
+
     labels: dict[str, str] = {}
-    ignored: list[str] = []
+    groups: dict[str, str] = {}
+    originals: dict[str, str] = {}
+    ignored: dict[str, str] = {}
     for name, entry in metadata.items():
         label = str(entry.get("label", "")).upper() if isinstance(entry, dict) else ""
-        if label in ("REAL", "FAKE"):
-            labels[posixpath.join(folder, name) if folder else name] = label
-        else:
-            ignored.append(str(name))
+        if label not in ("REAL", "FAKE"):
+            ignored[str(name)] = WITHOUT_LABEL
+            continue
+        group, original = entry.get("group"), entry.get("original")
+        if any(value is not None and not (isinstance(value, str) and value.strip()) for value in (group, original)):
+            ignored[str(name)] = BAD_GROUPING
+            continue
+        labels[video_key(name)] = label
+        if group is not None:
+            groups[video_key(name)] = group
+        if original is not None:
+            originals[video_key(name)] = posixpath.normpath(video_key(original))
     if metadata and not labels:
-        return Sidecar(key, etag, {}, f"none of its {len(metadata)} entries has a REAL/FAKE label", tuple(ignored))
-    return Sidecar(key, etag, labels, None, tuple(ignored))
+        problem = (f"none of its {len(metadata)} entries has a REAL/FAKE label"
+                   if set(ignored.values()) == {WITHOUT_LABEL}
+                   else f"none of its {len(metadata)} entries is usable: {describe_ignored(ignored)}")
+        return Sidecar(key, etag, {}, problem, ignored)
+    return Sidecar(key, etag, labels, None, ignored, groups, originals)
+
+
+def describe_ignored(ignored: dict[str, str]) -> str:
+    """``1 entry without a REAL/FAKE label ignored: b.mp4``, one such clause per reason, joined by ``; ``."""
+    clauses = []
+    for why in dict.fromkeys(ignored.values()):
+        names = [name for name, reason in ignored.items() if reason == why]
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        clauses.append(f"{len(names)} entr{'y' if len(names) == 1 else 'ies'} {why} ignored: {shown}")
+    return "; ".join(clauses)
 
 
 def sidecar_reason(sidecar: Sidecar) -> str:
@@ -110,8 +153,7 @@ def sidecar_reason(sidecar: Sidecar) -> str:
         return sidecar.problem
     text = f"{len(sidecar.labels)} label(s)"
     if sidecar.ignored:
-        shown = ", ".join(sidecar.ignored[:5]) + (", ..." if len(sidecar.ignored) > 5 else "")
-        text += f"; {len(sidecar.ignored)} entr{'y' if len(sidecar.ignored) == 1 else 'ies'} without a REAL/FAKE label ignored: {shown}"
+        text += f"; {describe_ignored(sidecar.ignored)}"
     return text
 
 
@@ -136,16 +178,45 @@ def folder_label(landing_prefix: str, key: str) -> str | None:
     return found[-1] if found else None
 
 
+def split_groups(sidecars: Sequence[Sidecar]) -> dict[str, str]:
+    """Video key -> the group that keeps it in one training split, for the videos the sidecars group.
+
+    A video's own ``group``; else, for a fake with an ``original``, the original's group (followed
+    from original to original); else the key of the first video up that chain without an original. A
+    video other entries name as their original, without a group of its own, is grouped under its own
+    key, so it joins its fakes. A cycle of originals takes its smallest key. Videos absent from the
+    result are each a group of their own.
+    """
+    groups: dict[str, str] = {}
+    originals: dict[str, str] = {}
+    for sidecar in sidecars:
+        groups.update(sidecar.groups)
+        originals.update(sidecar.originals)
+
+    def resolve(key: str) -> str:
+        chain: list[str] = []
+        while key not in groups and key in originals and key not in chain:
+            chain.append(key)
+            key = originals[key]
+        if key in groups:
+            return groups[key]
+        return min(chain[chain.index(key):]) if key in chain else key
+
+    return {key: resolve(key) for key in sorted({*groups, *originals, *originals.values()})}
+
+
 def label_facts(landing_prefix: str, keys: Sequence[str], sidecars: Sequence[Sidecar]
-                ) -> dict[str, tuple[str, str, str]]:
-    """key -> (label, source key, source etag): a sidecar's label, else the ``real/`` / ``fake/`` folder's."""
-    facts: dict[str, tuple[str, str, str]] = {}
+                ) -> dict[str, tuple[str, str, str, str | None]]:
+    """key -> (label, source key, source etag, split group): a sidecar's label, else the ``real/`` / ``fake/``
+    folder's; the split group (see :func:`split_groups`) whichever gave the label."""
+    groups = split_groups(sidecars)
+    facts: dict[str, tuple[str, str, str, str | None]] = {}
     for sidecar in sidecars:
         for video_key, label in sidecar.labels.items():
-            facts[video_key] = (label, sidecar.key, sidecar.etag)
+            facts[video_key] = (label, sidecar.key, sidecar.etag, groups.get(video_key))
     for key in keys:
         if key not in facts and (label := folder_label(landing_prefix, key)):
-            facts[key] = (label, key, "")
+            facts[key] = (label, key, "", groups.get(key))
     return facts
 
 
@@ -221,7 +292,7 @@ def scan_landing(cfg: RealnessConfig, store: ObjectStore, db: Database, *, repro
 
     done = {} if reprocess else {uri: r["source_etag"] for uri, r in rows.items() if Status(r["status"]).terminal}
     videos = [o for o in objects if o.problem is None and posixpath.basename(o.key) not in SIDECAR_NAMES]
-    refs = [VideoRef(o.key, o.etag, o.size, *facts.get(o.key, (None, None, None))) for o in videos
+    refs = [VideoRef(o.key, o.etag, o.size, *facts.get(o.key, (None, None, None, None))) for o in videos
             if done.get(store.uri_for(o.key)) != o.etag]
     already = len(videos) - len(refs)
     log.info("discovered %d new object(s) under %s (%d already processed, %d sidecar(s), %d skipped, %d refused)",
@@ -448,7 +519,8 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
         if ref.label and ref.label_source:
             labels.record(db, video_id, label=ref.label, source=store.uri_for(ref.label_source),
                           kind=labels.FOLDER if ref.label_source == ref.key else labels.METADATA,
-                          source_uri=source_uri, source_etag=ref.label_etag, run_id=run_id)
+                          source_uri=source_uri, source_etag=ref.label_etag, split_group=ref.split_group,
+                          run_id=run_id)
         checkpoint("ingest.claimed")
         if owner != source_uri:
             return finish(Status.DUPLICATE, f"same content as {owner}", video_id=video_id)

@@ -8,6 +8,10 @@ ingesting the videos again. Training reads the effective label of each video fro
 ``video_labels`` view (a sidecar's label before a folder's, then the most recently recorded), and
 falls back on the label written into the shard only where the table has none.
 
+A label carries the video's split group when the sidecar gives one (``ingest.split_groups``: a
+person, a shoot, the real video a fake was made from); training keeps a group in one split. It is
+part of the label's value: a sidecar that changes only the group updates the row too.
+
 A sidecar that is still there is the authority for the videos it names: an entry removed from it
 withdraws that label (the row stays, with ``label`` NULL, so the shard's copy is not used either).
 A sidecar that is gone leaves its labels in place (archives often move sidecars away after ingest);
@@ -27,14 +31,17 @@ log = logging.getLogger(__name__)
 
 METADATA, FOLDER = "metadata", "folder"
 
-_UPSERT = """
-    INSERT INTO labels (video_id, source, kind, label, source_uri, source_etag, run_id, recorded_at)
-    VALUES (:video_id, :source, :kind, :label, :source_uri, :source_etag, :run_id, :now)
+# The value is the label and the split group: recorded_at and run_id move when either changes.
+_SAME_VALUE = ("labels.label = excluded.label "
+               "AND COALESCE(labels.split_group, '') = COALESCE(excluded.split_group, '')")
+_UPSERT = f"""
+    INSERT INTO labels (video_id, source, kind, label, split_group, source_uri, source_etag, run_id, recorded_at)
+    VALUES (:video_id, :source, :kind, :label, :split_group, :source_uri, :source_etag, :run_id, :now)
     ON CONFLICT (video_id, source) DO UPDATE SET
-        recorded_at = CASE WHEN labels.label = excluded.label THEN labels.recorded_at ELSE excluded.recorded_at END,
-        run_id = CASE WHEN labels.label = excluded.label THEN labels.run_id ELSE excluded.run_id END,
-        label = excluded.label, kind = excluded.kind, source_uri = excluded.source_uri,
-        source_etag = excluded.source_etag
+        recorded_at = CASE WHEN {_SAME_VALUE} THEN labels.recorded_at ELSE excluded.recorded_at END,
+        run_id = CASE WHEN {_SAME_VALUE} THEN labels.run_id ELSE excluded.run_id END,
+        label = excluded.label, split_group = excluded.split_group, kind = excluded.kind,
+        source_uri = excluded.source_uri, source_etag = excluded.source_etag
 """
 
 
@@ -43,10 +50,11 @@ def _now() -> datetime:
 
 
 def record(db: Database, video_id: str, *, label: str, source: str, kind: str, source_uri: str,
-           source_etag: str | None, run_id: str) -> None:
-    """Upsert one label; ``recorded_at`` moves only when the label's value changes."""
+           source_etag: str | None, split_group: str | None, run_id: str) -> None:
+    """Upsert one label and its split group; ``recorded_at`` moves only when one of the two changes."""
     db.execute(_UPSERT, {"video_id": video_id, "source": source, "kind": kind, "label": label,
-                         "source_uri": source_uri, "source_etag": source_etag or "", "run_id": run_id, "now": _now()})
+                         "split_group": split_group, "source_uri": source_uri, "source_etag": source_etag or "",
+                         "run_id": run_id, "now": _now()})
     refresh_videos(db, [video_id])
 
 
@@ -71,18 +79,26 @@ def for_training(db: Database) -> dict[str, str | None]:
     return known
 
 
-def sync_from_landing(db: Database, store, facts: Mapping[str, tuple[str, str, str]], ledger_rows: Mapping[str, dict],
-                      etags: Mapping[str, str], sidecars: Sequence, *, run_id: str) -> int:
+def split_groups(db: Database) -> dict[str, str]:
+    """video_id -> split group, for the labelled videos that have one (the group recorded with the
+    label training uses); any other video is a group of its own. See ``dataset.split_videos``."""
+    return {r["video_id"]: r["split_group"] for r in
+            db.query("SELECT video_id, split_group FROM video_labels WHERE split_group IS NOT NULL")}
+
+
+def sync_from_landing(db: Database, store, facts: Mapping[str, tuple[str, str, str, str | None]],
+                      ledger_rows: Mapping[str, dict], etags: Mapping[str, str], sidecars: Sequence, *,
+                      run_id: str) -> int:
     """Record the labels of videos already ingested; returns how many labels were added or changed.
 
-    ``facts`` is key -> (label, source key, source etag) from discovery; ``ledger_rows`` the ledger by
-    source URI; ``etags`` the listed objects' etags (a video whose etag changed is ingested again and
-    recorded then).
+    ``facts`` is key -> (label, source key, source etag, split group) from discovery; ``ledger_rows``
+    the ledger by source URI; ``etags`` the listed objects' etags (a video whose etag changed is
+    ingested again and recorded then).
     """
     existing = {(r["video_id"], r["source"]): r for r in
-                db.query("SELECT video_id, source, label, source_uri, source_etag FROM labels")}
+                db.query("SELECT video_id, source, label, split_group, source_uri, source_etag FROM labels")}
     changed: list[str] = []
-    for key, (label, source_key, source_etag) in sorted(facts.items()):
+    for key, (label, source_key, source_etag, split_group) in sorted(facts.items()):
         uri = store.uri_for(key)
         row = ledger_rows.get(uri)
         if not row or not row["video_id"] or row["source_etag"] != etags.get(key) or not Status(row["status"]).video:
@@ -90,12 +106,14 @@ def sync_from_landing(db: Database, store, facts: Mapping[str, tuple[str, str, s
         source = store.uri_for(source_key)
         kind = FOLDER if source_key == key else METADATA
         have = existing.get((row["video_id"], source))
-        if have and (have["label"], have["source_uri"], have["source_etag"]) == (label, uri, source_etag or ""):
+        if have and (have["label"], have["split_group"], have["source_uri"], have["source_etag"]) == (
+                label, split_group, uri, source_etag or ""):
             continue
         record(db, row["video_id"], label=label, source=source, kind=kind, source_uri=uri, source_etag=source_etag,
-               run_id=run_id)
+               run_id=run_id, split_group=split_group)
         changed.append(row["video_id"])
-        log.info("label %s for %s from %s%s", label, uri, source, " (changed)" if have else "")
+        log.info("label %s (split group %s) for %s from %s%s", label, split_group, uri, source,
+                 " (changed)" if have else "")
     # A sidecar still present is the authority for the videos it names: drop labels it no longer gives.
     withdrawn: list[str] = []
     for sidecar in sidecars:

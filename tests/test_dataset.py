@@ -139,3 +139,106 @@ def test_labels_table_overrides_shard_labels(local_config):
     assert {ds.LABEL_NAMES[int(y)] for v, y in zip(faces.video_ids, faces.labels) if v == flipped} == {overrides[flipped]}
     keys = [s["key"] for s in shards]
     assert ds.count_labelled(store, keys, overrides) == len(faces) == ds.count_labelled(store, keys) - 2  # withdrawn
+
+
+def split_of_each_group(split: dict[str, list[str]], groups: dict[str, str]) -> dict[str, set[str]]:
+    """group -> the splits its videos went to."""
+    found: dict[str, set[str]] = {}
+    for name, videos in split.items():
+        for video in videos:
+            if video in groups:
+                found.setdefault(groups[video], set()).add(name)
+    return found
+
+
+def test_groups_never_straddle_splits_and_the_split_stays_deterministic():
+    # 60 people, each with one to three real videos and fakes made of them, plus ungrouped videos.
+    rng = np.random.default_rng(5)
+    videos: dict[str, int] = {}
+    groups: dict[str, str] = {}
+    for person in range(60):
+        for i in range(int(rng.integers(1, 4))):
+            videos[f"p{person}-real{i}"], groups[f"p{person}-real{i}"] = 0, f"person-{person}"
+        for i in range(int(rng.integers(0, 4))):
+            videos[f"p{person}-fake{i}"], groups[f"p{person}-fake{i}"] = 1, f"person-{person}"
+    videos |= {f"loose{i}": i % 2 for i in range(40)}
+    for seed in range(5):
+        split = ds.split_videos(videos, seed, groups)
+        assert sorted(v for name in ds.SPLITS for v in split[name]) == sorted(videos)
+        assert all(len(splits) == 1 for splits in split_of_each_group(split, groups).values())
+        assert all({videos[v] for v in split[name]} == {0, 1} for name in ds.SPLITS)
+        shuffled = dict(sorted(videos.items(), key=lambda kv: rng.random()))
+        assert ds.split_videos(shuffled, seed, dict(sorted(groups.items(), key=lambda kv: rng.random()))) == split
+    people_in_train = {groups[v] for v in ds.split_videos(videos, 0, groups)["train"] if v in groups}
+    assert 0.6 * 60 <= len(people_in_train) <= 0.95 * 60           # about 80% of the groups train
+
+
+def test_a_video_without_a_group_splits_as_before():
+    videos = {f"v{i:03d}": i % 2 for i in range(200)}
+    grouped = {f"v{i:03d}": "one-person" for i in range(10)}
+    alone = ds.split_videos(videos, seed=3)
+    together = ds.split_videos(videos, seed=3, groups=grouped)
+    assert ds.split_videos(videos, seed=3, groups={}) == alone
+    for name in ds.SPLITS:   # the ungrouped videos keep the split of their own hash
+        assert [v for v in together[name] if v not in grouped] == [v for v in alone[name] if v not in grouped]
+    assert len(split_of_each_group(together, grouped)["one-person"]) == 1
+
+
+def test_small_grouped_sets_move_whole_groups_to_give_each_split_both_classes():
+    # Three people, each a real video and two fakes of it: every split needs a whole person.
+    videos = {f"p{p}-{kind}{i}": int(kind == "fake") for p in range(3) for kind, n in (("real", 1), ("fake", 2))
+              for i in range(n)}
+    groups = {v: v.split("-")[0] for v in videos}
+    for seed in range(30):
+        split = ds.split_videos(videos, seed, groups)
+        assert all(len(splits) == 1 for splits in split_of_each_group(split, groups).values()), (seed, split)
+        assert all({videos[v] for v in split[name]} == {0, 1} for name in ds.SPLITS), (seed, split)
+
+
+def test_a_group_holding_a_class_s_only_videos_stays_in_train():
+    # The fakes all belong to one person who also has a real video; the other reals are loose. The
+    # person's group is FAKE's only group, so it trains, and no move for REAL may take it away.
+    videos = {"person-real": 0, "person-fake1": 1, "person-fake2": 1} | {f"real{i}": 0 for i in range(6)}
+    groups = {"person-real": "person", "person-fake1": "person", "person-fake2": "person"}
+    for seed in range(40):
+        split = ds.split_videos(videos, seed, groups)
+        assert set(groups) <= set(split["train"]), (seed, split)
+        assert all(any(videos[v] == 0 for v in split[name]) for name in ds.SPLITS), (seed, split)
+
+
+def record_groups(cfg, groups: dict[str, str], labels: dict[str, str]) -> None:
+    """Record ``labels`` in the labels table as a sidecar would, with each video's split group."""
+    from realness_tasks import labels as label_table
+    from realness_tasks.db import Database
+
+    db = Database(cfg.resolved_database_url)
+    for video, label in labels.items():
+        label_table.record(db, video, label=label, source="file:///landing/metadata.json", kind=label_table.METADATA,
+                           source_uri=f"file:///landing/{video}.mp4", source_etag="e", split_group=groups.get(video),
+                           run_id="r")
+    db.dispose()
+
+
+def test_load_dataset_keeps_each_group_in_one_split_and_says_so_in_the_manifest(local_config):
+    store = open_store(local_config.resolved_store_uri)
+    labels = write_labelled_shards(store, videos_per_class=6, faces_per_video=2)
+    # Video i's real clip and its fake twin are one person; videos 4 and 5 have no group.
+    groups = {v: f"person-{v[4:7]}" for v in labels if int(v[4:7]) < 4}
+    record_groups(local_config, groups, labels)
+    data = ds.load_dataset(local_config, store, datetime(2024, 5, 3))
+    splits = {name: data.manifest["splits"][name]["videos"] for name in ds.SPLITS}
+    assert all(len(found) == 1 for found in split_of_each_group(splits, groups).values())
+    assert data.manifest["grouped"] is True and data.manifest["videos_with_group"] == 8
+    for name, part in (("train", data.train), ("val", data.val), ("test", data.test)):
+        units = {groups.get(v, v) for v in part.video_ids.tolist()}
+        assert data.manifest["splits"][name]["groups"] == len(units)
+    assert sum(s["groups"] for s in data.manifest["splits"].values()) == 4 + 4   # 4 people, 4 loose videos
+
+
+def test_too_few_groups_is_a_clear_error(local_config):
+    store = open_store(local_config.resolved_store_uri)
+    labels = write_labelled_shards(store, videos_per_class=4, faces_per_video=2)
+    record_groups(local_config, {v: "crew-a" if int(v[4:7]) < 2 else "crew-b" for v in labels}, labels)
+    with pytest.raises(ds.NotEnoughData, match=r"at least 3 labelled videos.*at least 3 groups.*"
+                                               r"have \{'REAL': 2, 'FAKE': 2\} groups \(8 of the videos are grouped\)"):
+        ds.load_dataset(local_config, store, datetime(2024, 5, 3))

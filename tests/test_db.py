@@ -63,3 +63,45 @@ def test_concurrent_claims_agree_on_one_owner(database_url):
         t.join()
     assert len(owners) == 4 and len(set(owners)) == 1
     db.dispose()
+
+
+def test_label_groups_migrate_over_existing_labels_and_follow_the_chosen_label(database_url, tmp_path, monkeypatch):
+    """007 on a database that already holds labels (as 006 left it), then the view picks each video's group."""
+    import shutil
+
+    import sqlalchemy as sa
+
+    from realness_tasks import db as db_module
+    from realness_tasks import labels
+    from realness_tasks.db import create_db_engine
+
+    before = tmp_path / "migrations-006"
+    before.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        if path.stem < "007":
+            shutil.copy(path, before)
+    monkeypatch.setattr(db_module, "MIGRATIONS_DIR", before)
+    engine = create_db_engine(database_url)
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO labels (video_id, source, kind, label, source_uri, recorded_at) VALUES "
+                             "('old', 'file:///l/metadata.json', 'metadata', 'REAL', 'file:///l/a.mp4', "
+                             "'2026-01-01 00:00:00')"))
+    monkeypatch.undo()
+    assert migrate(engine) == ["007_label_groups"]
+    engine.dispose()
+
+    db = Database(database_url)
+    assert db.query("SELECT video_id, label, split_group FROM video_labels") == [
+        {"video_id": "old", "label": "REAL", "split_group": None}]
+    common = {"source_etag": "e", "run_id": "r"}
+    labels.record(db, "v", label="FAKE", source="file:///l/fake/v.mp4", kind=labels.FOLDER,
+                  source_uri="file:///l/fake/v.mp4", split_group=None, **common)
+    labels.record(db, "v", label="FAKE", source="file:///l/metadata.json", kind=labels.METADATA,
+                  source_uri="file:///l/v.mp4", split_group="anna", **common)
+    assert labels.split_groups(db) == {"v": "anna"}   # the sidecar's label is chosen, and its group with it
+    labels.record(db, "v", label="FAKE", source="file:///l/metadata.json", kind=labels.METADATA,
+                  source_uri="file:///l/v.mp4", split_group="bob", **common)
+    assert labels.split_groups(db) == {"v": "bob"}
+    assert len(db.query("SELECT * FROM labels WHERE video_id = 'v'")) == 2
+    db.dispose()

@@ -10,7 +10,8 @@ import pytest
 from realness_tasks import ledger
 from realness_tasks.config import RealnessConfig, SamplingSettings
 from realness_tasks.db import Database
-from realness_tasks.ingest import (BatchProgress, VideoOutcome, VideoRef, batch_refs, discover, read_labels, run_ingest,
+from realness_tasks.ingest import (BatchProgress, VideoOutcome, VideoRef, batch_refs, discover, label_facts,
+                                   parse_sidecar, read_labels, run_ingest, scan_landing, sidecar_reason,
                                    validate_and_publish)
 from realness_tasks.shards import read_shard, rows_to_table, table_to_bytes
 from realness_tasks.storage import StorageUnavailable, open_store
@@ -157,6 +158,80 @@ def test_labels_from_metadata_and_folders():
             "landing/Real/d.mp4", "landing/fake/e.mp4", "landing/other/f.mp4"]
     assert read_labels(Store(), "landing/", keys) == {
         "landing/x/a.mp4": "FAKE", "landing/x/b.mp4": "REAL", "landing/Real/d.mp4": "REAL", "landing/fake/e.mp4": "FAKE"}
+
+
+def test_sidecar_groups_and_originals_give_each_video_its_split_group():
+    dfdc = parse_sidecar("landing/dfdc/metadata.json", "e1", json.dumps({
+        "orig.mp4": {"label": "REAL"},                                    # others' original: its own key
+        "fake1.mp4": {"label": "FAKE", "original": "orig.mp4"},           # joins its original
+        "anna1.mp4": {"label": "REAL", "group": "anna"},
+        "anna-fake.mp4": {"label": "FAKE", "original": "anna1.mp4"},     # its original's group
+        "own.mp4": {"label": "FAKE", "group": "bob", "original": "anna1.mp4"},  # its own group first
+        "solo.mp4": {"label": "REAL"},                                    # no group: its own
+        "loop-a.mp4": {"label": "FAKE", "original": "loop-b.mp4"},
+        "loop-b.mp4": {"label": "FAKE", "original": "loop-a.mp4"},
+        "bad.mp4": {"label": "FAKE", "group": 17},
+        "blank.mp4": {"label": "REAL", "original": " "},
+    }).encode())
+    other = parse_sidecar("landing/other/metadata.json", "e2", json.dumps({
+        "x.mp4": {"label": "FAKE", "original": "../dfdc/fake1.mp4"},     # a fake of a fake, in another folder
+        "y.mp4": {"label": "FAKE", "original": "../real/z.mp4"},          # of a video labelled by its folder
+    }).encode())
+    keys = [f"landing/dfdc/{n}.mp4" for n in ("orig", "fake1", "anna1", "anna-fake", "own", "solo", "loop-a",
+                                               "loop-b", "bad", "blank")] + ["landing/other/x.mp4",
+                                                                            "landing/other/y.mp4", "landing/real/z.mp4"]
+    facts = label_facts("landing/", keys, [dfdc, other])
+    assert {key.removeprefix("landing/"): fact[3] for key, fact in facts.items()} == {
+        "dfdc/orig.mp4": "landing/dfdc/orig.mp4", "dfdc/fake1.mp4": "landing/dfdc/orig.mp4",
+        "dfdc/anna1.mp4": "anna", "dfdc/anna-fake.mp4": "anna", "dfdc/own.mp4": "bob", "dfdc/solo.mp4": None,
+        "dfdc/loop-a.mp4": "landing/dfdc/loop-a.mp4", "dfdc/loop-b.mp4": "landing/dfdc/loop-a.mp4",
+        "other/x.mp4": "landing/dfdc/orig.mp4", "other/y.mp4": "landing/real/z.mp4",
+        "real/z.mp4": "landing/real/z.mp4"}
+    assert facts["landing/real/z.mp4"] == ("REAL", "landing/real/z.mp4", "", "landing/real/z.mp4")
+    # A malformed group or original gives no label rather than a wrong group, and the ledger says why.
+    assert "landing/dfdc/bad.mp4" not in facts and "landing/dfdc/blank.mp4" not in facts
+    assert sidecar_reason(dfdc) == ("8 label(s); 2 entries whose group or original is not a non-empty string "
+                                    "ignored: bad.mp4, blank.mp4")
+    broken = parse_sidecar("landing/m/metadata.json", "e", json.dumps(
+        {"a.mp4": {"label": "FAKE", "group": ["p"]}, "b.mp4": {}}).encode())
+    assert broken.problem == ("none of its 2 entries is usable: 1 entry whose group or original is not a non-empty "
+                              "string ignored: a.mp4; 1 entry without a REAL/FAKE label ignored: b.mp4")
+
+
+def test_a_corrected_group_is_applied_on_the_next_discovery(tmp_path, database_url):
+    from realness_tasks import labels
+
+    cfg = _config(tmp_path, database_url=database_url)
+    store = open_store(cfg.resolved_store_uri)
+    db = Database(cfg.resolved_database_url)
+    for key in ("landing/people/real.mp4", "landing/fakes/fake.mp4"):   # ingested before the sidecars came
+        store.put_bytes(key, key.encode())
+    for obj in store.list("landing/"):
+        ledger.record(db, ledger.LedgerEntry(store.uri_for(obj.key), obj.etag, ledger.Status.PUBLISHED, "run-1",
+                                             video_id=obj.key.rsplit("/", 1)[-1].removesuffix(".mp4")))
+    store.put_bytes("landing/fakes/metadata.json", json.dumps(
+        {"fake.mp4": {"label": "FAKE", "original": "../people/real.mp4"}}).encode())
+
+    def discover_with(people: dict, run_id: str) -> dict[str, dict]:
+        store.put_bytes("landing/people/metadata.json", json.dumps(people).encode())
+        scan_landing(cfg, store, db, run_id=run_id)
+        return {r["video_id"]: r for r in db.query("SELECT * FROM labels")}
+
+    first = discover_with({"real.mp4": {"label": "REAL"}}, "run-2")
+    assert labels.split_groups(db) == {"real": "landing/people/real.mp4", "fake": "landing/people/real.mp4"}
+    # Only the original's sidecar changes: the fake, named in an unchanged sidecar, follows it.
+    corrected = discover_with({"real.mp4": {"label": "REAL", "group": "anna"}}, "run-3")
+    assert labels.split_groups(db) == {"real": "anna", "fake": "anna"}
+    assert all(corrected[v]["run_id"] == "run-3" and corrected[v]["recorded_at"] > first[v]["recorded_at"]
+               for v in ("real", "fake"))
+    assert {v: r["label"] for v, r in corrected.items()} == {"real": "REAL", "fake": "FAKE"}
+    same = discover_with({"real.mp4": {"label": "REAL", "group": "anna", "note": "re-saved"}}, "run-4")
+    assert {v: (r["run_id"], r["recorded_at"]) for v, r in same.items()} == {   # same values: not re-dated
+        v: (r["run_id"], r["recorded_at"]) for v, r in corrected.items()}
+    store.put_bytes("landing/fakes/metadata.json", json.dumps({"fake.mp4": {"label": "FAKE"}}).encode())
+    discover_with({"real.mp4": {"label": "REAL"}}, "run-5")
+    assert labels.split_groups(db) == {}
+    db.dispose()
 
 
 def _refs(*megabytes: float) -> list[VideoRef]:
