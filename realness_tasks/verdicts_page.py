@@ -176,9 +176,10 @@ def safe_upload_name(filename: str | None) -> str:
 def upload_token(session_token: str) -> str:
     """The upload form's anti-forgery token for the session whose credential is ``session_token``.
 
-    A browser adds Airflow's session cookie to every request to the api-server, including a form
-    that another site posts to ``/upload``; so the form also carries this token, and the upload
-    is refused unless it matches the cookie sent with it. Another site can neither read the token
+    A browser adds Airflow's session cookie to requests to the api-server that other pages make:
+    ``SameSite=Lax`` keeps it off a POST from another *site*, but not from another host of the same
+    site (a sibling subdomain), nor in a browser that ignores the attribute. So the form also carries
+    this token, and the upload is refused unless it matches the cookie sent with it. Another site can neither read the token
     (same-origin policy) nor compute it (it never sees the cookie). It is an HMAC keyed by the
     session's own JWT: stateless, so it needs neither a session store, which a plugin of the
     api-server does not have, nor a secret shared by the api-server's workers; and it still holds
