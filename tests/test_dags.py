@@ -1,4 +1,4 @@
-"""DAG integrity: every DAG imports cleanly and cheaply, is tagged, documented and retried."""
+"""DAG and plugin integrity: every DAG imports cleanly and cheaply, is tagged, documented and retried; plugins load light."""
 
 from __future__ import annotations
 
