@@ -5,6 +5,10 @@ UI's navigation (``external_views``, under Browse). Every route depends on Airfl
 ``get_user`` (the UI's session cookie or a Bearer token), so an unauthenticated request is
 refused with 401; uploads trigger ``realness_ingest`` through Airflow's REST API as the caller.
 Airflow's ``[api] base_url`` is used to reach that API when set, else the server that got the request.
+
+Every Airflow process (scheduler, dag-processor, each task) imports its plugins, but only the
+api-server serves the page, so this module imports nothing but the plugin base class: the app,
+with its imports, is built on the first request it gets (:class:`VerdictsApp`).
 """
 
 from __future__ import annotations
@@ -22,11 +26,23 @@ def verdicts_app():
     from realness_tasks.verdicts_page import AirflowRuns, create_app
 
     runs = AirflowRuns(conf.get("api", "base_url", fallback=None), cookie_name=COOKIE_NAME_JWT_TOKEN)
-    return create_app(load_config, get_user, runs)
+    return create_app(load_config, get_user, runs, session_cookie=COOKIE_NAME_JWT_TOKEN)
+
+
+class VerdictsApp:
+    """An ASGI app that builds the verdicts page (:func:`verdicts_app`) when its first request comes in."""
+
+    def __init__(self):
+        self.app = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.app is None:
+            self.app = verdicts_app()
+        await self.app(scope, receive, send)
 
 
 class RealnessVerdictsPlugin(AirflowPlugin):
     name = "realness_verdicts"
-    fastapi_apps = [{"app": verdicts_app(), "url_prefix": URL_PREFIX, "name": "Realness verdicts"}]
+    fastapi_apps = [{"app": VerdictsApp(), "url_prefix": URL_PREFIX, "name": "Realness verdicts"}]
     external_views = [{"name": "Realness verdicts", "href": URL_PREFIX.lstrip("/") + "/", "destination": "nav",
                        "category": "browse", "url_route": "realness-verdicts"}]

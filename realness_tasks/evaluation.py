@@ -30,7 +30,7 @@ import numpy as np
 
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
-from realness_tasks.reports import STYLE, embedded_image, escaped
+from realness_tasks.html_pages import STYLE, embedded_image, escaped
 from realness_tasks.storage import ObjectStore, open_store
 from realness_tasks.train import classification_metrics, roc_auc, roc_curve
 from realness_tasks.verdicts import ERROR, FAKE, NO_FACE, REAL, UNCERTAIN

@@ -13,8 +13,6 @@ come from ``model.keras`` of the same version, whose output the engine matches t
 
 from __future__ import annotations
 
-import base64
-import html
 import logging
 import posixpath
 import tempfile
@@ -30,6 +28,7 @@ from realness_tasks import registry
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.faces import encode_jpeg
+from realness_tasks.html_pages import STYLE, embedded_image, escaped, line_chart
 from realness_tasks.model import BACKBONE_NAME, decode_crops
 from realness_tasks.scoring import newest_shards
 from realness_tasks.shards import read_shard
@@ -147,22 +146,6 @@ def overlay(crop_jpeg: bytes, heatmap: np.ndarray) -> bytes:
     return encode_jpeg(cv2.addWeighted(crop, 0.55, colours, 0.45, 0), 90)
 
 
-def line_chart(draw: Callable[[Any], None], size: tuple[float, float] = (7.5, 2.8)) -> bytes:
-    """A PNG chart drawn by ``draw(axes)`` with matplotlib's Agg canvas (no display, no global pyplot state)."""
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=size, dpi=100)
-    FigureCanvasAgg(figure)
-    draw(figure.add_subplot())
-    figure.tight_layout()
-    sink = io.BytesIO()
-    figure.savefig(sink, format="png")
-    return sink.getvalue()
-
-
 def timeline_png(faces: Sequence[ReportFace], threshold: float) -> bytes:
     """Fake probability over the video's time, one line per face track, with the model's threshold."""
     return line_chart(lambda axes: _draw_timeline(axes, faces, threshold))
@@ -198,30 +181,6 @@ def load_faces(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id: 
 
 def most_suspicious(faces: Sequence[ReportFace], count: int) -> list[ReportFace]:
     return sorted(faces, key=lambda f: (-f.p_fake, f.timestamp_s, f.face_index))[:count]
-
-
-def embedded_image(data: bytes, mime: str, alt: str, css_class: str = "") -> str:
-    """An ``<img>`` carrying its image as a data URI, so the page needs nothing else."""
-    encoded = base64.b64encode(data).decode("ascii")
-    return f'<img class="{css_class}" alt="{html.escape(alt)}" src="data:{mime};base64,{encoded}">'
-
-
-def escaped(value: Any) -> str:
-    """Any value as HTML text: names and keys come from whoever named the files."""
-    return html.escape("" if value is None else str(value))
-
-
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1100px; }
-.verdict { display: inline-block; padding: .2em .7em; border-radius: .3em; color: #fff; font-weight: bold; }
-.FAKE { background: #c0392b; } .REAL { background: #27ae60; } .UNCERTAIN { background: #e67e22; }
-.NO_FACE, .ERROR { background: #7f8c8d; }
-dl { display: grid; grid-template-columns: max-content auto; gap: .3em 1.2em; }
-dt { font-weight: bold; } dd { margin: 0; }
-table { border-collapse: collapse; } th, td { border-bottom: 1px solid #ddd; padding: .3em .7em; text-align: left; }
-img.crop { width: 96px; height: 96px; } figure { display: inline-block; margin: 0 1em 1em 0; }
-td.FAKE, td.REAL { background: none; color: inherit; font-weight: bold; }
-"""
 
 
 def render(verdict: dict[str, Any], threshold: float, faces: Sequence[ReportFace],

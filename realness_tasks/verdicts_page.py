@@ -13,15 +13,20 @@ Routes (relative to the mount point, links are relative so the app works behind 
 - ``GET /report?video_id=&model_version=``: the stored HTML report of a verdict.
 - ``POST /upload``: "check one video now": a size-limited, type-sniffed upload put under
   ``<landing_prefix>uploads/``, then an on-demand ``realness_ingest`` run (scoring follows through
-  the face-shards asset); redirects to ``/check``.
+  the face-shards asset); redirects to ``/check``. A browser's upload must carry the form's
+  :func:`upload_token`.
 - ``GET /check?source_uri=&run_id=``: that upload's progress, then its verdict and report.
 
-Every value that comes from object keys, video names or the database is HTML-escaped.
+Every value that comes from object keys, video names or the database is HTML-escaped. The upload
+is protected against cross-site request forgery (:func:`upload_token`). The module imports nothing
+heavy: OpenCV comes with the first upload, matplotlib with the first chart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import itertools
 import logging
 import posixpath
@@ -35,13 +40,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlencode
 
-from fastapi import Depends, FastAPI, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
-from realness_tasks.frames import HEAD_BYTES, sniff_container
-from realness_tasks.reports import STYLE, embedded_image, escaped, line_chart
+from realness_tasks.html_pages import STYLE, embedded_image, escaped, line_chart
 from realness_tasks.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,9 @@ SORTS = {
 }
 VERDICTS = ("FAKE", "REAL", "UNCERTAIN", "NO_FACE", "ERROR")
 UPLOAD_CHUNK = 1 << 20
+# Airflow's session cookie (``base_auth_manager.COOKIE_NAME_JWT_TOKEN``, which the plugin passes on).
+SESSION_COOKIE = "_token"
+UPLOAD_TOKEN_FIELD = "upload_token"
 
 
 class UploadRejected(ValueError):
@@ -166,6 +173,29 @@ def safe_upload_name(filename: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:100] or "upload"
 
 
+def upload_token(session_token: str) -> str:
+    """The upload form's anti-forgery token for the session whose credential is ``session_token``.
+
+    A browser adds Airflow's session cookie to requests to the api-server that other pages make:
+    ``SameSite=Lax`` keeps it off a POST from another *site*, but not from another host of the same
+    site (a sibling subdomain), nor in a browser that ignores the attribute. So the form also carries
+    this token, and the upload is refused unless it matches the cookie sent with it. Another site can neither read the token
+    (same-origin policy) nor compute it (it never sees the cookie). It is an HMAC keyed by the
+    session's own JWT: stateless, so it needs neither a session store, which a plugin of the
+    api-server does not have, nor a secret shared by the api-server's workers; and it still holds
+    where a proxy rewrites ``Host`` or a browser leaves out ``Origin``/``Referer``, which an
+    origin check depends on. A form opened before Airflow renewed the session cookie is refused
+    too: reloading the page gives a fresh one.
+    """
+    return hmac.new(session_token.encode(), b"realness verdicts page: upload", hashlib.sha256).hexdigest()
+
+
+def bearer_authenticated(request) -> bool:
+    """Whether Airflow authenticates the request by its ``Authorization: Bearer`` header (which wins over
+    the cookie): a header that no other site can make a browser send, so such a request cannot be forged."""
+    return request.headers.get("authorization", "").lower().startswith("bearer ")
+
+
 def receive_upload(source: BinaryIO, max_bytes: int, workdir: Path) -> tuple[Path, str]:
     """Copy the uploaded file into ``workdir``; returns the copy and its sniffed container.
 
@@ -173,6 +203,8 @@ def receive_upload(source: BinaryIO, max_bytes: int, workdir: Path) -> tuple[Pat
     its first bytes, before anything is copied) or one over ``max_bytes``; the caller's temporary
     directory then leaves nothing behind.
     """
+    from realness_tasks.frames import HEAD_BYTES, sniff_container   # OpenCV: only when a video comes in
+
     head = source.read(HEAD_BYTES)
     if not head:
         raise UploadRejected("the file is empty", 415)
@@ -201,7 +233,7 @@ class AirflowRuns:
     on, so Airflow decides whether this user may trigger the DAG.
     """
 
-    def __init__(self, base_url: str | None, cookie_name: str = "_token"):
+    def __init__(self, base_url: str | None, cookie_name: str = SESSION_COOKIE):
         self.base_url = base_url.rstrip("/") if base_url else None
         self.cookie_name = cookie_name
 
@@ -247,7 +279,7 @@ form.filters label { display: flex; flex-direction: column; font-size: .85em; }
 
 
 def render_list(rows: list[dict], total: int, filters: Filters, page_size: int, versions: list[str],
-                chart: bytes | None, message: str = "") -> str:
+                chart: bytes | None, form_token: str, message: str = "") -> str:
     def option(value: str, current: str, label: str | None = None) -> str:
         selected = " selected" if value == current else ""
         return f'<option value="{escaped(value)}"{selected}>{escaped(label or value or "any")}</option>'
@@ -265,7 +297,8 @@ def render_list(rows: list[dict], total: int, filters: Filters, page_size: int, 
         f'{option("p_fake_asc", filters.sort, "least fake first")}{option("newest", filters.sort, "newest first")}'
         '</select></label><button type="submit">Show</button></form>')
     upload = ('<h2>Check one video now</h2><form method="post" action="upload" enctype="multipart/form-data" '
-              'id="upload"><input type="file" name="video" accept="video/*" required> '
+              f'id="upload"><input type="hidden" name="{UPLOAD_TOKEN_FIELD}" value="{escaped(form_token)}">'
+              '<input type="file" name="video" accept="video/*" required> '
               '<button type="submit">Upload and check</button></form>')
     lines = []
     for row in rows:
@@ -322,8 +355,10 @@ def render_check(name: str, run_state: str | None, ledger_status: str | None, ve
 REPORT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
-def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable, runs: AirflowRuns):
-    """The FastAPI app; ``authenticate`` is a FastAPI dependency that refuses unauthenticated requests.
+def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable, runs: AirflowRuns,
+               session_cookie: str = SESSION_COOKIE):
+    """The FastAPI app; ``authenticate`` is a FastAPI dependency that refuses unauthenticated requests,
+    ``session_cookie`` the name of the cookie that carries the UI's session (see :func:`upload_token`).
 
     (FastAPI resolves the handlers' annotations in this module's namespace: hence its imports at the top.)
     """
@@ -333,7 +368,13 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
     def open_db(cfg: RealnessConfig) -> Database:
         return Database(cfg.resolved_database_url)
 
-    def list_page(params: dict[str, str], message: str = "") -> str:
+    def form_token(request: Request) -> str:
+        """The upload token of the request's session; empty for a caller with no session cookie (a script
+        with a Bearer token, which needs none)."""
+        session = request.cookies.get(session_cookie)
+        return upload_token(session) if session else ""
+
+    def list_page(params: dict[str, str], token: str, message: str = "") -> str:
         cfg = load_config()
         filters = Filters.parse(params)
         db = open_db(cfg)
@@ -345,12 +386,12 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
         finally:
             db.dispose()
         return render_list(rows, total, filters, cfg.report.page_size, versions,
-                           fake_rate_chart(rates) if rates else None, message)
+                           fake_rate_chart(rates) if rates else None, token, message)
 
     @app.get("/", response_class=HTMLResponse)
     async def verdicts_page(request: Request) -> str:
         try:
-            return await asyncio.to_thread(list_page, dict(request.query_params))
+            return await asyncio.to_thread(list_page, dict(request.query_params), form_token(request))
         except ValueError as exc:
             raise HTTPException(400, f"bad filter: {exc}") from None
 
@@ -373,10 +414,11 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
         return HTMLResponse(page, headers={"Content-Security-Policy": REPORT_POLICY})
 
     @app.post("/upload")
-    async def upload(request: Request, video: UploadFile) -> Any:
-        origin = request.headers.get("origin")
-        if origin and origin.split("://", 1)[-1] != request.headers.get("host"):
-            raise HTTPException(403, "cross-site upload refused")
+    async def upload(request: Request, video: UploadFile, token: str = Form("", alias=UPLOAD_TOKEN_FIELD)) -> Any:
+        expected = form_token(request)
+        if not bearer_authenticated(request) and not (expected and hmac.compare_digest(token, expected)):
+            raise HTTPException(403, "upload refused: the form does not belong to this session (a request from "
+                                     "another site, or a page opened before the session was renewed: reload it)")
         cfg = load_config()
         name = safe_upload_name(video.filename)
         key = f"{cfg.landing_prefix}uploads/{datetime.now(timezone.utc):%Y-%m-%d}/{uuid.uuid4().hex[:12]}-{name}"
@@ -389,7 +431,7 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
                 path, _ = await asyncio.to_thread(receive_upload, video.file, cfg.report.upload_max_bytes,
                                                   Path(workdir))
             except UploadRejected as exc:
-                page = await asyncio.to_thread(list_page, {}, f"{name} was not accepted: {exc}")
+                page = await asyncio.to_thread(list_page, {}, expected, f"{name} was not accepted: {exc}")
                 return HTMLResponse(page, status_code=exc.status)
             store = open_store(cfg.resolved_store_uri, cfg.s3)
             await asyncio.to_thread(store.upload, path, key)

@@ -48,6 +48,7 @@ class AirflowStack:
     home: Path
     env: dict[str, str]
     metadata_url: str
+    api_url: str
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     engine: sa.Engine | None = None
 
@@ -177,7 +178,7 @@ def airflow_stack(workdir: Path, postgres_server_url: str, *, env: Mapping[str, 
             celery = {"AIRFLOW__CELERY__BROKER_URL": celery_broker,
                       "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata_url}",
                       "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": key_prefix}
-        stack = AirflowStack(home=home, metadata_url=metadata_url, env=clean_environment({
+        stack = AirflowStack(home=home, metadata_url=metadata_url, api_url=api_url, env=clean_environment({
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor" if celery_broker is None else "CeleryExecutor",

@@ -1,14 +1,16 @@
-"""DAG integrity: every DAG imports cleanly and cheaply, is tagged, documented and retried."""
+"""DAG and plugin integrity: every DAG imports cleanly and cheaply, is tagged, documented and retried; plugins load light."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-DAG_FILES = sorted((Path(__file__).resolve().parent.parent / "dags").glob("*.py"))
+ROOT = Path(__file__).resolve().parent.parent
+DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
 HEAVY_MODULES = ("tensorflow", "keras", "cv2", "mtcnn", "great_expectations", "pyarrow", "boto3")
 
 
@@ -34,3 +36,31 @@ def test_dag_files_import_nothing_heavy(path):
              f"print(','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded.splitlines()[-1:] in ([], [""]), f"{path.name} imports {loaded}"
+
+
+PLUGIN_PROBE = """
+import sys
+from airflow import plugins_manager
+
+plugins_manager.ensure_plugins_loaded()
+assert plugins_manager.get_import_errors() == {}, plugins_manager.get_import_errors()
+[page] = [a for a in plugins_manager.get_fastapi_plugins()[0] if a["url_prefix"] == "/realness"]
+if sys.argv[1] == "build":   # what the api-server's first request to /realness/ does
+    page["app"].app = sys.modules[type(page["app"]).__module__].verdicts_app()
+print("heavy modules:", ",".join(m for m in sys.argv[2:] if m in sys.modules))
+"""
+PAGE_HEAVY_MODULES = (*HEAVY_MODULES, "matplotlib", "pandas", "numpy", "sklearn")
+
+
+@pytest.mark.parametrize("stage", ["load", "build"])
+def test_plugins_import_nothing_heavy(stage, tmp_path):
+    """Every Airflow process (scheduler, dag-processor, each task) loads the plugins; the verdicts page is
+    built in the api-server on its first request. Neither may drag in the pipeline's libraries."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "REALNESS_"))}
+    env.update(AIRFLOW_HOME=str(tmp_path), AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+               AIRFLOW__CORE__LOAD_EXAMPLES="False", PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", PLUGIN_PROBE, stage, *PAGE_HEAVY_MODULES], env=env, cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [loaded] = [line for line in done.stdout.splitlines() if line.startswith("heavy modules:")]
+    assert loaded == "heavy modules: ", f"loading the plugins ({stage}) imports {loaded}"

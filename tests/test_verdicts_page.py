@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from realness_tasks import reports, samples
-from realness_tasks.verdicts_page import INGEST_DAG, create_app
+from realness_tasks.verdicts_page import INGEST_DAG, UPLOAD_TOKEN_FIELD, create_app, upload_token
 from tests.conftest import REQUIRE_SERVICES, ROOT, free_port
 from tests.test_reports import champion_files, crops, scored  # noqa: F401 - fixtures
 
@@ -55,6 +55,12 @@ class Site:
 
     def get(self, path: str, **kwargs) -> httpx.Response:
         return httpx.get(self.url + path, cookies={"_token": self.token}, **kwargs)
+
+    def upload(self, name: str, content: bytes, **kwargs) -> httpx.Response:
+        """What the page's form posts: the file and the form's token, with the session cookie."""
+        return httpx.post(self.url + "upload", files={"video": (name, content)},
+                          data={UPLOAD_TOKEN_FIELD: upload_token(self.token)}, cookies={"_token": self.token},
+                          **kwargs)
 
 
 @pytest.fixture
@@ -132,10 +138,8 @@ def test_a_row_opens_its_report(site):
 
 
 def test_rejected_uploads_say_why_and_leave_nothing_behind(site):
-    cookies = {"_token": site.token}
-    not_video = httpx.post(site.url + "upload", files={"video": ("notes.mp4", b"just some text" * 50)}, cookies=cookies)
-    too_big = httpx.post(site.url + "upload", files={"video": ("big.mp4", b"\0\0\0\x18ftypmp42" + b"\0" * 300_000)},
-                         cookies=cookies)
+    not_video = site.upload("notes.mp4", b"just some text" * 50)
+    too_big = site.upload("big.mp4", b"\0\0\0\x18ftypmp42" + b"\0" * 300_000)
 
     assert not_video.status_code == 415 and "notes.mp4 was not accepted: the file is not a video" in not_video.text
     assert too_big.status_code == 413 and "larger than the" in too_big.text
@@ -145,14 +149,34 @@ def test_rejected_uploads_say_why_and_leave_nothing_behind(site):
 def test_an_accepted_upload_lands_and_triggers_an_ingest_run(site, tmp_path):
     video = samples.face_video(tmp_path / "clip.mp4", samples.sample_photos()[0].image, seconds=0.5, fps=8).path
 
-    response = httpx.post(site.url + "upload", files={"video": (f"{EVIL}.mp4", video.read_bytes())},
-                          cookies={"_token": site.token}, follow_redirects=True)
+    assert f'name="{UPLOAD_TOKEN_FIELD}" value="{upload_token(site.token)}"' in site.get("").text   # the form's
+
+    response = site.upload(f"{EVIL}.mp4", video.read_bytes(), follow_redirects=True)
 
     assert response.status_code == 200 and 'id="run-state">queued<' in response.text
     [key] = uploads(site)
     assert key.endswith("-img_src_x_onerror_alert_1_.mp4") and site.store.get_bytes(key) == video.read_bytes()
     assert site.runs.triggered == [(INGEST_DAG, {}, site.token)]   # as the caller
     assert "Checking" in response.text and "<img src=x" not in response.text
+
+
+def test_a_cross_site_upload_is_refused_and_lands_nothing(site, tmp_path):
+    """Another site's form posts with the victim's session cookie but cannot know the form's token."""
+    video = samples.face_video(tmp_path / "clip.mp4", samples.sample_photos()[0].image, seconds=0.5, fps=8).path
+    forged = {"cookies": {"_token": site.token}, "headers": {"Origin": "https://elsewhere.example"}}
+    no_token = httpx.post(site.url + "upload", files={"video": ("x.mp4", video.read_bytes())}, **forged)
+    wrong_token = httpx.post(site.url + "upload", files={"video": ("x.mp4", video.read_bytes())},
+                             data={UPLOAD_TOKEN_FIELD: upload_token("another session")}, **forged)
+
+    assert no_token.status_code == wrong_token.status_code == 403
+    assert "does not belong to this session" in wrong_token.text
+    assert uploads(site) == [] and site.runs.triggered == []
+
+    # A Bearer token is a header no other site can make a browser send: scripts need no form token.
+    scripted = httpx.post(site.url + "upload", files={"video": ("x.mp4", video.read_bytes())},
+                          headers={"Authorization": f"Bearer {site.token}"})
+    assert scripted.status_code == 303 and len(uploads(site)) == 1
+    assert site.runs.triggered == [(INGEST_DAG, {}, f"Bearer {site.token}")]
 
 
 # --- in a browser -----------------------------------------------------------------------------------------
