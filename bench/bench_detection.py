@@ -100,6 +100,9 @@ def main() -> None:
     parser.add_argument("--self-blended", choices=("auto", "always"), nargs="+", default=["auto"],
                         help="REALNESS_TRAINING_SELF_BLENDED_FAKES per run (auto, the default, is off here: "
                              "the labelled set has as many fakes as reals)")
+    parser.add_argument("--split-by", choices=("person", "video"), default="person",
+                        help="person: the training sidecar names each video's person as its group, so training "
+                             "splits by person; video: no groups, each video its own split unit")
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-detection")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--fps", type=float, default=10.0)
@@ -126,18 +129,25 @@ def main() -> None:
     results_file = work / "results.json"   # runs of earlier invocations are kept, each name replaced when rerun
     results: dict = json.loads(results_file.read_text()) if results_file.is_file() else {"runs": {}}
     results["videos"] = {"train": len(train_rows), "score": len(score_rows)}
-    if not (base / "realness.db").is_file():
+    landing = base / "store" / "landing"
+    fresh = not (base / "realness.db").is_file()
+    if fresh:
         shutil.rmtree(base, ignore_errors=True)
-        landing = base / "store" / "landing"
         shutil.copytree(work / "videos" / "train", landing / "train", ignore=shutil.ignore_patterns("labels.csv"))
         shutil.copytree(work / "videos" / "score", landing / "score", ignore=shutil.ignore_patterns("labels.csv"))
-        (landing / "train" / "metadata.json").write_text(json.dumps(
-            {row["name"]: {"label": row["label"], "group": row["identity"]} for row in train_rows}))
-        results["ingest"] = run_cli(["ingest"], {**env, "REALNESS_HOME": str(base)}, work / "ingest.log")
-        print(f"ingest: {results['ingest']}", flush=True)
+    # The sidecar is (re)written every time and every run re-reads it, so --split-by applies to the
+    # videos ingested before (only the first run ingests; later ones just sync the labels and groups).
+    (landing / "train" / "metadata.json").write_text(json.dumps(
+        {row["name"]: {"label": row["label"], **({"group": row["identity"]} if args.split_by == "person" else {})}
+         for row in train_rows}))
+    ingest = run_cli(["ingest"], {**env, "REALNESS_HOME": str(base)}, work / ("ingest.log" if fresh else "ingest-sync.log"))
+    if fresh:
+        results["ingest"] = ingest
+    print(f"ingest: {ingest}", flush=True)
 
     for backbone, blended in ((b, s) for b in args.backbones for s in args.self_blended):
         name = backbone if blended == "auto" else f"{backbone}+self-blended"
+        name += "" if args.split_by == "person" else "+split-by-video"
         home = work / name
         shutil.rmtree(home, ignore_errors=True)
         shutil.copytree(base, home)
