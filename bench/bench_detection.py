@@ -100,6 +100,11 @@ def main() -> None:
     parser.add_argument("--self-blended", choices=("auto", "always"), nargs="+", default=["auto"],
                         help="REALNESS_TRAINING_SELF_BLENDED_FAKES per run (auto, the default, is off here: "
                              "the labelled set has as many fakes as reals)")
+    parser.add_argument("--floor", type=float,
+                        help="REALNESS_TRAINING_MIN_VIDEO_AUC for these runs (default: the default floor); a lower "
+                             "floor lets a model that the default gate refuses be scored, to measure it")
+    parser.add_argument("--engines", nargs="+", default=["fp32"], choices=("fp32", "int8"),
+                        help="scoring engines (REALNESS_SCORING_ENGINE), each scoring the same trained model")
     parser.add_argument("--split-by", choices=("person", "video"), default="person",
                         help="person: the training sidecar names each video's person as its group, so training "
                              "splits by person; video: no groups, each video its own split unit")
@@ -148,11 +153,14 @@ def main() -> None:
     for backbone, blended in ((b, s) for b in args.backbones for s in args.self_blended):
         name = backbone if blended == "auto" else f"{backbone}+self-blended"
         name += "" if args.split_by == "person" else "+split-by-video"
+        name += "" if args.floor is None else f"+floor-{args.floor:g}"
         home = work / name
         shutil.rmtree(home, ignore_errors=True)
         shutil.copytree(base, home)
         run_env = {**env, "REALNESS_HOME": str(home), "REALNESS_TRAINING_BACKBONE": backbone,
                    "REALNESS_TRAINING_SELF_BLENDED_FAKES": blended}
+        if args.floor is not None:
+            run_env["REALNESS_TRAINING_MIN_VIDEO_AUC"] = str(args.floor)
         if backbone == "efficientnet_b0" and not (Path.home() / ".keras" / "models" / "efficientnetb0_notop.h5").is_file():
             run_env["REALNESS_TRAINING_RANDOM_INIT"] = "true"
         run = {"train": run_cli(["train"], run_env, work / f"train-{name}.log")}
@@ -160,17 +168,32 @@ def main() -> None:
         run["model"] = {k: model[k] for k in ("version", "backbone", "backbone_weights", "auc", "video_auc",
                                               "test_videos", "promoted", "reason", "dataset_faces")}
         print(f"{name}: train {run['train']}; {run['model']}", flush=True)
-        if model["promoted"]:
-            run["score"] = run_cli(["score"], run_env, work / f"score-{name}.log")
-            # Source URIs are where the videos were ingested (``base``), which every copy keeps.
-            scored_prefix = (base / "store" / "landing" / "score").as_uri() + "/"
-            run["evaluate"] = run_cli(["evaluate", "--labels", str(work / "videos" / "score" / "labels.csv"),
-                                       "--prefix", scored_prefix], run_env, work / f"evaluate-{name}.log")
-            evaluations = sorted((home / "store" / "reports" / "evaluations").glob("*/evaluation.json"))
-            run["evaluation"] = json.loads(evaluations[-1].read_text()) if evaluations else None
         results["runs"][name] = run
+        if model["promoted"]:
+            # Verdicts are keyed by model version, so every engine after the first scores its own copy.
+            homes = {engine: home if i == 0 else work / f"{name}+{engine}" for i, engine in enumerate(args.engines)}
+            for engine_home in list(homes.values())[1:]:
+                shutil.rmtree(engine_home, ignore_errors=True)
+                shutil.copytree(home, engine_home)
+            for i, (engine, engine_home) in enumerate(homes.items()):
+                scored_run = run if i == 0 else {**run}
+                results["runs"][name if i == 0 else f"{name}+{engine}"] = scored_run
+                engine_env = {**run_env, "REALNESS_HOME": str(engine_home), "REALNESS_SCORING_ENGINE": engine}
+                scored_run.update(score_and_evaluate(work, base, engine_home, engine_env, f"{name}-{engine}"))
         results_file.write_text(json.dumps(results, indent=1, default=str))
     print_table(results)
+
+
+def score_and_evaluate(work: Path, base: Path, home: Path, env: dict[str, str], name: str) -> dict:
+    """``realness score`` on the scoring videos, then ``realness evaluate`` of its verdicts against their labels."""
+    out = {"score": run_cli(["score"], env, work / f"score-{name}.log")}
+    # Source URIs are where the videos were ingested (``base``), which every copy keeps.
+    scored_prefix = (base / "store" / "landing" / "score").as_uri() + "/"
+    out["evaluate"] = run_cli(["evaluate", "--labels", str(work / "videos" / "score" / "labels.csv"),
+                               "--prefix", scored_prefix], env, work / f"evaluate-{name}.log")
+    evaluations = sorted((home / "store" / "reports" / "evaluations").glob("*/evaluation.json"))
+    out["evaluation"] = json.loads(evaluations[-1].read_text()) if evaluations else None
+    return out
 
 
 def kind_aucs(evaluation: dict) -> dict[str, float]:
@@ -187,8 +210,8 @@ def kind_aucs(evaluation: dict) -> dict[str, float]:
 
 
 def print_table(results: dict) -> None:
-    print("\n| backbone (weights) | labelled faces | training time | peak RSS (train) | held-out video AUC, same "
-          "people | video AUC, other people | swap | partial | smoothed | verdicts FAKE/REAL/UNCERTAIN | promoted |")
+    print("\n| backbone (weights) | labelled faces | training time | peak RSS (train) | test-split video AUC (training's own held-out videos) "
+          "| video AUC, scored people | swap | partial | smoothed | verdicts FAKE/REAL/UNCERTAIN | promoted |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for name, run in results["runs"].items():
         model, train, evaluation = run["model"], run["train"], run.get("evaluation")
