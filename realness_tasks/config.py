@@ -21,6 +21,7 @@ from typing import Any
 
 
 BACKBONES = ("efficientnet_lite0", "efficientnet_b0")
+ENGINES = ("fp32", "int8")  # scoring engines; realness_tasks.inference.ENGINE_FILES names each one's file
 
 
 class ConfigurationError(ValueError):
@@ -137,6 +138,9 @@ class TrainingSettings:
     min_video_auc: float = _setting(0.80, "Promotion floor: held-out video-level AUC a model needs to be promoted.")
     min_new_faces: int = _setting(200, "Labelled faces that must arrive before an asset-triggered retrain runs.")
     patience: int = _setting(3, "Early-stopping patience on validation AUC.")
+    int8_engine: bool = _setting(True, "Also export the int8 scoring engine (model-int8.tflite) and measure it on the "
+                                       "test split (about 10 s and 5 MB per model); off: model.tflite only, and "
+                                       "such a model cannot score with REALNESS_SCORING_ENGINE=int8.")
 
     def __post_init__(self) -> None:
         _check_choices(self, "REALNESS_TRAINING_")
@@ -153,6 +157,13 @@ class ScoringSettings:
     min_confident_fakes: int = _setting(2, "The confident-fake rule needs more than this many confidently fake faces "
                                            "(and more than n/2.5); a second person's track needs more faces than this.")
     threads: int = _setting(2, "CPU threads of the TFLite inference engine.")
+    engine: str = _setting("fp32", "Which export of the model scores faces: fp32 (model.tflite, equals Keras within "
+                                   "1e-4) or int8 (model-int8.tflite, full-integer quantised; its measured AUC "
+                                   "is in the model's metrics.json; see REALNESS_TRAINING_INT8_ENGINE).",
+                           choices=ENGINES)
+
+    def __post_init__(self) -> None:
+        _check_choices(self, "REALNESS_SCORING_")
 
 
 @dataclass(frozen=True)
