@@ -79,6 +79,8 @@ class DetectionSettings:
     max_faces_per_frame: int = _setting(2, "Keep at most this many (largest, most confident) faces per frame.")
     batch_size: int = _setting(8, "Frames per MTCNN call (batching roughly halves time per frame).")
     merge_iou: float = _setting(0.4, "IoU above which an MTCNN box and an Azure box are the same face.")
+    networks_dir: str = _setting("", "Cache of MTCNN's networks converted to LiteRT (converted with TensorFlow when "
+                                     "missing); empty: <home>/weights. The Docker image fills /opt/realness/weights.")
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,10 @@ class RealnessConfig:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{Path(self.home, 'realness.db').resolve()}"
+
+    @property
+    def resolved_networks_dir(self) -> Path:
+        return Path(self.detection.networks_dir or Path(self.home, "weights"))
 
     def check_database_placement(self) -> None:
         """Refuse an embedded (SQLite) verdict database beside a remote object store.
