@@ -27,6 +27,7 @@ import importlib.util
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,23 @@ PNET_NMS_PER_SCALE = 0.5  # mtcnn's defaults for the rounds of non-maximum suppr
 PNET_NMS_ACROSS_SCALES = 0.7
 RNET_NMS = 0.7
 ONET_NMS = 0.7
-# Each network, its input's height and width (None: any), and the weight file mtcnn ships for it.
-NETWORKS = {"pnet": (None, "pnet.lz4"), "rnet": (24, "rnet.lz4"), "onet": (48, "onet.lz4")}
+RNET_SIDE, ONET_SIDE = 24, 48  # R-Net and O-Net look at square crops of the candidates, this many px a side
 # The outputs, told apart by their last dimension: box offsets, face/not-face scores, landmarks.
 OFFSETS, SCORES, LANDMARKS = 4, 2, 10
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What converting and running one of the three networks needs to know of it."""
+
+    side: int | None  # the input's height and width; None: any (P-Net, one size per pyramid level)
+    weights: str  # the weight file the mtcnn package ships
+    outputs: frozenset[int]
+
+
+NETWORKS = {"pnet": NetworkSpec(None, "pnet.lz4", frozenset({OFFSETS, SCORES})),
+            "rnet": NetworkSpec(RNET_SIDE, "rnet.lz4", frozenset({OFFSETS, SCORES})),
+            "onet": NetworkSpec(ONET_SIDE, "onet.lz4", frozenset({OFFSETS, SCORES, LANDMARKS}))}
 
 
 def pyramid_scales(min_side: int, min_face_size: int, factor: float = PYRAMID_FACTOR) -> list[float]:
@@ -75,7 +89,7 @@ def source_weights_dir() -> Path:
         raise FileNotFoundError("MTCNN weights: the package mtcnn is not installed (pip install mtcnn==1.0.0, "
                                 "as requirements.txt pins)")
     directory = Path(spec.origin).parent / "assets" / "weights"
-    missing = [name for _, name in NETWORKS.values() if not (directory / name).is_file()]
+    missing = [spec.weights for spec in NETWORKS.values() if not (directory / spec.weights).is_file()]
     if missing:
         raise FileNotFoundError(f"MTCNN weights: {', '.join(missing)} missing from {directory}")
     return directory
@@ -84,9 +98,9 @@ def source_weights_dir() -> Path:
 def weights_sha256(directory: Path) -> str:
     """One sha256 over the three weight files (name and content), which names the converted files."""
     digest = hashlib.sha256()
-    for _, name in NETWORKS.values():
-        digest.update(name.encode())
-        digest.update((directory / name).read_bytes())
+    for spec in NETWORKS.values():
+        digest.update(spec.weights.encode())
+        digest.update((directory / spec.weights).read_bytes())
     return digest.hexdigest()
 
 
@@ -106,12 +120,12 @@ def converted_networks(cache_dir: Path) -> dict[str, Path]:
         cache_dir.mkdir(parents=True, exist_ok=True)
         for name in missing:
             partial = paths[name].with_name(f".{paths[name].name}.{os.getpid()}.partial")
-            partial.write_bytes(_convert(name))
+            partial.write_bytes(_convert(name, source))
             os.replace(partial, paths[name])
     return paths
 
 
-def _convert(name: str) -> bytes:
+def _convert(name: str, source: Path) -> bytes:
     """One network as an fp32 ``.tflite`` flatbuffer, any batch size (and any height/width for P-Net).
 
     Through a SavedModel, as ``inference.export_tflite`` does and for the same reason: converting a
@@ -121,9 +135,10 @@ def _convert(name: str) -> bytes:
     import tensorflow as tf
     from mtcnn.stages import StageONet, StagePNet, StageRNet
 
-    model = {"pnet": StagePNet, "rnet": StageRNet, "onet": StageONet}[name]().model
-    side = NETWORKS[name][0]
-    spec = tf.TensorSpec([None, side, side, 3], tf.float32, name="images")
+    network = NETWORKS[name]
+    stage = {"pnet": StagePNet, "rnet": StageRNet, "onet": StageONet}[name]
+    model = stage(weights=str(source / network.weights)).model  # the hashed file, not one named alike in the cwd
+    spec = tf.TensorSpec([None, network.side, network.side, 3], tf.float32, name="images")
     with tempfile.TemporaryDirectory(prefix="realness-mtcnn-") as saved_model_dir:
         archive = keras.export.ExportArchive()
         archive.track(model)
@@ -140,8 +155,9 @@ class LiteNetwork:
     resized when the batch size changes.
     """
 
-    def __init__(self, path: Path, threads: int):
+    def __init__(self, path: Path, outputs: frozenset[int], threads: int):
         self.path = path
+        self.outputs = outputs
         self.threads = threads
         self._interpreters: dict[tuple[int, ...], tuple[Any, tuple[int, ...]]] = {}
 
@@ -160,7 +176,11 @@ class LiteNetwork:
             self._interpreters[batch.shape[1:]] = (interpreter, batch.shape)
         interpreter.set_tensor(index, batch)
         interpreter.invoke()
-        return {int(d["shape"][-1]): interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()}
+        found = {int(d["shape"][-1]): interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()}
+        if set(found) != self.outputs:
+            raise ValueError(f"{self.path}: outputs of sizes {sorted(found)}, expected {sorted(self.outputs)}; "
+                             f"delete the file to have it converted again")
+        return found
 
 
 # ---------------------------------------------------------------- the three stages
@@ -170,7 +190,8 @@ class LiteMtcnn:
 
     def __init__(self, networks: dict[str, Path], settings: DetectionSettings, threads: int):
         self.settings = settings
-        self.pnet, self.rnet, self.onet = (LiteNetwork(networks[name], threads) for name in NETWORKS)
+        self.pnet, self.rnet, self.onet = (LiteNetwork(networks[name], spec.outputs, threads)
+                                           for name, spec in NETWORKS.items())
 
     def detect(self, images: np.ndarray) -> np.ndarray:
         """Faces in ``[n, h, w, 3]`` RGB images, one row each: image index, x1, y1, x2, y2, confidence,
@@ -196,7 +217,7 @@ class LiteMtcnn:
 
     def refine(self, normalized: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """R-Net's scores and box offsets on 24 px crops of the candidates (mtcnn's StageRNet)."""
-        outputs = self.rnet(crop_and_resize(normalized, rows, NETWORKS["rnet"][0]))
+        outputs = self.rnet(crop_and_resize(normalized, rows, RNET_SIDE))
         rows[:, 5] = outputs[SCORES][:, 1]
         rows = adjust_boxes(rows, outputs[OFFSETS])
         rows = rows[rows[:, 5] > self.settings.threshold_rnet]
@@ -204,7 +225,7 @@ class LiteMtcnn:
 
     def output(self, normalized: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """O-Net's scores, box offsets and landmarks on 48 px crops (mtcnn's StageONet)."""
-        outputs = self.onet(crop_and_resize(normalized, rows, NETWORKS["onet"][0]))
+        outputs = self.onet(crop_and_resize(normalized, rows, ONET_SIDE))
         landmarks = outputs[LANDMARKS].copy()
         w = rows[:, 3:4] - rows[:, 1:2] + 1
         h = rows[:, 4:5] - rows[:, 2:3] + 1

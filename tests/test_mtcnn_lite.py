@@ -154,6 +154,12 @@ def test_other_weights_get_other_files(tmp_path):
     assert mtcnn_lite.weights_sha256(tmp_path) != before
 
 
+def test_a_cached_file_of_another_network_is_refused(networks):
+    wrong = mtcnn_lite.LiteNetwork(networks["rnet"], mtcnn_lite.NETWORKS["onet"].outputs, threads=1)
+    with pytest.raises(ValueError, match="delete the file to have it converted again"):
+        wrong(np.zeros((1, 24, 24, 3), np.float32))
+
+
 def test_missing_mtcnn_package_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(mtcnn_lite.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="mtcnn is not installed"):
