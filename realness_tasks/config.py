@@ -186,14 +186,14 @@ class RealnessConfig:
     verdicts_prefix: str = _setting("verdicts/", "Verdicts exported as Parquet, partitioned by date.")
     reports_prefix: str = _setting("reports/", "Run summaries; per-video HTML reports under videos/.")
     videos_per_task: int = _setting(0, "Videos per mapped ingest task; 0 chooses batches from the listed sizes "
-                                       "(see megabytes_per_task). Each task pays ~4 s of start-up (TensorFlow, "
-                                       "MTCNN, Great Expectations) that a batch shares.")
+                                       "(see megabytes_per_task). Each task's start-up (Airflow's, ~0.3 s of imports "
+                                       "and MTCNN, ~2 s of Great Expectations in validation) is shared by a batch.")
     megabytes_per_task: int = _setting(48, "Automatic batching: about this much video per mapped ingest task (small "
                                            "clips are grouped, a large video gets a task of its own).")
     min_tasks_per_run: int = _setting(2, "Automatic batching: at least this many mapped ingest tasks when there are "
                                          "as many videos, so that parallel task slots all get work.")
     max_tasks_per_run: int = _setting(64, "Most mapped ingest tasks per run (Airflow's max_map_length also applies).")
-    heavy_pool: str = _setting("default_pool", "Airflow pool of the TensorFlow-heavy tasks (detection, training, scoring).")
+    heavy_pool: str = _setting("default_pool", "Airflow pool of the compute-heavy tasks (detection, training, scoring).")
     detection_queue: str = _setting("default", "Celery queue of the detection and scoring tasks.")
     training_queue: str = _setting("default", "Celery queue of the training task.")
     ingest_schedule: str = _setting("0 1 * * *", "Cron schedule of realness_ingest.")
