@@ -80,6 +80,8 @@ class DetectionSettings:
     max_faces_per_frame: int = _setting(2, "Keep at most this many (largest, most confident) faces per frame.")
     batch_size: int = _setting(8, "Frames per MTCNN call (batching roughly halves time per frame).")
     merge_iou: float = _setting(0.4, "IoU above which an MTCNN box and an Azure box are the same face.")
+    networks_dir: str = _setting("", "Cache of MTCNN's networks converted to LiteRT (converted with TensorFlow when "
+                                     "missing); empty: <home>/weights. The Docker image fills /opt/realness/weights.")
 
 
 @dataclass(frozen=True)
@@ -195,14 +197,14 @@ class RealnessConfig:
     verdicts_prefix: str = _setting("verdicts/", "Verdicts exported as Parquet, partitioned by date.")
     reports_prefix: str = _setting("reports/", "Run summaries; per-video HTML reports under videos/.")
     videos_per_task: int = _setting(0, "Videos per mapped ingest task; 0 chooses batches from the listed sizes "
-                                       "(see megabytes_per_task). Each task pays ~4 s of start-up (TensorFlow, "
-                                       "MTCNN, Great Expectations) that a batch shares.")
+                                       "(see megabytes_per_task). Each task's start-up (Airflow's, ~0.3 s of imports "
+                                       "and MTCNN, ~2 s of Great Expectations in validation) is shared by a batch.")
     megabytes_per_task: int = _setting(48, "Automatic batching: about this much video per mapped ingest task (small "
                                            "clips are grouped, a large video gets a task of its own).")
     min_tasks_per_run: int = _setting(2, "Automatic batching: at least this many mapped ingest tasks when there are "
                                          "as many videos, so that parallel task slots all get work.")
     max_tasks_per_run: int = _setting(64, "Most mapped ingest tasks per run (Airflow's max_map_length also applies).")
-    heavy_pool: str = _setting("default_pool", "Airflow pool of the TensorFlow-heavy tasks (detection, training, scoring).")
+    heavy_pool: str = _setting("default_pool", "Airflow pool of the compute-heavy tasks (detection, training, scoring).")
     detection_queue: str = _setting("default", "Celery queue of the detection and scoring tasks.")
     training_queue: str = _setting("default", "Celery queue of the training task.")
     ingest_schedule: str = _setting("0 1 * * *", "Cron schedule of realness_ingest.")
@@ -228,6 +230,10 @@ class RealnessConfig:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{Path(self.home, 'realness.db').resolve()}"
+
+    @property
+    def resolved_networks_dir(self) -> Path:
+        return Path(self.detection.networks_dir or Path(self.home, "weights"))
 
     def check_database_placement(self) -> None:
         """Refuse an embedded (SQLite) verdict database beside a remote object store.

@@ -21,7 +21,7 @@ from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.storage import ObjectStore, open_store
 from tests.airflow_stack import FINAL_RUN_STATES, AirflowStack, airflow_stack
-from tests.conftest import fresh_database
+from tests.conftest import MTCNN_NETWORKS_DIR, fresh_database
 from tests.landing import Landing, populate
 
 pytestmark = pytest.mark.slow
@@ -42,7 +42,7 @@ def verdict_database(postgres_server_url):
 def realness_settings(tmp_path: Path, verdict_database: str, **extra: str) -> dict[str, str]:
     """The tasks' configuration, as environment variables the way a deployment sets it."""
     return {"REALNESS_HOME": str(tmp_path / "realness-home"), "REALNESS_DATABASE_URL": verdict_database,
-            "REALNESS_SAMPLING_EVERY_SECONDS": "0.5", **extra}
+            "REALNESS_SAMPLING_EVERY_SECONDS": "0.5", "REALNESS_DETECTION_NETWORKS_DIR": MTCNN_NETWORKS_DIR, **extra}
 
 
 def land_videos(settings: dict[str, str], workdir: Path, *, with_bad_input: bool) -> tuple[ObjectStore, Landing]:
