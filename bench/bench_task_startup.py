@@ -3,13 +3,20 @@
 An Airflow 3 task runs in a process forked for it alone (LocalExecutor and Celery alike), so every
 ``extract_faces`` task pays its imports and MTCNN's set-up before its first frame, and every
 ``validate_shards`` task pays Great Expectations' import before its first shard. This times those
-parts in the order a task meets them, in ``--repeats`` fresh processes (median shown):
+parts in the order a task meets them, in ``--repeats`` fresh processes (median shown), for MTCNN
+on LiteRT (what tasks run) beside MTCNN on TensorFlow (what they ran before,
+``tests/mtcnn_reference.py``):
 
 - imports of the ingest modules (``realness_tasks.ingest``, ``faces``: OpenCV, pyarrow, SQLAlchemy);
-- ``import tensorflow`` (pulled in by MTCNN) and building MTCNN's three networks from their weights;
-- MTCNN's first call on a batch of 8 frames, less a warm call on the same batch (the one-off part);
-- ``import great_expectations``;
-- validating the first shard, less validating a second one (the one-off part), and a warm shard.
+- importing the engine: ``ai_edge_litert.interpreter`` or ``tensorflow``;
+- loading MTCNN's networks: LiteRT finds its converted files (hashing the weights that name them);
+  TensorFlow builds the three Keras networks from their weights;
+- MTCNN's first call on a batch of 8 720p frames, less a warm call on the same batch (the one-off
+  part: interpreters per pyramid level, XNNPACK set-up, TF's tracing);
+- ``import great_expectations``, and validating the first shard less a second one, and a warm shard.
+
+Once per deployment, not per task, the networks are converted to LiteRT (the Docker image does it
+at build); that conversion is timed too, in its own process, into a fresh directory.
 
 It does not include Airflow's own per-task start (fork, DAG parse, API calls): ``bench_scan.py``
 measures a whole task through Airflow.
@@ -25,65 +32,109 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
-import json, time
+import json, sys, time
+engine = sys.argv[1]
 clock = [time.monotonic()]
 parts = {}
 def lap(name):
     now = time.monotonic(); parts[name] = now - clock[0]; clock[0] = now
 import realness_tasks.ingest, realness_tasks.faces; lap("import ingest modules")
-import tensorflow; lap("import tensorflow")
+if engine == "litert":
+    import ai_edge_litert.interpreter
+else:
+    import tensorflow
+lap("import the engine")
 import cv2
+import numpy as np
 from realness_tasks import samples
 from realness_tasks.config import DetectionSettings
 from realness_tasks.faces import MtcnnDetector
 frames = [cv2.resize(samples.sample_photos()[2].image, (1280, 720))] * 8
 clock[0] = time.monotonic()
-detector = MtcnnDetector(DetectionSettings()); detector._networks(); lap("build MTCNN networks")
-detector.detect(frames); first = time.monotonic() - clock[0]
-clock[0] = time.monotonic(); detector.detect(frames); lap("MTCNN warm call (8 frames)")
+if engine == "litert":
+    detector = MtcnnDetector(DetectionSettings()); detector.load(); lap("load MTCNN networks")
+    detect = detector.detect
+else:
+    from tests.mtcnn_reference import TensorFlowMtcnn
+    tf_mtcnn = TensorFlowMtcnn(DetectionSettings()); lap("load MTCNN networks")
+    def detect(batch):  # as MtcnnDetector did: downscale to 640, RGB, then the three stages
+        return tf_mtcnn.detect(np.stack([cv2.cvtColor(cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA),
+                                                      cv2.COLOR_BGR2RGB) for f in batch]))
+detect(frames); first = time.monotonic() - clock[0]
+clock[0] = time.monotonic(); detect(frames); lap("MTCNN warm call (8 frames)")
 parts["MTCNN first-call extra"] = first - parts["MTCNN warm call (8 frames)"]
-clock[0] = time.monotonic(); import great_expectations; lap("import great_expectations")
-from realness_tasks.shards import rows_to_table
-from realness_tasks.validation import validate_shard
-from tests.factories import valid_rows
-table = rows_to_table(valid_rows(224))
-clock[0] = time.monotonic(); validate_shard(table, 224); first = time.monotonic() - clock[0]
-clock[0] = time.monotonic(); validate_shard(table, 224); lap("validate a shard, warm")
-parts["validation first-shard extra"] = first - parts["validate a shard, warm"]
+parts["tensorflow imported"] = "tensorflow" in sys.modules
+if engine == "litert":
+    clock[0] = time.monotonic(); import great_expectations; lap("import great_expectations")
+    from realness_tasks.shards import rows_to_table
+    from realness_tasks.validation import validate_shard
+    from tests.factories import valid_rows
+    table = rows_to_table(valid_rows(224))
+    clock[0] = time.monotonic(); validate_shard(table, 224); first = time.monotonic() - clock[0]
+    clock[0] = time.monotonic(); validate_shard(table, 224); lap("validate a shard, warm")
+    parts["validation first-shard extra"] = first - parts["validate a shard, warm"]
 print(json.dumps(parts))
 """
 
-ONE_OFF = ["import ingest modules", "import tensorflow", "build MTCNN networks", "MTCNN first-call extra",
-           "import great_expectations", "validation first-shard extra"]
+EXTRACT_ONE_OFF = ["import ingest modules", "import the engine", "load MTCNN networks", "MTCNN first-call extra"]
+VALIDATE_ONE_OFF = ["import great_expectations", "validation first-shard extra"]
 
 
-def measure_once() -> dict[str, float]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=ROOT, capture_output=True, text=True,
+def measure_once(engine: str, networks_dir: Path) -> dict[str, float]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT),
+           "REALNESS_DETECTION_NETWORKS_DIR": str(networks_dir)}
+    done = subprocess.run([sys.executable, "-c", CHILD, engine], env=env, cwd=ROOT, capture_output=True, text=True,
                           check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def convert(networks_dir: Path) -> float:
+    """Seconds to convert the networks into an empty directory (a fresh process: TensorFlow's import included)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "realness_tasks.mtcnn_lite", str(networks_dir)], env=env, cwd=ROOT,
+                   capture_output=True, check=True)
+    return time.monotonic() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    runs = [measure_once() for _ in range(args.repeats)]
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        networks_dir = Path(tmp)
+        conversion_s = convert(networks_dir)
+        runs = {engine: [measure_once(engine, networks_dir) for _ in range(args.repeats)]
+                for engine in ("litert", "tensorflow")}
+
+    def median(engine: str, part: str) -> float:
+        return statistics.median(r[part] for r in runs[engine])
+
     print(f"# fixed cost of an ingest task, median of {args.repeats} fresh processes, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f} at the end")
-    print("| part | seconds | paid |")
-    print("|---|---|---|")
-    for part in runs[0]:
-        paid = "once per task" if part in ONE_OFF else "per frame batch / per shard"
-        print(f"| {part} | {statistics.median(r[part] for r in runs):.2f} | {paid} |")
-    fixed_extract = sum(statistics.median(r[p] for r in runs) for p in ONE_OFF[:4])
-    fixed_validate = sum(statistics.median(r[p] for r in runs) for p in ONE_OFF[4:])
-    print(f"\nextract_faces one-off: {fixed_extract:.2f} s; validate_shards one-off: {fixed_validate:.2f} s")
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print("| part | MTCNN on LiteRT, s | MTCNN on TensorFlow (before), s | paid |")
+    print("|---|---|---|---|")
+    for part in EXTRACT_ONE_OFF + ["MTCNN warm call (8 frames)"]:
+        paid = "once per `extract_faces` task" if part in EXTRACT_ONE_OFF else "per batch of 8 frames"
+        print(f"| {part} | {median('litert', part):.3f} | {median('tensorflow', part):.3f} | {paid} |")
+    for part in VALIDATE_ONE_OFF + ["validate a shard, warm"]:
+        paid = "once per `validate_shards` task" if part in VALIDATE_ONE_OFF else "per shard"
+        print(f"| {part} | {median('litert', part):.3f} | (same) | {paid} |")
+    extract = {engine: sum(median(engine, p) for p in EXTRACT_ONE_OFF) for engine in runs}
+    validate = sum(median("litert", p) for p in VALIDATE_ONE_OFF)
+    tensorflow_loaded = any(r["tensorflow imported"] for r in runs["litert"])
+    print(f"\nextract_faces one-off: {extract['litert']:.2f} s on LiteRT ({extract['tensorflow']:.2f} s on TensorFlow); "
+          f"validate_shards one-off: {validate:.2f} s")
+    print(f"TensorFlow imported by the LiteRT task: {tensorflow_loaded}")
+    print(f"converting the networks to LiteRT (once per deployment, TensorFlow's import included): {conversion_s:.1f} s")
 
 
 if __name__ == "__main__":

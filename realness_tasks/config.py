@@ -21,6 +21,7 @@ from typing import Any
 
 
 BACKBONES = ("efficientnet_lite0", "efficientnet_b0")
+ENGINES = ("fp32", "int8")  # scoring engines; realness_tasks.inference.ENGINE_FILES names each one's file
 
 
 class ConfigurationError(ValueError):
@@ -79,6 +80,8 @@ class DetectionSettings:
     max_faces_per_frame: int = _setting(2, "Keep at most this many (largest, most confident) faces per frame.")
     batch_size: int = _setting(8, "Frames per MTCNN call (batching roughly halves time per frame).")
     merge_iou: float = _setting(0.4, "IoU above which an MTCNN box and an Azure box are the same face.")
+    networks_dir: str = _setting("", "Cache of MTCNN's networks converted to LiteRT (converted with TensorFlow when "
+                                     "missing); empty: <home>/weights. The Docker image fills /opt/realness/weights.")
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,9 @@ class TrainingSettings:
     min_video_auc: float = _setting(0.80, "Promotion floor: held-out video-level AUC a model needs to be promoted.")
     min_new_faces: int = _setting(200, "Labelled faces that must arrive before an asset-triggered retrain runs.")
     patience: int = _setting(3, "Early-stopping patience on validation AUC.")
+    int8_engine: bool = _setting(True, "Also export the int8 scoring engine (model-int8.tflite) and measure it on the "
+                                       "test split (about 10 s and 5 MB per model); off: model.tflite only, and "
+                                       "such a model cannot score with REALNESS_SCORING_ENGINE=int8.")
 
     def __post_init__(self) -> None:
         _check_choices(self, "REALNESS_TRAINING_")
@@ -153,6 +159,13 @@ class ScoringSettings:
     min_confident_fakes: int = _setting(2, "The confident-fake rule needs more than this many confidently fake faces "
                                            "(and more than n/2.5); a second person's track needs more faces than this.")
     threads: int = _setting(2, "CPU threads of the TFLite inference engine.")
+    engine: str = _setting("fp32", "Which export of the model scores faces: fp32 (model.tflite, equals Keras within "
+                                   "1e-4) or int8 (model-int8.tflite, full-integer quantised; its measured AUC "
+                                   "is in the model's metrics.json; see REALNESS_TRAINING_INT8_ENGINE).",
+                           choices=ENGINES)
+
+    def __post_init__(self) -> None:
+        _check_choices(self, "REALNESS_SCORING_")
 
 
 @dataclass(frozen=True)
@@ -184,14 +197,14 @@ class RealnessConfig:
     verdicts_prefix: str = _setting("verdicts/", "Verdicts exported as Parquet, partitioned by date.")
     reports_prefix: str = _setting("reports/", "Run summaries; per-video HTML reports under videos/.")
     videos_per_task: int = _setting(0, "Videos per mapped ingest task; 0 chooses batches from the listed sizes "
-                                       "(see megabytes_per_task). Each task pays ~4 s of start-up (TensorFlow, "
-                                       "MTCNN, Great Expectations) that a batch shares.")
+                                       "(see megabytes_per_task). Each task's start-up (Airflow's, ~0.3 s of imports "
+                                       "and MTCNN, ~2 s of Great Expectations in validation) is shared by a batch.")
     megabytes_per_task: int = _setting(48, "Automatic batching: about this much video per mapped ingest task (small "
                                            "clips are grouped, a large video gets a task of its own).")
     min_tasks_per_run: int = _setting(2, "Automatic batching: at least this many mapped ingest tasks when there are "
                                          "as many videos, so that parallel task slots all get work.")
     max_tasks_per_run: int = _setting(64, "Most mapped ingest tasks per run (Airflow's max_map_length also applies).")
-    heavy_pool: str = _setting("default_pool", "Airflow pool of the TensorFlow-heavy tasks (detection, training, scoring).")
+    heavy_pool: str = _setting("default_pool", "Airflow pool of the compute-heavy tasks (detection, training, scoring).")
     detection_queue: str = _setting("default", "Celery queue of the detection and scoring tasks.")
     training_queue: str = _setting("default", "Celery queue of the training task.")
     ingest_schedule: str = _setting("0 1 * * *", "Cron schedule of realness_ingest.")
@@ -217,6 +230,10 @@ class RealnessConfig:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{Path(self.home, 'realness.db').resolve()}"
+
+    @property
+    def resolved_networks_dir(self) -> Path:
+        return Path(self.detection.networks_dir or Path(self.home, "weights"))
 
     def check_database_placement(self) -> None:
         """Refuse an embedded (SQLite) verdict database beside a remote object store.

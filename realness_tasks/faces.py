@@ -1,77 +1,54 @@
-"""Finding faces in frames (MTCNN, optionally merged with Azure Face) and cutting the crops.
+"""Finding faces in frames (MTCNN on LiteRT, optionally merged with Azure Face) and cutting the crops.
 
 ``crop_face`` is THE crop convention: training reads crops made by it and scoring makes its crops
 with it, so a change here changes what the model sees. ``docs/detection.md`` explains the merge
-rule, the MTCNN pyramid fix and the measured cost per frame.
+rule, the MTCNN pyramid fix, why MTCNN runs on LiteRT and the measured cost per frame.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
-from realness_tasks.config import CropSettings, DetectionSettings
+from realness_tasks.config import CropSettings, DetectionSettings, RealnessConfig
 from realness_tasks.detection import Box, Detection, FaceDetector, FrameFaces, encode_jpeg  # noqa: F401 - re-exported
-
-if TYPE_CHECKING:
-    from realness_tasks.config import RealnessConfig
+from realness_tasks.mtcnn_lite import LiteMtcnn, converted_networks
 
 log = logging.getLogger(__name__)
 
-PNET_WINDOW = 12  # P-Net looks at 12x12 windows: a pyramid level smaller than this has no output
-PYRAMID_FACTOR = 0.709  # MTCNN's scale step between pyramid levels (area halves every two levels)
-PNET_NMS_PER_SCALE = 0.5  # mtcnn's defaults for P-Net's two rounds of non-maximum suppression
-PNET_NMS_ACROSS_SCALES = 0.7
-
-
-def pyramid_scales(min_side: int, min_face_size: int, factor: float = PYRAMID_FACTOR) -> list[float]:
-    """MTCNN's image-pyramid scales for an image whose short side is ``min_side``.
-
-    mtcnn 1.0.0 counts pyramid levels from the image size alone, ignoring that ``min_face_size``
-    shrinks the first level: above ~20 px the last levels fall under P-Net's 12 px window, the
-    convolution fails, and ``MTCNN.detect_faces`` swallows the error and reports no face for the
-    whole batch. This pyramid stops at the last level that is still at least 12 px.
-    """
-    scales: list[float] = []
-    scale = PNET_WINDOW / min_face_size
-    while min_side * scale >= PNET_WINDOW:
-        scales.append(scale)
-        scale *= factor
-    return scales
-
 
 class MtcnnDetector(FaceDetector):
-    """MTCNN (weights from the ``mtcnn`` package) on frames downscaled to ``detect_max_side``.
+    """MTCNN (weights from the ``mtcnn`` package, run on LiteRT) on frames downscaled to ``detect_max_side``.
 
-    The three stages are driven here instead of through ``MTCNN.detect_faces``, which maps every
-    TensorFlow error to "no faces"; here a batch with no candidates stops early and any other error
-    is raised.
+    The three stages are driven by ``mtcnn_lite`` instead of ``MTCNN.detect_faces``, which maps
+    every error to "no faces" and needs TensorFlow; here a batch with no candidates stops early and
+    any other error is raised. ``networks_dir`` caches the networks converted to ``.tflite``; by
+    default, the configured one (``REALNESS_DETECTION_NETWORKS_DIR``, else ``<home>/weights``).
     """
 
     name = "mtcnn"
 
-    def __init__(self, settings: DetectionSettings):
+    def __init__(self, settings: DetectionSettings, networks_dir: Path | None = None):
         self.settings = settings
-        self._stages: tuple[Any, Any, Any] | None = None
+        self.networks_dir = networks_dir if networks_dir is not None else RealnessConfig.from_env().resolved_networks_dir
+        self._mtcnn: LiteMtcnn | None = None
         self._counts: Counter[str] = Counter()
 
     def load(self) -> None:
         self._networks()
 
-    def _networks(self) -> tuple[Any, Any, Any]:
-        if self._stages is None:
-            from mtcnn.stages import StageONet, StagePNet, StageRNet
-
-            self._stages = (StagePNet(), StageRNet(), StageONet())
-        return self._stages
+    def _networks(self) -> LiteMtcnn:
+        if self._mtcnn is None:
+            self._mtcnn = LiteMtcnn(converted_networks(self.networks_dir), self.settings, threads=os.cpu_count() or 1)
+        return self._mtcnn
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[FrameFaces]:
         results: list[FrameFaces] = [FrameFaces([]) for _ in frames]
@@ -105,23 +82,14 @@ class MtcnnDetector(FaceDetector):
 
     def _detect_batch(self, images: np.ndarray) -> list[list[Detection]]:
         """Faces in a stack of same-sized RGB images, in those images' pixels."""
-        from mtcnn.utils.images import normalize_images
-
-        pnet, rnet, onet = self._networks()
-        s = self.settings
-        normalized = normalize_images(images.astype(np.float32))
-        rows = self._propose(pnet.model, normalized)
-        if len(rows):
-            rows = rnet(images_normalized=normalized, bboxes_batch=rows, threshold_rnet=s.threshold_rnet)
-        if len(rows):
-            rows = onet(images_normalized=normalized, bboxes_batch=rows, threshold_onet=s.threshold_onet)
+        rows = self._networks().detect(images)
         self._counts["batches"] += 1
         height, width = images.shape[1:3]
         found: list[list[Detection]] = [[] for _ in range(len(images))]
-        # An O-Net row: image index, x1, y1, x2, y2, confidence, five landmark x's, five landmark y's.
+        # A row: image index, x1, y1, x2, y2, confidence, five landmark x's, five landmark y's.
         for row in rows:
             confidence = float(row[5])
-            if confidence < s.min_confidence:
+            if confidence < self.settings.min_confidence:
                 self._counts["low_confidence"] += 1
                 continue
             x1, y1 = max(0.0, float(row[1])), max(0.0, float(row[2]))
@@ -131,23 +99,6 @@ class MtcnnDetector(FaceDetector):
             landmarks = tuple(float(v) for pair in zip(row[6:11], row[11:16]) for v in pair)
             found[int(row[0])].append(Detection((x1, y1, x2 - x1, y2 - y1), confidence, landmarks, self.name))
         return found
-
-    def _propose(self, pnet_model: Any, normalized: np.ndarray) -> np.ndarray:
-        """P-Net candidate boxes over our floored pyramid (mtcnn's StagePNet steps, other scales)."""
-        from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, smart_nms_from_bboxes, upscale_bboxes
-        from mtcnn.utils.images import scale_images
-
-        batch = normalized.shape[0]
-        per_scale = []
-        for scale in pyramid_scales(min(normalized.shape[1:3]), self.settings.min_face_size):
-            regression, scores = pnet_model(scale_images(normalized, scale))
-            boxes = generate_bounding_box(regression, scores, self.settings.threshold_pnet)
-            boxes = upscale_bboxes(boxes, np.full(batch, scale))
-            per_scale.append(smart_nms_from_bboxes(boxes, threshold=PNET_NMS_PER_SCALE, initial_sort=False))
-        if not per_scale:  # the image is smaller than min_face_size
-            return np.empty((0, 6))
-        boxes = smart_nms_from_bboxes(np.concatenate(per_scale), threshold=PNET_NMS_ACROSS_SCALES, initial_sort=True)
-        return resize_to_square(boxes)
 
 
 def _rescale(detection: Detection, sx: float, sy: float) -> Detection:
@@ -286,7 +237,7 @@ def crop_face(image: np.ndarray, box: Box, settings: CropSettings) -> np.ndarray
 
 def build_detector(cfg: RealnessConfig) -> FaceDetector:
     """MTCNN alone, or MTCNN merged with Azure Face when an endpoint and key are configured."""
-    mtcnn = MtcnnDetector(cfg.detection)
+    mtcnn = MtcnnDetector(cfg.detection, cfg.resolved_networks_dir)
     if not cfg.azure.enabled:
         log.info("Azure Face not configured; detecting with MTCNN only")
         return mtcnn

@@ -1,7 +1,7 @@
 """The model registry: versioned model folders in the object store and the champion pointer.
 
 Every trained model gets a folder ``<models_prefix><version>/`` holding the model, its TFLite
-export, metrics, dataset manifest, training configuration and plots. ``<models_prefix>champion.json``
+exports (one file per scoring engine, named in the record), metrics, dataset manifest, training configuration and plots. ``<models_prefix>champion.json``
 names the model that scoring uses; it is replaced with one PUT, so readers see the old champion
 or the new one, never a mix. The store is the source of truth; the ``model_versions`` table
 mirrors it for queries and dashboards, and :func:`champion` repairs the mirror if a crash left
@@ -23,13 +23,17 @@ import sqlalchemy as sa
 
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
+from realness_tasks.inference import ENGINE_FILES
 from realness_tasks.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
 POINTER_NAME = "champion.json"
-ARTEFACTS = ("model.keras", "model.tflite", "metrics.json", "manifest.json", "training_config.json",
+# Every version's files besides its engine files, which its record names (ModelRecord.files).
+ARTEFACTS = ("model.keras", "metrics.json", "manifest.json", "training_config.json",
              "roc.png", "confusion_matrix.png", "training_curves.png")
+# What a version registered before int8 exports has: model.tflite alone.
+FP32_ONLY = {"fp32": ENGINE_FILES["fp32"]}
 # Two AUCs (or F1s) closer than this are a tie: float noise must not decide a promotion.
 TIE_TOLERANCE = 1e-9
 
@@ -44,6 +48,7 @@ class ModelVersion:
     threshold: float      # fake probability at or above which a face is called FAKE
     metrics: dict
     promoted: bool
+    engines: dict[str, str] = field(default_factory=lambda: dict(FP32_ONLY))  # engine -> file in the folder
 
 
 @dataclass(frozen=True)
@@ -63,9 +68,15 @@ class ModelRecord:
     promoted_at: datetime | None = None
     backbone: str | None = None           # efficientnet_lite0 | efficientnet_b0 (None: registered before it was kept)
     backbone_weights: str | None = None   # "imagenet:<file> sha256:<hex>" or "random"
+    engines: dict[str, str] | None = None  # scoring engine -> its file in the folder (None: registered before int8)
 
     def model_version(self, promoted: bool) -> ModelVersion:
-        return ModelVersion(self.version, self.uri, self.image_size, self.threshold, self.metrics, promoted)
+        return ModelVersion(self.version, self.uri, self.image_size, self.threshold, self.metrics, promoted,
+                            dict(self.engines or FP32_ONLY))
+
+    def files(self) -> tuple[str, ...]:
+        """The files of the version folder: the common artefacts and each engine's file."""
+        return (*ARTEFACTS, *(self.engines or FP32_ONLY).values())
 
     def to_json(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -208,10 +219,10 @@ def register(cfg: RealnessConfig, store: ObjectStore, db: Database, record: Mode
     Returns the registered version and the reason recorded for (not) promoting it.
     """
     prefix = version_prefix(cfg, record.version)
-    missing = [name for name in ARTEFACTS if not (local_dir / name).is_file()]
+    missing = [name for name in record.files() if not (local_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"version {record.version} lacks {missing} in {local_dir}")
-    for name in ARTEFACTS:
+    for name in record.files():
         store.upload(local_dir / name, prefix + name)
     if decision.promote:
         current = read_pointer(cfg, store)

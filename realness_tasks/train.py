@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 THRESHOLD_RULE = "youden_j_on_validation"
-AGREEMENT_SAMPLE = 16  # test faces on which the TFLite export must match Keras
+AGREEMENT_SAMPLE = 16  # test faces on which the fp32 TFLite export must match Keras
+CALIBRATION_FACES = 128  # training faces whose activation ranges the int8 export is quantised to
 
 
 class ChampionUnavailable(RuntimeError):
@@ -382,18 +383,61 @@ def evaluate(model: keras.Model, data: ds.LabelledDataset, image_size: int, scor
     return Evaluation(threshold, validation, test, test_scores)
 
 
-def write_version_folder(directory: Path, model: keras.Model, data: ds.LabelledDataset, evaluation: Evaluation,
-                         files: dict[str, dict], history: dict[str, list], scoring: ScoringSettings) -> None:
-    """Every artefact of a version, written locally; the TFLite export must reproduce Keras' outputs."""
-    from realness_tasks.inference import check_agreement, export_tflite
+def calibration_faces(train: ds.FaceSet, image_size: int, seed: int, count: int = CALIBRATION_FACES) -> np.ndarray:
+    """Up to ``count`` training faces, drawn with ``seed``, decoded as the model sees them: the int8 ranges' source."""
+    chosen = np.sort(np.random.default_rng(seed).choice(len(train), min(count, len(train)), replace=False))
+    return decode_crops([train.jpegs[i] for i in chosen], image_size).numpy()
 
+
+def engine_measurement(test: ds.FaceSet, keras_scores: np.ndarray, engine_scores: np.ndarray, threshold: float,
+                       scoring: ScoringSettings) -> dict[str, Any]:
+    """How far an engine's probabilities on the held-out faces are from Keras', and what that does to both AUCs."""
+    return {"faces_compared": len(engine_scores),
+            "max_abs_difference": float(np.max(np.abs(keras_scores - engine_scores))) if len(engine_scores) else 0.0,
+            "face_auc": roc_auc(test.labels, engine_scores),
+            "video_auc": video_metrics(test, engine_scores, threshold, scoring)["auc"],
+            "keras_face_auc": roc_auc(test.labels, keras_scores),
+            "keras_video_auc": video_metrics(test, keras_scores, threshold, scoring)["auc"]}
+
+
+def export_engines(directory: Path, model: keras.Model, data: ds.LabelledDataset, evaluation: Evaluation,
+                   scoring: ScoringSettings, with_int8: bool) -> dict[str, dict[str, Any]]:
+    """The scoring engines' files (fp32, and int8 when ``with_int8``), with what was checked of each.
+
+    fp32 must reproduce Keras (``check_agreement``, or the version is not registered); int8 cannot,
+    so its difference from Keras and its AUCs are measured on the whole test split and recorded.
+    """
+    from realness_tasks.inference import ENGINE_FILES, TFLiteScorer, check_agreement, export_tflite, score_crops
+
+    size = model.inputs[0].shape[1]
+    fp32, int8 = directory / ENGINE_FILES["fp32"], directory / ENGINE_FILES["int8"]
+    export_tflite(model, fp32)
+    sample = decode_crops(data.test.jpegs[:AGREEMENT_SAMPLE], size).numpy()
+    engines = {"fp32": {"file": fp32.name, "bytes": fp32.stat().st_size, "faces_compared": len(sample),
+                        "max_abs_difference": check_agreement(model, fp32, sample)}}
+    if not with_int8:
+        return engines
+    calibration = calibration_faces(data.train, size, data.manifest["seed"])
+    export_tflite(model, int8, "int8", calibration)
+    measured = engine_measurement(data.test, evaluation.test_scores, score_crops(TFLiteScorer(int8), data.test.jpegs),
+                                  evaluation.threshold, scoring)
+    engines["int8"] = {"file": int8.name, "bytes": int8.stat().st_size, "calibration_faces": len(calibration),
+                       **measured}
+    log.info("int8 engine: %.1f MB (fp32 %.1f MB), max |difference| from Keras %.3g, video AUC %.4f (Keras %.4f)",
+             engines["int8"]["bytes"] / 1e6, engines["fp32"]["bytes"] / 1e6, measured["max_abs_difference"],
+             measured["video_auc"], measured["keras_video_auc"])
+    return engines
+
+
+def write_version_folder(directory: Path, model: keras.Model, data: ds.LabelledDataset, evaluation: Evaluation,
+                         files: dict[str, dict], history: dict[str, list], cfg: RealnessConfig) -> None:
+    """Every artefact of a version, written locally; the fp32 engine must reproduce Keras' outputs."""
     model.save(directory / "model.keras")
-    export_tflite(model, directory / "model.tflite")
-    sample = decode_crops(data.test.jpegs[:AGREEMENT_SAMPLE], model.inputs[0].shape[1]).numpy()
-    files["metrics.json"]["tflite_max_abs_difference"] = check_agreement(model, directory / "model.tflite", sample)
+    files["metrics.json"]["engines"] = export_engines(directory, model, data, evaluation, cfg.scoring,
+                                                      cfg.training.int8_engine)
     for name, content in files.items():
         (directory / name).write_text(json.dumps(content, indent=1, default=str))
-    video_labels, video_p, _ = video_scores(data.test, evaluation.test_scores, evaluation.threshold, scoring)
+    video_labels, video_p, _ = video_scores(data.test, evaluation.test_scores, evaluation.threshold, cfg.scoring)
     save_plots(directory, (data.test.labels, evaluation.test_scores), (video_labels, video_p), evaluation.test, history)
 
 
@@ -416,18 +460,19 @@ def publish(cfg: RealnessConfig, store: ObjectStore, db: Database, run_id: str, 
         folder.mkdir()
         write_version_folder(folder, model, data, evaluation, {"metrics.json": metrics_file, "manifest.json": manifest,
                                                                "training_config.json": config_record}, history,
-                             cfg.scoring)
+                             cfg)
         record = registry.ModelRecord(
             version=version, created_at=created_at, run_id=run_id,
             uri=store.uri_for(registry.version_prefix(cfg, version)), image_size=cfg.training.image_size,
             threshold=evaluation.threshold, metrics=evaluation.test, dataset_faces=data.total_faces,
             data_cutoff=data.listed_at, reason=decision.reason, backbone=backbone.name,
-            backbone_weights=backbone.weights)
+            backbone_weights=backbone.weights,
+            engines={name: engine["file"] for name, engine in metrics_file["engines"].items()})
         registered, reason = registry.register(cfg, store, db, record, folder, decision)
     report(f"model {version} {'promoted' if registered.promoted else 'registered, not promoted'}: {reason}")
     return TrainingOutcome(version, registered.promoted, reason, evaluation.test, describe(backbone),
                            {name: store.uri_for(registry.artefact_key(cfg, version, name))
-                            for name in registry.ARTEFACTS})
+                            for name in record.files()})
 
 
 def describe(backbone: Backbone) -> str:

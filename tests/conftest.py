@@ -27,6 +27,10 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME}/airflow.db")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# MTCNN's LiteRT networks: converted (with TensorFlow) by the session's first detection, then shared by
+# every test and task process, whatever its home; the deployment does the same with /opt/realness/weights.
+MTCNN_NETWORKS_DIR = os.environ.setdefault("REALNESS_DETECTION_NETWORKS_DIR",
+                                           tempfile.mkdtemp(prefix="realness-mtcnn-networks-"))
 
 REQUIRE_SERVICES = os.environ.get("REALNESS_REQUIRE_SERVICES", "") == "1"
 
@@ -144,7 +148,7 @@ def local_config(tmp_path):
     """A configuration on the embedded defaults, rooted in the test's temporary directory."""
     from realness_tasks.config import RealnessConfig
 
-    return RealnessConfig.from_env({}, home=str(tmp_path / "home"))
+    return RealnessConfig.from_env({}, home=str(tmp_path / "home"), detection={"networks_dir": MTCNN_NETWORKS_DIR})
 
 
 @pytest.fixture(scope="session")

@@ -83,6 +83,7 @@ from realness_tasks import ledger, samples, scoring  # noqa: E402
 from realness_tasks.db import Database  # noqa: E402
 from realness_tasks.ingest import run_ingest  # noqa: E402
 from realness_tasks.storage import StorageUnavailable, open_store  # noqa: E402
+from tests.conftest import MTCNN_NETWORKS_DIR  # noqa: E402
 from tests.test_scoring import (RUN_DATE, brightness_tflite, crops, make_config, one_person,  # noqa: E402,F401
                                 register_champion, write_shard)
 
@@ -92,6 +93,7 @@ FAULT_TABLES = ("ingest_ledger", "videos", "labels", "face_scores", "verdicts", 
 
 def config(tmp_path, **overrides) -> RealnessConfig:
     overrides.setdefault("sampling", SAMPLING)
+    overrides.setdefault("detection", {"networks_dir": MTCNN_NETWORKS_DIR})
     return RealnessConfig.from_env({}, home=str(tmp_path / "home"), **overrides)
 
 

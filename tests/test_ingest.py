@@ -15,6 +15,7 @@ from realness_tasks.ingest import (BatchProgress, VideoOutcome, VideoRef, batch_
                                    validate_and_publish)
 from realness_tasks.shards import read_shard, rows_to_table, table_to_bytes
 from realness_tasks.storage import StorageUnavailable, open_store
+from tests.conftest import MTCNN_NETWORKS_DIR
 from tests.landing import populate
 
 SAMPLING = SamplingSettings(every_seconds=0.25, max_frames=16)
@@ -22,6 +23,7 @@ SAMPLING = SamplingSettings(every_seconds=0.25, max_frames=16)
 
 def _config(tmp_path, **overrides) -> RealnessConfig:
     overrides.setdefault("sampling", SAMPLING.__dict__)
+    overrides.setdefault("detection", {"networks_dir": MTCNN_NETWORKS_DIR})
     return RealnessConfig.from_env({}, home=str(tmp_path / "home"), **overrides)
 
 

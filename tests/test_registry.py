@@ -29,7 +29,7 @@ FIRST = registry.PromotionDecision(True, "no champion yet", None)
 
 def artefacts(directory, version: str):
     directory.mkdir(parents=True, exist_ok=True)
-    for name in registry.ARTEFACTS:
+    for name in (*registry.ARTEFACTS, *registry.FP32_ONLY.values()):
         (directory / name).write_bytes(f"{version}:{name}".encode())
     return directory
 
@@ -82,7 +82,8 @@ def test_register_promotes_the_first_model_and_moves_the_pointer(registry_env):
     version, reason = registry.register(cfg, store, db, record, artefacts(tmp / "a", record.version),
                                         FIRST)
     assert version.promoted and reason == "no champion yet"
-    for name in registry.ARTEFACTS:
+    assert record.files() == (*registry.ARTEFACTS, "model.tflite")   # registered without engines: fp32 only
+    for name in record.files():
         assert store.get_bytes(registry.artefact_key(cfg, record.version, name)) == f"{record.version}:{name}".encode()
     current = registry.champion(cfg, store, db)
     assert current == registry.ModelVersion(record.version, record.uri, 64, 0.42, record.metrics, True)

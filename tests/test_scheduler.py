@@ -21,7 +21,7 @@ from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.storage import ObjectStore, open_store
 from tests.airflow_stack import FINAL_RUN_STATES, AirflowStack, airflow_stack
-from tests.conftest import fresh_database
+from tests.conftest import MTCNN_NETWORKS_DIR, fresh_database
 from tests.landing import Landing, populate
 
 pytestmark = pytest.mark.slow
@@ -42,7 +42,7 @@ def verdict_database(postgres_server_url):
 def realness_settings(tmp_path: Path, verdict_database: str, **extra: str) -> dict[str, str]:
     """The tasks' configuration, as environment variables the way a deployment sets it."""
     return {"REALNESS_HOME": str(tmp_path / "realness-home"), "REALNESS_DATABASE_URL": verdict_database,
-            "REALNESS_SAMPLING_EVERY_SECONDS": "0.5", **extra}
+            "REALNESS_SAMPLING_EVERY_SECONDS": "0.5", "REALNESS_DETECTION_NETWORKS_DIR": MTCNN_NETWORKS_DIR, **extra}
 
 
 def land_videos(settings: dict[str, str], workdir: Path, *, with_bad_input: bool) -> tuple[ObjectStore, Landing]:
@@ -93,9 +93,11 @@ def xcom_value(stack: AirflowStack, dag_id: str, run_id: str, task_id: str):
 
 def test_local_executor_runs_mapped_ingest_in_parallel_and_the_asset_starts_scoring(
         postgres_server_url, verdict_database, tmp_path):
-    # One video per mapped task (the override of automatic batching): enough tasks that two of them
-    # are seen running at once, which two automatic batches of a few seconds each need not show.
-    settings = realness_settings(tmp_path, verdict_database, REALNESS_VIDEOS_PER_TASK="1")
+    # One video per mapped task (the override of automatic batching), each held for 3 s after its
+    # download: tasks dispatched together are then seen running at once however fast detection is,
+    # and tasks dispatched one at a time (what this checks against) never are.
+    settings = realness_settings(tmp_path, verdict_database, REALNESS_VIDEOS_PER_TASK="1",
+                                 REALNESS_TEST_HOLD_AT="ingest.downloaded=3")
     store, landing = land_videos(settings, tmp_path, with_bad_input=True)
 
     with airflow_stack(tmp_path, postgres_server_url, env=settings) as stack:

@@ -30,8 +30,9 @@ FACES = VIDEOS_PER_CLASS * 2 * 6
 
 
 def quick_settings(**changes) -> dict:
+    """Small and fast; the int8 engine (about 10 s a model) is exported only where a test asks for it."""
     return {"image_size": SIZE, "batch_size": 16, "frozen_epochs": 8, "finetune_epochs": 1, "steps_per_epoch": 8,
-            "patience": 9, **changes}
+            "patience": 9, "int8_engine": False, **changes}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -66,7 +67,7 @@ def test_threshold_separates_validation_scores_with_a_margin():
 def two_runs(tmp_path_factory):
     """A trained first model, then an untrained one (compared whatever its AUC), on the local store and SQLite."""
     home = tmp_path_factory.mktemp("train")
-    good = RealnessConfig.from_env({}, home=str(home), training=quick_settings())
+    good = RealnessConfig.from_env({}, home=str(home), training=quick_settings(int8_engine=True))
     store = open_store(good.resolved_store_uri)
     write_labelled_shards(store, videos_per_class=VIDEOS_PER_CLASS, faces_per_video=6, crop_size=SIZE)
     progress: list[str] = []
@@ -83,7 +84,7 @@ def test_first_model_is_registered_and_promoted_with_every_artefact(two_runs, tm
     assert first.metrics["auc"] > 0.9                       # it learned the fakes' cue (chance is 0.5)
     assert first.metrics["video"]["auc"] >= cfg.training.min_video_auc and first.metrics["video"]["videos"] >= 2
     assert first.backbone.startswith("efficientnet_lite0 (imagenet:efficientnet-lite0-57934424.pth sha256:")
-    assert set(first.artefacts) == set(registry.ARTEFACTS)
+    assert set(first.artefacts) == {*registry.ARTEFACTS, "model.tflite", "model-int8.tflite"}
     for name, uri in first.artefacts.items():
         assert store.exists(store.key_for(uri)), name
         if name.endswith(".png"):
@@ -91,7 +92,15 @@ def test_first_model_is_registered_and_promoted_with_every_artefact(two_runs, tm
     metrics = json.loads(store.get_bytes(registry.artefact_key(cfg, first.version, "metrics.json")))
     assert metrics["test"] == first.metrics and metrics["threshold_rule"] == train.THRESHOLD_RULE
     assert 0 < metrics["threshold"] < 1 and metrics["history"]["phase"][-1] == "fine-tune"
-    assert metrics["tflite_max_abs_difference"] <= 1e-4
+    fp32, int8 = metrics["engines"]["fp32"], metrics["engines"]["int8"]
+    assert fp32["file"] == "model.tflite" and fp32["max_abs_difference"] <= 1e-4 and fp32["faces_compared"] > 0
+    assert int8["file"] == "model-int8.tflite" and int8["bytes"] < fp32["bytes"] / 3
+    assert int8["calibration_faces"] == min(train.CALIBRATION_FACES, len(manifest_faces(store, cfg, first.version,
+                                                                                         "train")))
+    test_faces = len(manifest_faces(store, cfg, first.version, "test"))
+    assert int8["faces_compared"] == test_faces and 0 < int8["max_abs_difference"] < 0.5  # measured, not bounded
+    assert int8["keras_video_auc"] == first.metrics["video"]["auc"] and int8["keras_face_auc"] == first.metrics["auc"]
+    assert int8["video_auc"] >= first.metrics["video"]["auc"] - 0.2 and int8["face_auc"] > 0.8
     manifest = json.loads(store.get_bytes(registry.artefact_key(cfg, first.version, "manifest.json")))
     assert sum(sum(s["faces"].values()) for s in manifest["splits"].values()) == FACES
     config = json.loads(store.get_bytes(registry.artefact_key(cfg, first.version, "training_config.json")))
@@ -101,11 +110,18 @@ def test_first_model_is_registered_and_promoted_with_every_artefact(two_runs, tm
     assert any("fine-tune epoch" in line for line in progress)
 
 
+def manifest_faces(store, cfg, version: str, split: str) -> list[str]:
+    """One entry per face of ``split`` in the version's manifest (its per-class counts)."""
+    manifest = json.loads(store.get_bytes(registry.artefact_key(cfg, version, "manifest.json")))
+    return [name for name, count in manifest["splits"][split]["faces"].items() for _ in range(count)]
+
+
 def test_champion_points_at_the_first_model_and_its_tflite_export_works(two_runs, tmp_path):
     cfg, store, first, _, _ = two_runs
     db = Database(cfg.resolved_database_url)
     current = registry.champion(cfg, store, db)
     assert current.version == first.version and current.image_size == SIZE and current.promoted
+    assert current.engines == {"fp32": "model.tflite", "int8": "model-int8.tflite"}
     assert current.threshold == first.metrics["threshold"]
     rows = {r["version"]: r for r in db.query("SELECT * FROM model_versions")}
     assert rows[first.version]["promoted"] == 1 and rows[first.version]["auc"] == pytest.approx(first.metrics["auc"])
@@ -131,12 +147,14 @@ def test_a_worse_second_model_is_registered_but_not_promoted(two_runs):
     assert not second.promoted
     assert second.reason.startswith("does not beat champion") and first.version in second.reason
     assert store.exists(registry.artefact_key(cfg, second.version, "model.tflite"))
+    assert not store.exists(registry.artefact_key(cfg, second.version, "model-int8.tflite"))   # int8_engine off
+    assert set(second.artefacts) == {*registry.ARTEFACTS, "model.tflite"}
     db = Database(cfg.resolved_database_url)
     assert registry.champion(cfg, store, db).version == first.version
     row = db.query("SELECT promoted, reason FROM model_versions WHERE version = :v", {"v": second.version})[0]
     assert row == {"promoted": 0, "reason": second.reason}
     metrics = json.loads(store.get_bytes(registry.artefact_key(cfg, second.version, "metrics.json")))
-    assert metrics["comparison"]["champion"] == first.version
+    assert metrics["comparison"]["champion"] == first.version and set(metrics["engines"]) == {"fp32"}
     assert metrics["history"]["epoch"] == []
     db.dispose()
 
