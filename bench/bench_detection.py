@@ -7,7 +7,8 @@ judged on faces it never saw. Each portrait gives real videos and fakes of three
 and sensor noise. The training sidecar names each video's person as its ``group``, as an archive
 that knows who is in its videos would. Everything else is the default configuration a user gets
 (224 px, sampling, epochs, promotion floor), run through the ``realness`` CLI as separate
-processes, so the reported time and peak memory (``ru_maxrss`` of the child) are what a user sees.
+processes, so the reported time and peak memory (the child's own ``ru_maxrss``, ``bench/measured.py``)
+are what a user sees.
 
     python bench/bench_detection.py                                  # the default backbone
     python bench/bench_detection.py --backbones efficientnet_lite0 efficientnet_b0
@@ -23,7 +24,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +35,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 import numpy as np  # noqa: E402
 
 import face_corpus  # noqa: E402
+from measured import run_measured  # noqa: E402
 from realness_tasks.config import BACKBONES  # noqa: E402
 
 TRAIN_IDENTITIES = ("obama", "biden", "hopper", "t1_person0", "t1_person1", "t1_person2",
@@ -76,13 +77,9 @@ def make_videos(directory: Path, portraits: list, identities: tuple[str, ...], *
 
 def run_cli(args: list[str], env: dict[str, str], log: Path) -> dict:
     """One ``realness`` command in its own process: wall time, its own peak RSS, exit code (output to ``log``)."""
-    started = time.monotonic()
     with open(log, "w") as out:
-        child = subprocess.Popen([sys.executable, "-m", "realness_tasks.cli", *args], env=env, stdout=out,
-                                 stderr=subprocess.STDOUT, cwd=ROOT)
-        _, status, usage = os.wait4(child.pid, 0)   # this child's own rusage, not the maximum over all children
-    return {"seconds": round(time.monotonic() - started, 1), "exit_code": os.waitstatus_to_exitcode(status),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024), "log": str(log)}
+        measured = run_measured([sys.executable, "-m", "realness_tasks.cli", *args], env=env, cwd=ROOT, output=out)
+    return {**measured, "log": str(log)}
 
 
 def latest_model(home: Path) -> dict:

@@ -6,7 +6,7 @@ photographs, half of them face-swapped; ten faces a video, as one sampled frame 
 settings except the number of steps per epoch (``--steps``), so the run is short but still goes
 through everything that scales with the data: reading every shard, the split, the input pipeline,
 both training phases, validation after every epoch and the test-split evaluation over every held-out
-face, the TFLite export and registration. Peak RSS is the child's ``ru_maxrss``.
+face, the TFLite export and registration. Peak RSS is the child's own ``ru_maxrss`` (``bench/measured.py``).
 
     python bench/bench_train_memory.py                       # 1000 5000 20000 faces, 20 steps per epoch
     python bench/bench_train_memory.py --faces 1000 --steps 5
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from measured import run_measured  # noqa: E402
 
 FACES_PER_VIDEO = 10
 
@@ -51,16 +52,13 @@ def main() -> None:
             env = {**{k: v for k, v in os.environ.items() if not k.startswith("REALNESS_")}, "REALNESS_HOME": home,
                    "REALNESS_TRAINING_STEPS_PER_EPOCH": str(args.steps), "REALNESS_TRAINING_FROZEN_EPOCHS": "1",
                    "REALNESS_TRAINING_FINETUNE_EPOCHS": "1"}
-            started = time.monotonic()
             with tempfile.TemporaryFile("w+") as output:
-                child = subprocess.Popen([sys.executable, "-m", "realness_tasks.cli", "train"], env=env, cwd=ROOT,
-                                         stdout=output, stderr=subprocess.STDOUT, text=True)
-                _, status, usage = os.wait4(child.pid, 0)   # this child's own peak, not the maximum over children
-                wall = time.monotonic() - started
-                if os.waitstatus_to_exitcode(status) != 0:
+                measured = run_measured([sys.executable, "-m", "realness_tasks.cli", "train"], env=env, cwd=ROOT,
+                                        output=output)
+                if measured["exit_code"] != 0:
                     output.seek(0)
                     raise SystemExit(f"realness train failed for {faces} faces:\n{output.read()[-4000:]}")
-            shown = f"{usage.ru_maxrss / 1024:.0f} MB"
+            wall, shown = measured["seconds"], f"{measured['peak_rss_mb']} MB"
             print(f"| {faces:,} | {written:.0f} s | {wall:.0f} s | {shown} |", flush=True)
 
 
