@@ -6,11 +6,12 @@ verdict tables on PostgreSQL. For each group of generated videos (real faces fro
 in ``realness_tasks/sample_faces``, each clip on its own background so none is a duplicate), the
 group lands, ``realness_ingest`` is triggered, and the asset it updates starts ``realness_score``,
 which scores with a registered 224 px champion (the default classifier, pretrained Lite0 with an
-untrained head, exported to the TFLite engine: its verdicts mean nothing, its cost is the real one). Wall time runs from
+untrained head, saved as ``model.keras`` for the reports and exported to the TFLite engine: its
+verdicts mean nothing, its cost is the real one). Wall time runs from
 the trigger to the scoring run's end.
 
 Reported per group: video-seconds scanned per wall-second, mapped tasks, fixed seconds per task
-(task duration less the per-video stage seconds it reported: loading TensorFlow and MTCNN, or Great
+(task duration less the per-video stage seconds it reported: loading MTCNN on LiteRT, or Great
 Expectations, plus Airflow's own start and end of the task process), the per-stage split from the ingest
 report plus the scoring task, and the same group through the CLI (``realness ingest`` then
 ``realness score`` in one process each) for comparison. Sampling is 32 frames per 10 s.
@@ -71,10 +72,11 @@ def generate(group: Group, directory: Path) -> list[Path]:
     return paths
 
 
-def champion_engine(workdir: Path) -> Path:
-    """A 224 px classifier exported to the TFLite engine, built once and kept."""
-    path = workdir / "champion-224.tflite"
-    if not path.exists():
+def champion_files(workdir: Path) -> dict[str, Path]:
+    """A 224 px classifier as training leaves it (``model.keras`` for reports, ``model.tflite`` for
+    scoring), built once and kept."""
+    files = {"model.keras": workdir / "champion-224.keras", "model.tflite": workdir / "champion-224.tflite"}
+    if not all(path.exists() for path in files.values()):
         import tempfile
 
         from realness_tasks.config import TrainingSettings
@@ -83,12 +85,13 @@ def champion_engine(workdir: Path) -> Path:
 
         with tempfile.TemporaryDirectory() as cache:
             classifier, _ = build_classifier(TrainingSettings(image_size=224, seed=1), Path(cache))
-        export_tflite(classifier, path)
-    return path
+        classifier.save(files["model.keras"])
+        export_tflite(classifier, files["model.tflite"])
+    return files
 
 
-def register_champion(settings: dict[str, str], engine: Path) -> None:
-    """What training leaves for scoring: the version's engine file and the champion pointer."""
+def register_champion(settings: dict[str, str], files: dict[str, Path]) -> None:
+    """What training leaves for scoring and reports: the version's files and the champion pointer."""
     from datetime import datetime, timezone
 
     from realness_tasks import registry
@@ -98,7 +101,8 @@ def register_champion(settings: dict[str, str], engine: Path) -> None:
     cfg = RealnessConfig.from_env(settings)
     store = open_store(cfg.resolved_store_uri, cfg.s3)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    store.upload(engine, registry.artefact_key(cfg, "bench", "model.tflite"))
+    for name, path in files.items():
+        store.upload(path, registry.artefact_key(cfg, "bench", name))
     record = registry.ModelRecord("bench", now, "bench", store.uri_for(registry.version_prefix(cfg, "bench")), 224,
                                   0.5, {}, 0, now, "bench champion (untrained)", promoted_at=now)
     store.put_bytes(registry.pointer_key(cfg), json.dumps(record.to_json()).encode())
@@ -188,12 +192,13 @@ def scan_through_airflow(stack, settings: dict[str, str], group: Group, paths: l
     }
 
 
-def scan_through_cli(group: Group, paths: list[Path], engine: Path, env: dict[str, str], home: Path) -> float:
+def scan_through_cli(group: Group, paths: list[Path], champion: dict[str, Path], env: dict[str, str],
+                     home: Path) -> float:
     """The same videos through ``realness ingest`` and ``realness score`` (fresh home, embedded database)."""
     settings = {**env, "REALNESS_HOME": str(home)}
     settings.pop("REALNESS_DATABASE_URL", None)
     land(settings, paths)
-    register_champion(settings, engine)
+    register_champion(settings, champion)
     started = time.monotonic()
     for command in ("ingest", "score"):
         subprocess.run([sys.executable, "-m", "realness_tasks.cli", command], env={**os.environ, **settings},
@@ -220,7 +225,7 @@ def main() -> None:
     groups = [g for g in (Group(f"clips-{size['clip'][1]}p", args.clips, args.clip_seconds, size["clip"]),
                           Group(f"long-{size['long'][1]}p", args.long, args.long_seconds, size["long"])) if g.count]
     archive = {g.name: generate(g, args.workdir / "videos") for g in groups}
-    engine = champion_engine(args.workdir)
+    champion = champion_files(args.workdir)
     postgres = os.environ.get("REALNESS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
     sampling = {"REALNESS_SAMPLING_EVERY_SECONDS": str(10 / FRAMES_PER_10_S),
                 "REALNESS_SAMPLING_MAX_FRAMES": str(int(max(g.seconds for g in groups) * FRAMES_PER_10_S / 10) + 1)}
@@ -228,7 +233,7 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="realness-bench-scan-") as tmp, fresh_database(postgres) as verdict_db:
         settings = {"REALNESS_HOME": str(Path(tmp, "home")), "REALNESS_DATABASE_URL": verdict_db, **sampling}
-        register_champion(settings, engine)
+        register_champion(settings, champion)
         with airflow_stack(Path(tmp), postgres, env=settings) as stack:
             stack.wait_for_dags(INGEST, SCORE)
             stack.airflow("dags", "unpause", SCORE)
@@ -237,7 +242,7 @@ def main() -> None:
                 print(f"{group.name}: {json.dumps(results[group.name], default=str)}", file=sys.stderr, flush=True)
         if not args.no_cli:
             for group in groups:
-                results[group.name]["cli_wall_s"] = scan_through_cli(group, archive[group.name], engine, sampling,
+                results[group.name]["cli_wall_s"] = scan_through_cli(group, archive[group.name], champion, sampling,
                                                                      Path(tmp, f"cli-{group.name}"))
     load_after = os.getloadavg()
 
