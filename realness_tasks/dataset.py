@@ -280,15 +280,18 @@ def load_dataset(cfg: RealnessConfig, store: ObjectStore, listed_at: datetime, d
 
 def not_enough_reason(labels_by_video: Mapping[str, int], groups: Mapping[str, str]) -> str:
     """What a split lacking a class needs: videos of each class, and with groups, groups of each class."""
-    videos = Counter(LABEL_NAMES[y] for y in labels_by_video.values())
-    text = f"need at least {MIN_GROUPS_PER_CLASS} labelled videos of each class, have {dict(videos)}"
+    def by_class(counts: Counter) -> dict[str, int]:   # REAL, FAKE: the same order whatever the data's
+        return {name: counts[name] for name in LABELS}
+
+    videos = by_class(Counter(LABEL_NAMES[y] for y in labels_by_video.values()))
+    text = f"need at least {MIN_GROUPS_PER_CLASS} labelled videos of each class, have {videos}"
     if not groups:
         return text
     units = {(split_unit(v, groups), y) for v, y in labels_by_video.items()}
-    per_class = Counter(LABEL_NAMES[y] for _, y in units)
+    per_class = by_class(Counter(LABEL_NAMES[y] for _, y in units))
     return (f"{text}; videos that share a split group (a person, a source video) always go to the same split, "
             f"so each class needs at least {MIN_GROUPS_PER_CLASS} groups, and enough that one can move to the "
-            f"split lacking it without leaving its own split without a class: have {dict(per_class)} groups "
+            f"split lacking it without leaving its own split without a class: have {per_class} groups "
             f"({len(groups)} of the videos are grouped)")
 
 
