@@ -82,5 +82,7 @@ def pipeline(jpegs: Sequence[bytes], labels: np.ndarray, image_size: int, batch_
                                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if train:
         augment = augmentation_stage(seed)
-        data = data.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        # One call at a time: the random layers draw from a seed state each call advances, and
+        # parallel calls could read the same state and give two batches the same transforms.
+        data = data.map(lambda x, y: (augment(x, training=True), y))
     return data.prefetch(2)
