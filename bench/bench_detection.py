@@ -91,6 +91,13 @@ def training_overrides(settings: list[str]) -> dict[str, str]:
     return out
 
 
+def save_results(path: Path, results: dict) -> None:
+    """Write this invocation's runs into the results file, keeping the runs another invocation wrote meanwhile."""
+    saved = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+    path.write_text(json.dumps({**saved, **results, "runs": {**saved["runs"], **results["runs"]}}, indent=1,
+                               default=str))
+
+
 def run_cli(args: list[str], env: dict[str, str], log: Path) -> dict:
     """One ``realness`` command in its own process: wall time, its own peak RSS, exit code (output to ``log``)."""
     with open(log, "w") as out:
@@ -149,7 +156,7 @@ def main() -> None:
     base = work / "ingested"
     env = {k: v for k, v in os.environ.items() if not k.startswith("REALNESS_")}
     results_file = work / "results.json"   # runs of earlier invocations are kept, each name replaced when rerun
-    results: dict = json.loads(results_file.read_text()) if results_file.is_file() else {"runs": {}}
+    results: dict = {"runs": {}}           # this invocation's, merged into the file by save_results
     results["videos"] = {"train": len(train_rows), "score": len(score_rows)}
     landing = base / "store" / "landing"
     fresh = not (base / "realness.db").is_file()
@@ -198,8 +205,9 @@ def main() -> None:
                 results["runs"][name if i == 0 else f"{name}+{engine}"] = scored_run
                 engine_env = {**run_env, "REALNESS_HOME": str(engine_home), "REALNESS_SCORING_ENGINE": engine}
                 scored_run.update(score_and_evaluate(work, base, engine_home, engine_env, f"{name}-{engine}"))
-        results_file.write_text(json.dumps(results, indent=1, default=str))
-    print_table(results)
+        save_results(results_file, results)
+    save_results(results_file, results)
+    print_table(json.loads(results_file.read_text()))
 
 
 def score_and_evaluate(work: Path, base: Path, home: Path, env: dict[str, str], name: str) -> dict:
