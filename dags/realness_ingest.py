@@ -88,9 +88,10 @@ def realness_ingest():
         cfg = load_config()
         run_id, run_date = run_id_from_context()
         store, db = open_run_resources(cfg)
+        staged = [VideoOutcome.from_dict(o) for o in outcomes]
         try:
-            return [validate_and_publish(cfg, store, db, VideoOutcome.from_dict(o), run_id=run_id,
-                                         run_date=run_date).to_dict() for o in outcomes]
+            return [o.to_dict() for o in validate_and_publish(cfg, store, db, staged, run_id=run_id,
+                                                              run_date=run_date)]
         finally:
             db.dispose()
 
