@@ -1,8 +1,9 @@
-"""The fixed cost of a mapped ingest task, part by part, each measured in a fresh process.
+"""The fixed cost of an ingest task, part by part, each measured in a fresh process.
 
 An Airflow 3 task runs in a process forked for it alone (LocalExecutor and Celery alike), so every
-``extract_faces`` task pays its imports and MTCNN's set-up before its first frame, and every
-``validate_shards`` task pays Great Expectations' import before its first shard. This times those
+``extract_faces`` task (one per batch of videos) pays its imports and MTCNN's set-up before its
+first frame, and the ``validate_shards`` task (one per run) pays Great Expectations' import before
+its first shard. This times those
 parts in the order a task meets them, in ``--repeats`` fresh processes (median shown), for MTCNN
 on LiteRT (what tasks run) beside MTCNN on TensorFlow (what they ran before,
 ``tests/mtcnn_reference.py``):
@@ -13,7 +14,9 @@ on LiteRT (what tasks run) beside MTCNN on TensorFlow (what they ran before,
   TensorFlow builds the three Keras networks from their weights;
 - MTCNN's first call on a batch of 8 720p frames, less a warm call on the same batch (the one-off
   part: interpreters per pyramid level, XNNPACK set-up, TF's tracing);
-- ``import great_expectations``, and validating the first shard less a second one, and a warm shard.
+- ``import great_expectations``; the first validation run (one shard) less a warm one; and warm runs
+  of 1, 20 and 200 shards of 32 rows (a 10 s clip's) each, per shard: Great Expectations' cost is
+  per run, so it spreads over the shards a run validates together.
 
 Once per deployment, not per task, the networks are converted to LiteRT (the Docker image does it
 at build); that conversion is timed too, in its own process, into a fresh directory.
@@ -73,24 +76,38 @@ parts["MTCNN first-call extra"] = first - parts["MTCNN warm call (8 frames)"]
 parts["tensorflow imported"] = "tensorflow" in sys.modules
 if engine == "litert":
     clock[0] = time.monotonic(); import great_expectations; lap("import great_expectations")
-    from realness_tasks.shards import rows_to_table
-    from realness_tasks.validation import validate_shard
+    from dataclasses import replace
+    from realness_tasks.shards import rows_to_table, table_to_bytes
+    from realness_tasks.validation import StagedShard, validate_shards
     from tests.factories import valid_rows
-    table = rows_to_table(valid_rows(224))
-    clock[0] = time.monotonic(); validate_shard(table, 224); first = time.monotonic() - clock[0]
-    clock[0] = time.monotonic(); validate_shard(table, 224); lap("validate a shard, warm")
-    parts["validation first-shard extra"] = first - parts["validate a shard, warm"]
+    rows = valid_rows(224, ROWS_PER_SHARD)
+    staged = [table_to_bytes(rows_to_table([replace(r, video_id=f"v{i:03d}") for r in rows]))
+              for i in range(max(SHARDS_PER_RUN))]
+    shards = [StagedShard(f"v{i:03d}", lambda data=data: data) for i, data in enumerate(staged)]
+    def validate(count):
+        started = time.monotonic()
+        if not all(report.success for report in validate_shards(shards[:count], 224)):
+            raise SystemExit("a generated shard failed validation")
+        return time.monotonic() - started
+    first = validate(1)
+    for count in SHARDS_PER_RUN:
+        parts[f"validate {count} shard(s) in one run, warm, per shard"] = validate(count) / count
+    parts["validation first-run extra"] = first - parts["validate 1 shard(s) in one run, warm, per shard"]
 print(json.dumps(parts))
 """
+SHARDS_PER_RUN = (1, 20, 200)
+ROWS_PER_SHARD = 32  # a 10 s clip sampled at 32 frames per 10 s, one face a frame
 
 EXTRACT_ONE_OFF = ["import ingest modules", "import the engine", "load MTCNN networks", "MTCNN first-call extra"]
-VALIDATE_ONE_OFF = ["import great_expectations", "validation first-shard extra"]
+VALIDATE_ONE_OFF = ["import great_expectations", "validation first-run extra"]
+VALIDATE_WARM = [f"validate {count} shard(s) in one run, warm, per shard" for count in SHARDS_PER_RUN]
 
 
 def measure_once(engine: str, networks_dir: Path) -> dict[str, float]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT),
            "REALNESS_DETECTION_NETWORKS_DIR": str(networks_dir)}
-    done = subprocess.run([sys.executable, "-c", CHILD, engine], env=env, cwd=ROOT, capture_output=True, text=True,
+    child = f"SHARDS_PER_RUN = {SHARDS_PER_RUN!r}; ROWS_PER_SHARD = {ROWS_PER_SHARD}\n" + CHILD
+    done = subprocess.run([sys.executable, "-c", child, engine], env=env, cwd=ROOT, capture_output=True, text=True,
                           check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -125,8 +142,8 @@ def main() -> None:
     for part in EXTRACT_ONE_OFF + ["MTCNN warm call (8 frames)"]:
         paid = "once per `extract_faces` task" if part in EXTRACT_ONE_OFF else "per batch of 8 frames"
         print(f"| {part} | {median('litert', part):.3f} | {median('tensorflow', part):.3f} | {paid} |")
-    for part in VALIDATE_ONE_OFF + ["validate a shard, warm"]:
-        paid = "once per `validate_shards` task" if part in VALIDATE_ONE_OFF else "per shard"
+    for part in VALIDATE_ONE_OFF + VALIDATE_WARM:
+        paid = "once per `validate_shards` task (one per run)" if part in VALIDATE_ONE_OFF else "per shard"
         print(f"| {part} | {median('litert', part):.3f} | (same) | {paid} |")
     extract = {engine: sum(median(engine, p) for p in EXTRACT_ONE_OFF) for engine in runs}
     validate = sum(median("litert", p) for p in VALIDATE_ONE_OFF)

@@ -7,8 +7,9 @@ Turns videos that land under the landing prefix into validated Parquet face shar
 `extract_faces`, one mapped task per batch of videos (batched from their sizes, `REALNESS_VIDEOS_PER_TASK`
 overrides; see `docs/ingest.md`): sample frames with
 OpenCV, detect faces with MTCNN (plus Azure AI Vision Face when configured), crop, stage a shard ->
-`validate_shards`: Great Expectations gate; a passing shard is published under the faces prefix,
-a failing one is quarantined with its report -> `summarize` writes the run report ->
+`validate_shards`, one task for the run's shards (Great Expectations imported once, a few hundred
+shards per suite run): a passing shard is published under the faces prefix, a failing one is
+quarantined with its own report -> `summarize` writes the run report ->
 `announce_shards` updates the `realness_face_shards` asset when new shards were published, which
 schedules `realness_score`.
 
@@ -81,21 +82,24 @@ def realness_ingest():
             db.dispose()
 
     @task
-    def validate_shards(outcomes: list[dict]) -> list[dict]:
+    def validate_shards(batches: list[list[dict]]) -> list[dict]:
+        """One task for the whole run (a reduce over extract_faces): Great Expectations is imported once
+        and validates the run's shards a few hundred per suite run."""
         from realness_airflow import load_config, run_id_from_context
         from realness_tasks.ingest import VideoOutcome, open_run_resources, validate_and_publish
 
         cfg = load_config()
         run_id, run_date = run_id_from_context()
         store, db = open_run_resources(cfg)
+        outcomes = [VideoOutcome.from_dict(o) for batch in batches for o in batch]
         try:
-            return [validate_and_publish(cfg, store, db, VideoOutcome.from_dict(o), run_id=run_id,
-                                         run_date=run_date).to_dict() for o in outcomes]
+            return [o.to_dict() for o in validate_and_publish(cfg, store, db, outcomes, run_id=run_id,
+                                                              run_date=run_date)]
         finally:
             db.dispose()
 
     @task
-    def summarize(batches: list[list[dict]], dag_run=None, ti=None) -> dict:
+    def summarize(validated: list[dict], dag_run=None, ti=None) -> dict:
         from realness_airflow import load_config
         from realness_tasks.ingest import VideoOutcome, open_run_resources, summarize
 
@@ -103,7 +107,7 @@ def realness_ingest():
         store, db = open_run_resources(cfg)
         accounted = ti.xcom_pull(task_ids="discover", key="accounted") or {}
         outcomes = [VideoOutcome.from_dict(o) for o in accounted.get("recorded", [])]
-        outcomes += [VideoOutcome.from_dict(o) for batch in batches for o in batch]
+        outcomes += [VideoOutcome.from_dict(o) for o in validated]
         try:
             summary = summarize(cfg, store, db, outcomes, run_id=dag_run.run_id, dag_id=dag_run.dag_id,
                                 started_at=dag_run.start_date, skipped=accounted.get("skipped", []))
@@ -121,8 +125,7 @@ def realness_ingest():
         outlet_events[FACE_SHARDS].extra = {"shards": summary["published"][:100], "count": len(summary["published"])}
         return len(summary["published"])
 
-    outcomes = validate_shards.expand(outcomes=extract_faces.expand(batch=discover()))
-    announce_shards(summarize(outcomes))
+    announce_shards(summarize(validate_shards(extract_faces.expand(batch=discover()))))
 
 
 realness_ingest()

@@ -5,8 +5,8 @@ The steps, each a function the DAG (and the ``realness ingest`` command) calls:
 1. :func:`discover` lists the landing prefix and returns the objects not yet processed.
 2. :func:`process_video` downloads one object, identifies it by content hash, samples frames,
    detects and crops faces and writes a shard to the staging prefix.
-3. :func:`validate_and_publish` checks the staged shard with Great Expectations and moves it to
-   the faces prefix, or to quarantine with the validation report beside it.
+3. :func:`validate_and_publish` checks the staged shards with Great Expectations, many in one run,
+   and moves each to the faces prefix, or to quarantine with its validation report beside it.
 4. :func:`summarize` writes the run report and the ``runs`` row.
 
 Every object ends with a ledger row saying what happened and why. Bad input never raises;
@@ -27,25 +27,32 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realness_tasks import labels, ledger
 from realness_tasks.faults import checkpoint
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.ledger import LedgerEntry, Status, VideoRecord
-from realness_tasks.shards import FaceRow, read_shard, rows_to_table, shard_key, table_to_bytes
+from realness_tasks.shards import FaceRow, rows_to_table, shard_key, table_to_bytes
 from realness_tasks.storage import ObjectStore, open_store, safe_key
 from realness_tasks.workspace import scratch_dir
+
+if TYPE_CHECKING:  # validation imports OpenCV; the gate imports it when it runs
+    from realness_tasks.validation import ValidationReport
 
 log = logging.getLogger(__name__)
 
 SIDECAR_NAMES = {"metadata.json"}
 # Where a video's ingest time goes (VideoOutcome.stage_seconds, summed in the run report).
-# The load_* stages are one-off (TensorFlow and MTCNN; Great Expectations): a task's first video pays them.
+# The load_* stages are one-off: MTCNN, paid by a task's first video; Great Expectations, paid by the process's
+# first validation run and, like each run's validate seconds, split evenly over that run's shards.
 STAGES = ("load_detector", "download", "decode", "detect", "crop", "write", "load_checks", "validate", "publish")
+# Shards per Great Expectations run: its cost is per run; the run's DataFrame holds their rows without the crops.
+SHARDS_PER_VALIDATION_RUN = 200
 LABEL_DIRECTORIES = {"real": "REAL", "fake": "FAKE"}
 Progress = Callable[[str], None]
 
@@ -471,8 +478,12 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: st
 def _lap(timings: dict[str, float], stage: str, since: float) -> float:
     """Add the seconds since ``since`` to ``stage``; returns now."""
     now = time.monotonic()
-    timings[stage] = round(timings.get(stage, 0.0) + now - since, 4)
+    _add_seconds(timings, stage, now - since)
     return now
+
+
+def _add_seconds(timings: dict[str, float], stage: str, seconds: float) -> None:
+    timings[stage] = round(timings.get(stage, 0.0) + seconds, 4)
 
 
 def _stats_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -556,45 +567,95 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
 
 # --- 3. validation gate ---------------------------------------------------------------------------
 
-def validate_and_publish(cfg: RealnessConfig, store: ObjectStore, db: Database, outcome: VideoOutcome, *,
-                         run_id: str, run_date: str) -> VideoOutcome:
-    """Publish a staged shard only if it passes validation; otherwise quarantine it with the report."""
-    from realness_tasks.validation import load_checks, validate_shard
+def validate_and_publish(cfg: RealnessConfig, store: ObjectStore, db: Database, outcomes: Sequence[VideoOutcome], *,
+                         run_id: str, run_date: str) -> list[VideoOutcome]:
+    """Publish each staged shard that passes validation, quarantine the others with their reports.
 
-    if outcome.status != Status.STAGED or outcome.staged_key is None:
-        return outcome
-    final_key = shard_key(cfg.faces_prefix, run_date, outcome.video_id)
-    quarantine_key = shard_key(cfg.quarantine_prefix, run_date, outcome.video_id)
+    Outcomes that are not staged shards come back unchanged. Shards are validated
+    ``SHARDS_PER_VALIDATION_RUN`` at a time in one Great Expectations run, whose cost is per run
+    rather than per shard; a shard an earlier attempt of the task already moved is recognised.
+    """
+    results = list(outcomes)
+    waiting: list[int] = []
+    for index, outcome in enumerate(results):
+        if outcome.status != Status.STAGED or outcome.staged_key is None:
+            continue
+        if store.exists(outcome.staged_key):
+            waiting.append(index)
+        else:  # a retry after the move already happened
+            results[index] = _moved_earlier(cfg, store, db, outcome, run_id=run_id, run_date=run_date)
+    for chunk in _chunks(iter(waiting), SHARDS_PER_VALIDATION_RUN):
+        validated = _validate_chunk(cfg, store, db, [results[index] for index in chunk], run_id=run_id,
+                                    run_date=run_date)
+        for index, outcome in zip(chunk, validated):
+            results[index] = outcome
+    return results
 
-    timings = dict(outcome.stage_seconds)
 
-    def finish(status: Status, reason: str | None, key: str | None) -> VideoOutcome:
-        result = replace(outcome, status=status, reason=reason, run_id=run_id, staged_key=None,
-                         shard_uri=store.uri_for(key) if key else None, stage_seconds=timings)
-        ledger.record(db, result)
-        log.info("%s -> %s%s", outcome.source_uri, status, f" ({reason})" if reason else "")
-        return result
+def _moved_earlier(cfg: RealnessConfig, store: ObjectStore, db: Database, outcome: VideoOutcome, *, run_id: str,
+                   run_date: str) -> VideoOutcome:
+    """The outcome of a shard whose staged copy is gone because an earlier attempt published or quarantined it."""
+    for status, key in ((Status.PUBLISHED, shard_key(cfg.faces_prefix, run_date, outcome.video_id)),
+                        (Status.QUARANTINED, shard_key(cfg.quarantine_prefix, run_date, outcome.video_id))):
+        if store.exists(key):
+            reason = outcome.reason if status == Status.PUBLISHED else "see validation report"
+            return _record_validated(store, db, outcome, status, reason, key, run_id=run_id)
+    raise FileNotFoundError(f"staged shard {outcome.staged_key} is gone and was never published")
 
-    if not store.exists(outcome.staged_key):  # a retry after the move already happened
-        for status, key in ((Status.PUBLISHED, final_key), (Status.QUARANTINED, quarantine_key)):
-            if store.exists(key):
-                return finish(status, outcome.reason if status == Status.PUBLISHED else "see validation report", key)
-        raise FileNotFoundError(f"staged shard {outcome.staged_key} is gone and was never published")
+
+def _validate_chunk(cfg: RealnessConfig, store: ObjectStore, db: Database, staged: Sequence[VideoOutcome], *,
+                    run_id: str, run_date: str) -> list[VideoOutcome]:
+    """Validate ``staged`` in one run, then publish or quarantine each shard by its own report.
+
+    The run's seconds (``load_checks``: building the checks, paid by the process's first run;
+    ``validate``) are split evenly over its shards, so the run report's sums are the time spent.
+    """
+    from realness_tasks.validation import StagedShard, load_checks, validate_shards
 
     clock = time.monotonic()
     load_checks(cfg.crop.size)
-    clock = _lap(timings, "load_checks", clock)
-    report = validate_shard(read_shard(store.get_bytes(outcome.staged_key)), cfg.crop.size)
-    clock = _lap(timings, "validate", clock)
+    loading = time.monotonic() - clock
+    clock = time.monotonic()
+    reports = validate_shards([StagedShard(o.video_id, partial(store.get_bytes, o.staged_key)) for o in staged],
+                              cfg.crop.size)
+    validating = time.monotonic() - clock
+    results = []
+    for outcome, report in zip(staged, reports):
+        timings = dict(outcome.stage_seconds)
+        _add_seconds(timings, "load_checks", loading / len(staged))
+        _add_seconds(timings, "validate", validating / len(staged))
+        results.append(_publish_or_quarantine(cfg, store, db, replace(outcome, stage_seconds=timings), report,
+                                              run_id=run_id, run_date=run_date))
+    return results
+
+
+def _publish_or_quarantine(cfg: RealnessConfig, store: ObjectStore, db: Database, outcome: VideoOutcome,
+                           report: ValidationReport, *, run_id: str, run_date: str) -> VideoOutcome:
+    """Move a validated shard under the faces prefix, or to quarantine with its ``.validation.json`` beside it."""
     if report.success:
+        final_key = shard_key(cfg.faces_prefix, run_date, outcome.video_id)
+        clock = time.monotonic()
         store.move(outcome.staged_key, final_key)
+        timings = dict(outcome.stage_seconds)
         _lap(timings, "publish", clock)
         checkpoint("ingest.published")
-        return finish(Status.PUBLISHED, outcome.reason, final_key)
+        return _record_validated(store, db, replace(outcome, stage_seconds=timings), Status.PUBLISHED, outcome.reason,
+                                 final_key, run_id=run_id)
+    quarantine_key = shard_key(cfg.quarantine_prefix, run_date, outcome.video_id)
     store.put_bytes(quarantine_key.removesuffix(".parquet") + ".validation.json",
                     json.dumps({"failures": report.failures, "result": report.details}, indent=1, default=str).encode())
     store.move(outcome.staged_key, quarantine_key)
-    return finish(Status.QUARANTINED, "validation failed: " + report.reason(), quarantine_key)
+    return _record_validated(store, db, outcome, Status.QUARANTINED, "validation failed: " + report.reason(),
+                             quarantine_key, run_id=run_id)
+
+
+def _record_validated(store: ObjectStore, db: Database, outcome: VideoOutcome, status: Status, reason: str | None,
+                      key: str, *, run_id: str) -> VideoOutcome:
+    result = replace(outcome, status=status, reason=reason, run_id=run_id, staged_key=None,
+                     shard_uri=store.uri_for(key))
+    ledger.record(db, result)
+    log.info("%s -> %s%s", outcome.source_uri, status, f" ({reason})" if reason else "")
+    return result
 
 
 # --- 4. run summary --------------------------------------------------------------------------------
@@ -657,11 +718,9 @@ def run_ingest(cfg: RealnessConfig, *, run_id: str, run_date: str, reprocess: bo
         found = scan_landing(cfg, store, db, reprocess=reprocess, run_id=run_id)
         detector = build_detector(cfg) if found.refs else None
         tracker = BatchProgress(found.refs, progress or log.debug)
-        outcomes = list(found.recorded)
-        for ref in tracker:
-            staged = process_video(cfg, store, db, ref, run_id=run_id, run_date=run_date, detector=detector,
-                                   progress=tracker)
-            outcomes.append(validate_and_publish(cfg, store, db, staged, run_id=run_id, run_date=run_date))
+        staged = [process_video(cfg, store, db, ref, run_id=run_id, run_date=run_date, detector=detector,
+                                progress=tracker) for ref in tracker]
+        outcomes = found.recorded + validate_and_publish(cfg, store, db, staged, run_id=run_id, run_date=run_date)
         return summarize(cfg, store, db, outcomes, run_id=run_id, dag_id="realness_ingest", started_at=started,
                          skipped=found.skipped)
     finally:

@@ -41,6 +41,8 @@ def test_ingest_dag_on_s3_via_the_aws_default_connection(dagbag, realness_env, s
     assert str(run.state) == "success", _task_states(run)
     states = _task_states(run)
     assert states["extract_faces"] == {"success"} and states["announce_shards"] == {"success"}
+    [validate] = [ti for ti in run.get_task_instances() if ti.task_id == "validate_shards"]
+    assert validate.map_index == -1 and str(validate.state) == "success"  # one task for the run's shards
 
     rows = {r["source_uri"]: r for r in ledger.entries(Database(cfg.resolved_database_url))}
     landing.assert_statuses({store.key_for(u): r["status"] for u, r in rows.items()})

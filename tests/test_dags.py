@@ -28,6 +28,17 @@ def test_every_dag_is_tagged_documented_and_retried(dagbag):
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
 
 
+def test_ingest_validates_the_whole_run_in_one_task(dagbag):
+    """Great Expectations' import (about 2 s) is paid once per run, not once per batch of videos."""
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    dag = dagbag.dags["realness_ingest"]
+    validate = dag.get_task("validate_shards")
+    assert isinstance(dag.get_task("extract_faces"), MappedOperator)
+    assert not isinstance(validate, MappedOperator)
+    assert validate.upstream_task_ids == {"extract_faces"} and validate.downstream_task_ids == {"summarize"}
+
+
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_dag_files_import_nothing_heavy(path):
     """Parsing runs every few seconds in the DAG processor: heavy libraries belong inside tasks."""

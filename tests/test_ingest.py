@@ -107,26 +107,73 @@ def test_huge_frames_are_rejected_with_the_limit(tmp_path):
     assert all("pixels" in r["reason"] for r in _ledger(cfg).values() if r["status"] != "SIDECAR")
 
 
-def test_invalid_shard_is_quarantined_with_its_report(tmp_path, local_config):
+def _stage(store, video_id: str, shard: bytes) -> VideoOutcome:
+    """A shard staged by extract_faces for ``video_id``, and the outcome it handed on."""
+    key = f"staging/2026-11-26/{video_id}.parquet"
+    store.put_bytes(key, shard)
+    return VideoOutcome(f"file:///{video_id}.mp4", "etag", "STAGED", video_id=video_id, staged_key=key, faces=4,
+                        stage_seconds={"write": 0.1})
+
+
+def _shard(video_id: str, crop_size: int, **changes) -> bytes:
     from tests.factories import valid_rows
+
+    return table_to_bytes(rows_to_table([replace(r, video_id=video_id, **changes) for r in valid_rows(crop_size)]))
+
+
+def test_a_bad_shard_among_good_ones_is_quarantined_alone_with_its_own_report(local_config):
+    cfg = local_config
+    store = open_store(cfg.resolved_store_uri)
+    db = Database(cfg.resolved_database_url)
+    no_face = VideoOutcome("file:///n.mp4", "etag", "NO_FACE", reason="no face in 8 sampled frames")
+    outcomes = [_stage(store, "g1", _shard("g1", cfg.crop.size)),
+                _stage(store, "b1", _shard("b1", cfg.crop.size, confidence=1.7)), no_face,
+                _stage(store, "u1", b"junk"), _stage(store, "g2", _shard("g2", cfg.crop.size))]
+
+    validated = validate_and_publish(cfg, store, db, outcomes, run_id="r", run_date="2026-11-26")
+    assert [o.status for o in validated] == ["PUBLISHED", "QUARANTINED", "NO_FACE", "QUARANTINED", "PUBLISHED"]
+    assert validated[2] == no_face
+    assert "confidence" in validated[1].reason and "unreadable" in validated[3].reason
+    assert sorted(o.key for o in store.list(cfg.faces_prefix)) == [
+        "faces/date=2026-11-26/g1.parquet", "faces/date=2026-11-26/g2.parquet"]
+    report = json.loads(store.get_bytes("quarantine/date=2026-11-26/b1.validation.json"))
+    assert len(report["failures"]) == 1 and "4 rows, e.g. [1.7" in report["failures"][0]
+    assert [f["type"] for f in report["result"]["failed_expectations"]] == ["expect_column_values_to_be_between"]
+    assert json.loads(store.get_bytes("quarantine/date=2026-11-26/u1.validation.json"))["failures"][0].startswith(
+        "unreadable: ")
+    assert list(store.list(cfg.staging_prefix)) == []
+    for outcome in validated[:2] + validated[3:]:
+        assert {"write", "load_checks", "validate"} <= set(outcome.stage_seconds), outcome.stage_seconds
+    rows = ledger.entries(db)
+    # A retry of the same task after the moves finds each shard where it went instead of failing or duplicating.
+    again = validate_and_publish(cfg, store, db, outcomes, run_id="r", run_date="2026-11-26")
+    assert [o.status for o in again] == [o.status for o in validated]
+    assert [(r["source_uri"], r["status"], r["shard_uri"]) for r in ledger.entries(db)] == [
+        (r["source_uri"], r["status"], r["shard_uri"]) for r in rows]
+    assert len(rows) == 4  # the NO_FACE outcome was recorded by extract_faces, not here
+
+
+def test_shards_validated_a_chunk_at_a_time_get_the_verdicts_they_get_together(local_config, monkeypatch):
+    from realness_tasks import ingest, validation
 
     cfg = local_config
     store = open_store(cfg.resolved_store_uri)
     db = Database(cfg.resolved_database_url)
-    bad = [replace(r, confidence=1.7) for r in valid_rows(cfg.crop.size)]
-    store.put_bytes("staging/2026-11-26/v1.parquet", table_to_bytes(rows_to_table(bad)))
-    staged = VideoOutcome("file:///x.mp4", "etag", "STAGED", video_id="v1", staged_key="staging/2026-11-26/v1.parquet",
-                          faces=len(bad))
-    outcome = validate_and_publish(cfg, store, db, staged, run_id="r", run_date="2026-11-26")
-    assert outcome.status == "QUARANTINED" and "confidence" in outcome.reason
-    assert store.exists("quarantine/date=2026-11-26/v1.parquet")
-    report = json.loads(store.get_bytes("quarantine/date=2026-11-26/v1.validation.json"))
-    assert any("confidence" in f for f in report["failures"])
-    assert not list(store.list(cfg.faces_prefix))
-    # A retry of the same task after the move finds the quarantined shard instead of failing or duplicating.
-    again = validate_and_publish(cfg, store, db, staged, run_id="r", run_date="2026-11-26")
-    assert again.status == "QUARANTINED"
-    assert [r["status"] for r in ledger.entries(db)] == ["QUARANTINED"]
+    runs: list[int] = []
+    validate_run = validation.validate_shards
+
+    def counted_run(shards, crop_size):
+        runs.append(len(shards))
+        return validate_run(shards, crop_size)
+
+    monkeypatch.setattr(validation, "validate_shards", counted_run)
+    monkeypatch.setattr(ingest, "SHARDS_PER_VALIDATION_RUN", 2)
+    outcomes = [_stage(store, f"v{i}", _shard(f"v{i}", cfg.crop.size, **({"box_x": 600} if i == 3 else {})))
+                for i in range(5)]
+    validated = validate_and_publish(cfg, store, db, outcomes, run_id="r", run_date="2026-11-26")
+    assert runs == [2, 2, 1]
+    assert [o.status for o in validated] == ["PUBLISHED"] * 3 + ["QUARANTINED", "PUBLISHED"]
+    assert "box_right" in validated[3].reason
 
 
 def test_s3_store_over_http_with_odd_keys(tmp_path, s3_bucket_uri, s3_settings):
