@@ -126,6 +126,7 @@ def main() -> None:
     parser.add_argument("--training", action="append", default=[], metavar="SETTING=VALUE",
                         help="a training setting for these runs, e.g. finetune_stride=1 (REALNESS_TRAINING_FINETUNE_STRIDE); "
                              "repeatable; the run's name carries the settings")
+    parser.add_argument("--tag", default="", help="appended to the runs' names (e.g. the code change being measured)")
     parser.add_argument("--engines", nargs="+", default=["fp32"], choices=("fp32", "int8"),
                         help="scoring engines (REALNESS_SCORING_ENGINE), each scoring the same trained model")
     parser.add_argument("--split-by", choices=("person", "video"), default="person",
@@ -178,7 +179,7 @@ def main() -> None:
         name = backbone if blended == "auto" else f"{backbone}+self-blended"
         name += "" if args.split_by == "person" else "+split-by-video"
         name += "" if args.floor is None else f"+floor-{args.floor:g}"
-        name += "".join(f"+{setting}" for setting in args.training)
+        name += "".join(f"+{setting}" for setting in args.training) + (f"+{args.tag}" if args.tag else "")
         home = work / name
         shutil.rmtree(home, ignore_errors=True)
         shutil.copytree(base, home)
