@@ -198,7 +198,8 @@ class RealnessConfig:
     reports_prefix: str = _setting("reports/", "Run summaries; per-video HTML reports under videos/.")
     videos_per_task: int = _setting(0, "Videos per mapped ingest task; 0 chooses batches from the listed sizes "
                                        "(see megabytes_per_task). Each task's start-up (Airflow's, ~0.3 s of imports "
-                                       "and MTCNN, ~2 s of Great Expectations in validation) is shared by a batch.")
+                                       "and MTCNN) is shared by a batch; validation is one task per run (~2 s of "
+                                       "Great Expectations once).")
     megabytes_per_task: int = _setting(48, "Automatic batching: about this much video per mapped ingest task (small "
                                            "clips are grouped, a large video gets a task of its own).")
     min_tasks_per_run: int = _setting(2, "Automatic batching: at least this many mapped ingest tasks when there are "
