@@ -132,6 +132,10 @@ def main() -> None:
     parser.add_argument("--split-by", choices=("person", "video"), default="person",
                         help="person: the training sidecar names each video's person as its group, so training "
                              "splits by person; video: no groups, each video its own split unit")
+    parser.add_argument("--no-reports", action="store_true",
+                        help="score without writing the per-video HTML reports (REALNESS_REPORT_VERDICTS empty): "
+                             "their Grad-CAM maps take most of the scoring time, and the measured numbers do not "
+                             "depend on them")
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-detection")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--fps", type=float, default=10.0)
@@ -187,6 +191,8 @@ def main() -> None:
                    "REALNESS_TRAINING_SELF_BLENDED_FAKES": blended, **overrides}
         if args.floor is not None:
             run_env["REALNESS_TRAINING_MIN_VIDEO_AUC"] = str(args.floor)
+        if args.no_reports:
+            run_env["REALNESS_REPORT_VERDICTS"] = ""
         if backbone == "efficientnet_b0" and not (Path.home() / ".keras" / "models" / "efficientnetb0_notop.h5").is_file():
             run_env["REALNESS_TRAINING_RANDOM_INIT"] = "true"
         run = {"train": run_cli(["train"], run_env, work / f"train-{name}.log")}
