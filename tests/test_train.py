@@ -63,6 +63,35 @@ def test_threshold_separates_validation_scores_with_a_margin():
     assert noisy["confusion"] == [[1, 1], [1, 1]] and noisy["precision_fake"] == 0.5 and noisy["recall_fake"] == 0.5
 
 
+def test_the_kept_weights_are_the_best_epoch_of_the_last_phase():
+    """A frozen-phase epoch with a better validation AUC is not kept over the fine-tuning epochs."""
+    import keras
+    import tensorflow as tf
+
+    labels = np.array([0, 1, 0, 1], np.float32)
+    features = np.array([[0.0], [1.0], [0.2], [0.9]], np.float32)
+    val_data = tf.data.Dataset.from_tensor_slices((features, labels)).batch(4)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, activation="sigmoid")])
+    messages: list[str] = []
+    tracker = train.epoch_tracker(messages.append, 3, val_data, labels)
+    tracker.set_model(model)
+
+    def epoch(number: int, kernel: float) -> None:
+        model.layers[0].kernel.assign([[kernel]])
+        tracker.on_epoch_end(number, {"loss": 0.5})
+
+    tracker.begin_phase("frozen")
+    epoch(0, 4.0)                      # AUC 1.0: faces ranked right
+    tracker.begin_phase("fine-tune")
+    epoch(1, -1.0)                     # AUC 0.0
+    epoch(2, -2.0)                     # AUC 0.0 again: not better, so epoch 2 stays the kept one
+    tracker.restore_best()
+    assert tracker.history["val_auc"] == [1.0, 0.0, 0.0]
+    assert float(model.layers[0].kernel.numpy()[0, 0]) == -1.0
+    assert tracker.history["kept"] == [False, True, False]
+    assert messages[-1].startswith("kept the weights of epoch 2 (fine-tune)")
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     """A trained first model, then an untrained one (compared whatever its AUC), on the local store and SQLite."""
@@ -92,6 +121,8 @@ def test_first_model_is_registered_and_promoted_with_every_artefact(two_runs, tm
     metrics = json.loads(store.get_bytes(registry.artefact_key(cfg, first.version, "metrics.json")))
     assert metrics["test"] == first.metrics and metrics["threshold_rule"] == train.THRESHOLD_RULE
     assert 0 < metrics["threshold"] < 1 and metrics["history"]["phase"][-1] == "fine-tune"
+    kept = metrics["history"]["kept"]
+    assert kept.count(True) == 1 and metrics["history"]["phase"][kept.index(True)] == "fine-tune"
     fp32, int8 = metrics["engines"]["fp32"], metrics["engines"]["int8"]
     assert fp32["file"] == "model.tflite" and fp32["max_abs_difference"] <= 1e-4 and fp32["faces_compared"] > 0
     assert int8["file"] == "model-int8.tflite" and int8["bytes"] < fp32["bytes"] / 3
