@@ -1,0 +1,105 @@
+"""How does each training epoch do on people the model never saw? Trains as ``realness train`` does
+(the same dataset, classifier and ``train.fit``) on the detection benchmark's ingested videos, and
+after every epoch scores the benchmark's 13 scored people (dominant face, mean per video): video
+AUC overall, per manipulation kind, and within each person (real against fake videos of the same
+person, averaged), next to the validation AUC that training itself sees.
+
+    python bench/bench_detection.py ...        # first: makes and ingests the videos
+    REALNESS_TRAINING_PATIENCE=100 python bench/bench_epochs.py --out epochs.jsonl
+
+Settings come from ``REALNESS_TRAINING_*`` as for ``realness train``. This is for understanding
+training (which epoch generalises, what early stopping and the kept weights do), never for
+choosing a model: the scored people are the benchmark's test set. Nothing is registered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+import numpy as np  # noqa: E402
+import pyarrow.dataset as pads  # noqa: E402
+
+from realness_tasks import dataset as ds  # noqa: E402
+from realness_tasks import registry, train  # noqa: E402
+from realness_tasks.config import RealnessConfig  # noqa: E402
+from realness_tasks.db import Database  # noqa: E402
+from realness_tasks.model import build_classifier, predict_probabilities  # noqa: E402
+from realness_tasks.storage import open_store  # noqa: E402
+
+KINDS = ("swap", "partial", "smoothed")
+
+
+class ScoredPeople:
+    """The benchmark's scored videos (dominant face of each sampled frame) and their labels."""
+
+    def __init__(self, work: Path) -> None:
+        labels = {row["name"]: row for row in csv.DictReader(open(work / "videos" / "score" / "labels.csv"))}
+        table = pads.dataset(str(work / "ingested" / "store" / "faces"), format="parquet", partitioning="hive")
+        rows = table.to_table(columns=["source_uri", "crop_jpeg"], filter=pads.field("face_index") == 0).to_pydict()
+        picked = [i for i, uri in enumerate(rows["source_uri"]) if "/landing/score/" in uri]
+        self.jpegs = [rows["crop_jpeg"][i] for i in picked]
+        self.names = np.array([rows["source_uri"][i].rsplit("/", 1)[1] for i in picked])
+        self.videos = sorted(set(self.names))
+        self.fake = np.array([labels[v]["label"] == "FAKE" for v in self.videos])
+        self.kind = np.array([labels[v]["manipulation"] for v in self.videos])
+        self.person = np.array([labels[v]["identity"] for v in self.videos])
+
+    def measure(self, model) -> dict[str, float]:
+        faces = np.array(predict_probabilities(model, self.jpegs, int(model.inputs[0].shape[1])))
+        p = np.array([faces[self.names == v].mean() for v in self.videos])
+        out = {"video_auc": train.roc_auc(self.fake, p)}
+        for kind in KINDS:
+            chosen = (self.kind == kind) | ~self.fake
+            out[kind] = train.roc_auc(self.fake[chosen], p[chosen])
+        out["within_person"] = float(np.mean([train.roc_auc(self.fake[self.person == who], p[self.person == who])
+                                              for who in sorted(set(self.person))]))
+        return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-detection")
+    parser.add_argument("--out", type=Path, required=True, help="one JSON line per epoch is appended here")
+    args = parser.parse_args()
+    scored = ScoredPeople(args.work)
+    cfg = RealnessConfig.from_env(home=str(args.work / "ingested"))
+    store, db = open_store(cfg.resolved_store_uri, cfg.s3), Database(cfg.resolved_database_url)
+    data = ds.load_dataset(cfg, store, listed_at=registry.utc_now(), db=db)
+    maker = train.pseudo_fake_maker(cfg, data.train, print)
+    model, _ = build_classifier(cfg.training, Path(cfg.home) / "weights")
+
+    tracker_of_training = train.epoch_tracker
+
+    def tracker(report, total_epochs, val_data, val_labels):
+        callback = tracker_of_training(report, total_epochs, val_data, val_labels)
+        end_of_epoch = callback.on_epoch_end
+
+        def on_epoch_end(epoch: int, logs: dict | None = None) -> None:
+            logs = logs if logs is not None else {}
+            end_of_epoch(epoch, logs)
+            line = {"epoch": epoch + 1, "phase": callback.phase, "loss": callback.history["loss"][-1],
+                    "val_auc": logs["val_auc"], **scored.measure(callback.model), "at": time.strftime("%H:%M:%S")}
+            print(json.dumps(line), flush=True)
+            with open(args.out, "a") as f:
+                f.write(json.dumps(line) + "\n")
+
+        callback.on_epoch_end = on_epoch_end
+        return callback
+
+    train.epoch_tracker = tracker   # the one hook: fit() builds its tracker through this name
+    train.fit(model, data.train, data.val, cfg.training, pseudo_fakes=maker, report=print)
+    db.dispose()
+
+
+if __name__ == "__main__":
+    main()
