@@ -33,7 +33,7 @@ from realness_tasks import dataset as ds  # noqa: E402
 from realness_tasks import registry, train  # noqa: E402
 from realness_tasks.config import RealnessConfig  # noqa: E402
 from realness_tasks.db import Database  # noqa: E402
-from realness_tasks.model import build_classifier, predict_probabilities  # noqa: E402
+from realness_tasks.model import predict_probabilities  # noqa: E402
 from realness_tasks.storage import open_store  # noqa: E402
 
 KINDS = ("swap", "partial", "smoothed")
@@ -76,7 +76,7 @@ def main() -> None:
     store, db = open_store(cfg.resolved_store_uri, cfg.s3), Database(cfg.resolved_database_url)
     data = ds.load_dataset(cfg, store, listed_at=registry.utc_now(), db=db)
     maker = train.pseudo_fake_maker(cfg, data.train, print)
-    model, _ = build_classifier(cfg.training, Path(cfg.home) / "weights")
+    model, _, _ = train.prepared_classifier(cfg, data.train, print)
 
     tracker_of_training = train.epoch_tracker
 

@@ -133,6 +133,9 @@ class TrainingSettings:
     steps_per_epoch: int = _setting(0, "If > 0, cap steps per epoch (quick runs and tests).")
     learning_rate: float = _setting(1e-3, "Adam learning rate of the frozen phase (fine-tuning uses a tenth).")
     dropout: float = _setting(0.3, "Dropout after each dense layer.")
+    batchnorm_faces: int = _setting(1024, "Training faces on which the backbone's BatchNorm statistics are re-estimated "
+                                          "before training (ImageNet's statistics do not fit face crops); 0 keeps "
+                                          "ImageNet's. A random backbone always needs them (at least 256 faces).")
     seed: int = _setting(1337, "Seed for the split, augmentation, pseudo-fakes and initialisation.")
     self_blended_fakes: str = _setting("auto", "Self-blended pseudo-fakes made from real faces, new ones every epoch: "
                                                "auto (when labelled fakes are fewer than reals), always or never.",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 THRESHOLD_RULE = "youden_j_on_validation"
 AGREEMENT_SAMPLE = 16  # test faces on which the fp32 TFLite export must match Keras
-CALIBRATION_FACES = 128  # training faces whose activation ranges the int8 export is quantised to
+CALIBRATION_FACES = 256  # training faces whose activation ranges the int8 export is quantised to
 
 
 class ChampionUnavailable(RuntimeError):
@@ -181,14 +182,42 @@ def epoch_tracker(report: Progress, total_epochs: int, val_data: tf.data.Dataset
     return EpochTracker()
 
 
-CALIBRATION_FACES = 256
+RANDOM_BACKBONE_BATCHNORM_FACES = 256  # a random backbone's BatchNorm statistics need at least these
 
 
-def calibration_batches(train: ds.FaceSet, settings: TrainingSettings) -> Iterator[tf.Tensor]:
-    """Up to CALIBRATION_FACES training crops, both classes, decoded one training batch at a time."""
-    picked = np.random.default_rng(settings.seed).permutation(len(train))[:CALIBRATION_FACES]
+def batchnorm_faces(settings: TrainingSettings, backbone: Backbone) -> int:
+    """How many training faces the backbone's BatchNorm statistics are re-estimated on (0: ImageNet's are kept)."""
+    if backbone.pretrained:
+        return settings.batchnorm_faces
+    return max(settings.batchnorm_faces, RANDOM_BACKBONE_BATCHNORM_FACES)
+
+
+def calibration_batches(train: ds.FaceSet, settings: TrainingSettings, count: int) -> Iterator[tf.Tensor]:
+    """Up to ``count`` training crops, both classes, decoded one training batch at a time."""
+    picked = np.random.default_rng(settings.seed).permutation(len(train))[:count]
     for start in range(0, len(picked), settings.batch_size):
         yield decode_crops([train.jpegs[i] for i in picked[start:start + settings.batch_size]], settings.image_size)
+
+
+def prepared_classifier(cfg: RealnessConfig, train: ds.FaceSet, report: Progress) -> tuple[keras.Model, Backbone, int]:
+    """The classifier ready to train: built, and its backbone's BatchNorm statistics re-estimated on ``train``.
+
+    Returns the model, what its backbone was built from, and on how many faces the statistics
+    were re-estimated (0: ImageNet's were kept).
+    """
+    settings = cfg.training
+    model, backbone = build_classifier(settings, Path(cfg.home) / "weights")
+    report(f"backbone: {describe(backbone)}, {settings.image_size} px")
+    faces = min(batchnorm_faces(settings, backbone), len(train))
+    if not faces:
+        report("BatchNorm statistics: ImageNet's (REALNESS_TRAINING_BATCHNORM_FACES=0)")
+        return model, backbone, 0
+    started = time.monotonic()
+    batches = calibrate_batchnorm(model.get_layer(BACKBONE_NAME), calibration_batches(train, settings, faces),
+                                  never_narrower=backbone.pretrained)
+    report(f"BatchNorm statistics of the backbone re-estimated on {faces} training faces ({batches} batches, "
+           f"{time.monotonic() - started:.0f} s)")
+    return model, backbone, faces
 
 
 def pseudo_fake_maker(cfg: RealnessConfig, train: ds.FaceSet, report: Progress) -> PseudoFakeMaker | None:
@@ -521,11 +550,7 @@ def run_training(cfg: RealnessConfig, run_id: str, *, progress: Progress | None 
         extra = len(maker) if maker is not None else 0
         manifest = {**data.manifest, "self_blended_fakes_per_epoch": extra,
                     "class_weights": ds.class_weights(np.r_[data.train.labels, np.ones(extra, np.int32)])}
-        model, backbone = build_classifier(settings, Path(cfg.home) / "weights")
-        report(f"backbone: {describe(backbone)}, {settings.image_size} px")
-        if not backbone.pretrained:
-            calibrated = calibrate_batchnorm(model.get_layer(BACKBONE_NAME), calibration_batches(data.train, settings))
-            report(f"BatchNorm statistics of the random backbone calibrated on {calibrated} training batches")
+        model, backbone, manifest["batchnorm_faces"] = prepared_classifier(cfg, data.train, report)
         history = fit(model, data.train, data.val, settings, pseudo_fakes=maker, report=report)
         evaluation = evaluate(model, data, settings.image_size, cfg.scoring)
         video = evaluation.test["video"]

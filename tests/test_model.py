@@ -135,6 +135,40 @@ def test_streamed_calibration_gives_a_random_backbone_well_scaled_features(tmp_p
     assert bn.momentum == momentum
 
 
+def test_calibration_replaces_a_pretrained_backbones_imagenet_statistics_with_the_faces_own(tmp_path):
+    """The first batch's statistics replace ImageNet's outright (momentum 0), later batches are averaged in."""
+    import keras
+
+    net, _ = model.build_classifier(LITE0, tmp_path)
+    network = net.get_layer(model.BACKBONE_NAME)
+    stem_bn = network.get_layer("stem_bn")
+    imagenet_mean = stem_bn.moving_mean.numpy().copy()
+    x = model.decode_crops(sample_crops() * 2, 32)
+    # The stem BatchNorm's input does not depend on any BatchNorm statistics: compute it by hand.
+    stem_input = keras.Model(network.input, network.get_layer("stem_conv").output)(x).numpy()
+    halves = (stem_input[:4].mean((0, 1, 2)), stem_input[4:].mean((0, 1, 2)))
+    assert model.calibrate_batchnorm(network, [x[:4]]) == 1
+    assert np.allclose(stem_bn.moving_mean.numpy(), halves[0], atol=1e-4)
+    assert not np.allclose(stem_bn.moving_mean.numpy(), imagenet_mean, atol=1e-2)
+    assert model.calibrate_batchnorm(network, [x[:4], x[4:]]) == 2
+    assert np.allclose(stem_bn.moving_mean.numpy(), (halves[0] + halves[1]) / 2, atol=1e-4)
+
+
+def test_calibration_can_keep_every_variance_at_least_imagenets(tmp_path):
+    import keras
+
+    net, _ = model.build_classifier(LITE0, tmp_path)
+    network = net.get_layer(model.BACKBONE_NAME)
+    layers = [layer for layer in network.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    imagenet = [layer.moving_variance.numpy().copy() for layer in layers]
+    x = model.decode_crops(sample_crops(), 32)
+    model.calibrate_batchnorm(network, [x], never_narrower=True)
+    after = [layer.moving_variance.numpy() for layer in layers]
+    assert all(np.all(a >= i) for a, i in zip(after, imagenet))
+    assert any(np.any(a > i) for a, i in zip(after, imagenet))           # wider ones were measured
+    assert any(np.any(a == i) for a, i in zip(after, imagenet))          # narrower ones were kept at ImageNet's
+
+
 def test_saved_model_predicts_the_same(tmp_path):
     import keras
 

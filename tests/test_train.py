@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from realness_tasks import registry, train
-from realness_tasks.config import RealnessConfig
+from realness_tasks.config import RealnessConfig, TrainingSettings
 from realness_tasks.db import Database
 from realness_tasks.inference import TFLiteScorer
-from realness_tasks.model import decode_crops
+from realness_tasks.model import Backbone, decode_crops
 from realness_tasks.storage import open_store
 from tests.factories import write_labelled_shards
 
@@ -92,6 +92,13 @@ def test_the_kept_weights_are_the_best_epoch_of_the_last_phase():
     assert messages[-1].startswith("kept the weights of epoch 2 (fine-tune)")
 
 
+def test_batchnorm_statistics_are_re_estimated_on_faces_unless_turned_off_but_always_for_a_random_backbone():
+    pretrained, random = Backbone("efficientnet_lite0", "imagenet:x sha256:0"), Backbone("efficientnet_lite0", "random")
+    assert train.batchnorm_faces(TrainingSettings(), pretrained) == 1024
+    assert train.batchnorm_faces(TrainingSettings(batchnorm_faces=0), pretrained) == 0
+    assert train.batchnorm_faces(TrainingSettings(batchnorm_faces=0), random) == train.RANDOM_BACKBONE_BATCHNORM_FACES
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     """A trained first model, then an untrained one (compared whatever its AUC), on the local store and SQLite."""
@@ -134,6 +141,9 @@ def test_first_model_is_registered_and_promoted_with_every_artefact(two_runs, tm
     assert int8["video_auc"] >= first.metrics["video"]["auc"] - 0.2 and int8["face_auc"] > 0.8
     manifest = json.loads(store.get_bytes(registry.artefact_key(cfg, first.version, "manifest.json")))
     assert sum(sum(s["faces"].values()) for s in manifest["splits"].values()) == FACES
+    train_faces = len(manifest_faces(store, cfg, first.version, "train"))
+    assert manifest["batchnorm_faces"] == min(cfg.training.batchnorm_faces, train_faces) > 0
+    assert any(f"re-estimated on {manifest['batchnorm_faces']} training faces" in line for line in progress)
     config = json.loads(store.get_bytes(registry.artefact_key(cfg, first.version, "training_config.json")))
     assert config["training"]["image_size"] == SIZE and config["code_version"] and config["run_id"] == "run-1"
     assert config["backbone"]["name"] == "efficientnet_lite0" and config["backbone"]["weights"].startswith("imagenet:")
