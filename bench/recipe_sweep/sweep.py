@@ -1,0 +1,376 @@
+"""Which training recipe generalises to new people? Many variants of ``realness train``, each scored on the bench's new people.
+
+A PyTorch copy of the pipeline's classifier and training (EfficientNet-Lite0 with the same ImageNet
+weights, checked against ``realness_tasks.lite0`` to 3e-6 on a photograph; Dense 512 + Dense 128 +
+dropout 0.3 + sigmoid; a frozen phase at lr 1e-3 then fine-tuning at 1e-4 of the layers at 1/16 of
+the input or coarser; Adam; batch 32; flips, rotation, zoom, shift and shear), so that dozens of
+variants run in seconds each on a GPU instead of ten minutes each on two CPU cores. After every
+epoch it scores the detection benchmark's 13 scored people (mean fake probability per video) and
+appends a JSON line per epoch to ``$OUT/results.jsonl`` and one per run to ``$OUT/summary.jsonl``.
+For understanding only: a recipe found here is adopted only after ``bench/bench_detection.py``
+measures it through the real pipeline on the CPU.
+
+    python bench/recipe_sweep/export.py        # here: writes bench/recipe_sweep/data/ (git-ignored)
+    # on a GPU machine with PyTorch, OpenCV and scikit-learn (the device tool: carry bench/recipe_sweep/data):
+    OUT=/tmp/sweep python3 bench/recipe_sweep/sweep.py base,base_recal 0,1,2
+
+Arguments: comma-separated recipe names (empty: all), seeds, and optionally a JSON object of
+settings applied to every recipe. ``SWEEP_SECONDS`` stops starting new runs after that many seconds.
+Results of the sweep behind today's defaults: ``docs/recipe-sweep.md``.
+"""
+import json, math, os, sys, time
+import numpy as np, cv2, torch, torch.nn as nn, torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "data")
+OUT = os.environ.get("OUT", "/tmp/sweep-out")
+os.makedirs(OUT, exist_ok=True)
+STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+          (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+
+
+class SameConv(nn.Conv2d):
+    def forward(self, x):
+        k, s = self.kernel_size[0], self.stride[0]
+        ih, iw = x.shape[-2:]
+        ph = max((math.ceil(ih / s) - 1) * s + k - ih, 0)
+        pw = max((math.ceil(iw / s) - 1) * s + k - iw, 0)
+        x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(x, self.weight, None, self.stride, 0, 1, self.groups)
+
+
+def bn(c):
+    return nn.BatchNorm2d(c, eps=1e-3)
+
+
+class Block(nn.Module):
+    def __init__(self, k, s, e, cin, cout, out_stride):
+        super().__init__()
+        self.out_stride = out_stride
+        mid = cin * e
+        self.expand = e != 1
+        if self.expand:
+            self._expand_conv, self._bn0 = SameConv(cin, mid, 1, bias=False), bn(mid)
+        self._depthwise_conv, self._bn1 = SameConv(mid, mid, k, s, groups=mid, bias=False), bn(mid)
+        self._project_conv, self._bn2 = SameConv(mid, cout, 1, bias=False), bn(cout)
+        self.residual = s == 1 and cin == cout
+
+    def forward(self, x):
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y
+
+
+class Lite0(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self._conv_stem, self._bn0 = SameConv(3, 32, 3, 2, bias=False), bn(32)
+        blocks, stride = [], 2
+        for reps, k, s, e, cin, cout in STAGES:
+            for r in range(reps):
+                stride *= s if r == 0 else 1
+                blocks.append(Block(k, s if r == 0 else 1, e, cin if r == 0 else cout, cout, stride))
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head, self._bn1 = SameConv(320, 1280, 1, bias=False), bn(1280)
+
+    def features(self, x):
+        x = (x - MEAN.to(x.device)) / STD.to(x.device)
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for b in self._blocks:
+            x = b(x)
+        return F.relu6(self._bn1(self._conv_head(x)))
+
+
+def load_lite0():
+    net = Lite0()
+    z = np.load(os.path.join(DATA, "lite0.npz"))
+    sd = {k: torch.from_numpy(z[k]) for k in z.files}
+    missing, unexpected = net.load_state_dict(sd, strict=False)
+    missing = [m for m in missing if "num_batches" not in m]
+    if missing or unexpected:
+        raise SystemExit(f"weights mismatch {missing} {unexpected}")
+    return net
+
+
+class Classifier(nn.Module):
+    def __init__(self, pool="avg", dropout=0.3):
+        super().__init__()
+        self.backbone, self.pool = load_lite0(), pool
+        self.head = nn.Sequential(nn.Linear(1280, 512), nn.ReLU(), nn.Dropout(dropout), nn.Linear(512, 128), nn.ReLU(),
+                                  nn.Dropout(dropout), nn.Linear(128, 1))
+
+    def forward(self, x):
+        f = self.backbone.features(x)
+        if self.pool == "avg":
+            f = f.mean((2, 3))
+        elif self.pool == "gem":
+            f = f.clamp(min=1e-6).pow(3).mean((2, 3)).pow(1 / 3)
+        return self.head(f).squeeze(1)
+
+
+def decode(jpegs):
+    arr = np.stack([cv2.cvtColor(cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                    for j in jpegs])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+def augment(x, g, colour=False):
+    n = x.shape[0]
+    r = lambda lo, hi: torch.rand(n, device=x.device, generator=g) * (hi - lo) + lo
+    ang = r(-0.04, 0.04) * 2 * math.pi
+    zoom = 1 + r(-0.1, 0.1)
+    sh = r(-0.08, 0.08)
+    tx, ty = r(-0.1, 0.1), r(-0.1, 0.1)
+    flip = torch.where(torch.rand(n, device=x.device, generator=g) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(ang) / zoom, torch.sin(ang) / zoom
+    theta = torch.stack([torch.stack([cos * flip, -sin + sh, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, x.shape, align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if colour:
+        b = r(-25, 25).view(n, 1, 1, 1)
+        c = r(0.75, 1.25).view(n, 1, 1, 1)
+        m = x.mean((1, 2, 3), keepdim=True)
+        x = (x - m) * c + m + b
+        grey = x.mean(1, keepdim=True)
+        s = r(0.6, 1.4).view(n, 1, 1, 1)
+        x = (x - grey) * s + grey
+        x = x.clamp(0, 255)
+    return x
+
+
+def auc(y, p):
+    y = np.asarray(y)
+    return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def video_metrics(p, videos, labels, kinds, persons):
+    vids = sorted(set(videos))
+    idx = {v: np.where(videos == v)[0] for v in vids}
+    pv = np.array([p[idx[v]].mean() for v in vids])
+    yv = np.array([labels[idx[v][0]] for v in vids])
+    kv = np.array([kinds[idx[v][0]] for v in vids])
+    pe = np.array([persons[idx[v][0]] for v in vids])
+    out = {"auc": auc(yv, pv), "face_auc": auc(labels, p)}
+    for k in ("swap", "partial", "smoothed"):
+        sel = (kv == k) | (yv == 0)
+        out[k] = auc(yv[sel], pv[sel])
+    out["within"] = float(np.nanmean([auc(yv[pe == q], pv[pe == q]) for q in sorted(set(pe))]))
+    return out
+
+
+def _blend_one(args):
+    jpeg, lm, box, seed = args
+    import types
+    sys.modules.setdefault("realness_tasks.dataset", types.SimpleNamespace(FaceSet=object))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))   # the repository: realness_tasks.sbi
+    from realness_tasks.sbi import self_blend
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    b = self_blend(img, None if np.isnan(lm).any() else lm, box, np.random.default_rng(seed))
+    return cv2.imencode(".jpg", b.image, [cv2.IMWRITE_JPEG_QUALITY, 88])[1].tobytes()
+
+
+def make_sbi(z, draws):
+    from multiprocessing import Pool
+    real = np.where(z["train_label"] == 0)[0]
+    jobs = [(z["train_jpeg"][i], z["train_lm"][i], z["train_box"][i], 1000 * int(i) + d) for i in real for d in range(draws)]
+    t = time.time()
+    with Pool(min(16, os.cpu_count())) as pool:
+        jpegs = pool.map(_blend_one, jobs, chunksize=32)
+    print(f"self-blended {len(jpegs)} in {time.time() - t:.1f} s", flush=True)
+    return decode(jpegs).to(DEV), np.repeat(real, draws)
+
+
+class Data:
+    def __init__(self, path):
+        z = np.load(path, allow_pickle=True)
+        self.sets = {}
+        for s in ("train", "val", "test", "score"):
+            self.sets[s] = dict(x=decode(z[f"{s}_jpeg"]).to(DEV), y=z[f"{s}_label"].astype(np.float32),
+                                video=z[f"{s}_video"], person=z[f"{s}_person"], kind=z[f"{s}_kind"])
+        self.sbi, self.sbi_src = make_sbi(z, int(os.environ.get("SBI_DRAWS", "8")))
+        print({s: len(v["y"]) for s, v in self.sets.items()}, "sbi", len(self.sbi_src), flush=True)
+
+
+@torch.no_grad()
+def predict(model, x, bs=256, tf=None):
+    model.eval()
+    out = []
+    for i in range(0, len(x), bs):
+        xb = x[i:i + bs].float()
+        if tf is not None:
+            xb = tf(xb)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=DEV == "cuda"):
+            out.append(torch.sigmoid(model(xb)).float())
+    return torch.cat(out).cpu().numpy()
+
+
+def run(data, name, seed=0, frozen=3, ft=5, stride=16, lr=1e-3, ft_lr=1e-4, sbi=False, colour=False, bn_mode="frozen",
+        size=224, crop=1.0, mixup=0.0, all_people=False, pool="avg", bs=32, max_steps=None, label_smooth=0.0,
+        sbi_only=False):
+    torch.manual_seed(seed)
+    g = torch.Generator(device=DEV)
+    g.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = Classifier(pool).to(DEV).to(memory_format=torch.channels_last)
+    tr = data.sets["train"]
+    X, Y = tr["x"], torch.tensor(tr["y"], device=DEV)
+    if all_people:
+        X = torch.cat([X, data.sets["val"]["x"], data.sets["test"]["x"]])
+        Y = torch.cat([Y, torch.tensor(data.sets["val"]["y"], device=DEV), torch.tensor(data.sets["test"]["y"], device=DEV)])
+    if sbi_only:
+        keep = (Y == 0).nonzero().squeeze(1)
+        X, Y = X[keep], Y[keep]
+
+    def prep(xb):
+        if crop < 1.0:
+            h = xb.shape[-1]
+            c = int(round(h * crop))
+            o = (h - c) // 2
+            xb = xb[..., o:o + c, o:o + c]
+        if xb.shape[-1] != size:
+            xb = F.interpolate(xb, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return xb
+
+    sbi_by_src = {}
+    for j, s in enumerate(data.sbi_src):
+        sbi_by_src.setdefault(int(s), []).append(j)
+    real_src = sorted(sbi_by_src)
+    if bn_mode == "recal":   # re-estimate every BN's statistics on the training faces, then keep them fixed
+        bns = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+        for m in bns:
+            m.reset_running_stats(); m.momentum = None; m.train()
+        with torch.no_grad():
+            for i in range(0, len(X), 64):
+                xb = prep(augment(X[i:i + 64].float(), g, colour)).contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=DEV == "cuda"):
+                    model.backbone.features(xb)
+        for m in bns:
+            m.eval()
+    log = []
+    for epoch in range(frozen + ft):
+        phase = "frozen" if epoch < frozen else "finetune"
+        if epoch == 0 or epoch == frozen:
+            for p in model.backbone.parameters():
+                p.requires_grad = False
+            if phase == "finetune":
+                for b in model.backbone._blocks:
+                    if b.out_stride >= stride:
+                        for p in b.parameters():
+                            p.requires_grad = True
+                for m in (model.backbone._conv_head, model.backbone._bn1):
+                    for p in m.parameters():
+                        p.requires_grad = True
+                if stride <= 2:
+                    for m in (model.backbone._conv_stem, model.backbone._bn0):
+                        for p in m.parameters():
+                            p.requires_grad = True
+            params = [p for p in model.parameters() if p.requires_grad]
+            opt = torch.optim.Adam(params, lr=lr if phase == "frozen" else ft_lr, eps=1e-7)
+        # epoch data: labelled faces (+ one self-blended draw per real training face)
+        ex, ey = X, Y
+        if sbi or sbi_only:
+            pick = torch.tensor([sbi_by_src[s][rng.integers(len(sbi_by_src[s]))] for s in real_src], device=DEV)
+            ex = torch.cat([ex, data.sbi[pick]])
+            ey = torch.cat([ey, torch.ones(len(pick), device=DEV)])
+        order = torch.randperm(len(ex), device=DEV, generator=g)
+        model.train()
+        if bn_mode != "all":
+            for m in model.backbone.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.train(bn_mode == "trainable" and m.weight.requires_grad)
+        losses = []
+        steps = math.ceil(len(ex) / bs)
+        if max_steps:
+            steps = min(steps, max_steps)
+        for i in range(steps):
+            idx = order[i * bs:(i + 1) * bs]
+            xb = augment(ex[idx].float(), g, colour)
+            xb = prep(xb).contiguous(memory_format=torch.channels_last)
+            yb = ey[idx]
+            if mixup > 0:
+                lam = float(rng.beta(mixup, mixup))
+                perm = torch.randperm(len(idx), device=DEV, generator=g)
+                xb = lam * xb + (1 - lam) * xb[perm]
+                yb = lam * yb + (1 - lam) * yb[perm]
+            if label_smooth:
+                yb = yb * (1 - label_smooth) + 0.5 * label_smooth
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=DEV == "cuda"):
+                logit = model(xb)
+            loss = F.binary_cross_entropy_with_logits(logit.float(), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        row = {"recipe": name, "seed": seed, "epoch": epoch + 1, "phase": phase, "loss": float(np.mean(losses))}
+        for s in ("val", "test", "score"):
+            d = data.sets[s]
+            p = predict(model, d["x"], tf=prep)
+            m = video_metrics(p, d["video"], d["y"], d["kind"], d["person"])
+            if s == "score":
+                row.update({f"score_{k}": v for k, v in m.items()})
+            else:
+                row[f"{s}_auc"] = m["auc"]
+        log.append(row)
+        with open(os.path.join(OUT, "results.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
+    last = [r for r in log if r["phase"] == log[-1]["phase"]]
+    kept = max(last, key=lambda r: (np.nan_to_num(r["val_auc"], nan=-1), r["epoch"]))
+    summary = {"recipe": name, "seed": seed, "final": log[-1]["score_auc"], "kept": kept["score_auc"],
+               "kept_epoch": kept["epoch"], "best_any": max(r["score_auc"] for r in log),
+               "final_swap": log[-1]["score_swap"], "final_partial": log[-1]["score_partial"],
+               "final_smoothed": log[-1]["score_smoothed"], "final_within": log[-1]["score_within"]}
+    print(json.dumps(summary), flush=True)
+    with open(os.path.join(OUT, "summary.jsonl"), "a") as f:
+        f.write(json.dumps(summary) + "\n")
+    return summary
+
+
+RECIPES = {
+    "base_bnkeras": {"bn_mode": "trainable"},
+    "base_recal": {"bn_mode": "recal"},
+    "base_bnall": {"bn_mode": "all"},
+    "ft_all_bntrain_colour": {"stride": 1, "bn_mode": "all", "colour": True},
+    "ft_all_bntrain_12ep": {"stride": 1, "bn_mode": "all", "ft": 12},
+    "base_bnall_colour": {"bn_mode": "all", "colour": True},
+    "ft_all_bnkeras": {"stride": 1, "bn_mode": "trainable"},
+    "base": {},
+    "ft_stride4": {"stride": 4},
+    "ft_stride8": {"stride": 8},
+    "ft_all": {"stride": 1},
+    "base_sbi": {"sbi": True},
+    "ft_all_sbi": {"stride": 1, "sbi": True},
+    "ft_all_12ep": {"stride": 1, "ft": 12},
+    "ft_all_colour": {"stride": 1, "colour": True},
+    "ft_all_bntrain": {"stride": 1, "bn_mode": "all"},
+    "ft_all_320": {"stride": 1, "size": 320},
+    "ft_all_crop08": {"stride": 1, "crop": 0.8},
+    "ft_all_mixup": {"stride": 1, "mixup": 0.4},
+    "ft_all_20people": {"stride": 1, "all_people": True},
+    "ft_all_lr3e-4": {"stride": 1, "ft_lr": 3e-4},
+    "ft_all_sbi_12ep": {"stride": 1, "sbi": True, "ft": 12},
+    "ft_all_gem": {"stride": 1, "pool": "gem"},
+    "sbi_only_ft_all": {"stride": 1, "sbi_only": True},
+    "ft_all_sbi_colour": {"stride": 1, "sbi": True, "colour": True},
+}
+
+if __name__ == "__main__":
+    budget = float(os.environ.get("SWEEP_SECONDS", "1e9"))
+    names = sys.argv[1].split(",") if len(sys.argv) > 1 and sys.argv[1] else list(RECIPES)
+    seeds = [int(s) for s in (sys.argv[2].split(",") if len(sys.argv) > 2 else ["0"])]
+    extra = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    start = time.time()
+    data = Data(os.path.join(DATA, "faces.npz"))
+    print("loaded in", round(time.time() - start, 1), "s on", DEV, flush=True)
+    for seed in seeds:
+        for name in names:
+            if time.time() - start > budget:
+                print("budget spent, stopping before", name, seed, flush=True)
+                sys.exit(0)
+            t = time.time()
+            run(data, name, seed, **{**RECIPES[name], **extra})
+            print(f"  {name} seed {seed}: {time.time() - t:.1f} s", flush=True)
