@@ -76,7 +76,7 @@ def main() -> None:
         out[f"{split}_box"] = faces.boxes.astype(np.float32)
         out[f"{split}_lm"] = np.stack([np.full((5, 2), np.nan, np.float32) if points is None
                                        else np.asarray(points, np.float32).reshape(5, 2) for points in faces.landmarks])
-        print(split, len(faces), "faces of", sorted(set(out[f"{split}_person"])))
+        print(split, len(faces), "faces of", sorted(set(map(str, out[f"{split}_person"]))))
     scored = [i for i, uri in enumerate(rows["source_uri"]) if "/landing/score/" in uri and rows["face_index"][i] == 0]
     scored = [scored[i] for i in every_other_frame([rows["source_uri"][i] for i in scored])]
     out.update(described("score", [rows["crop_jpeg"][i] for i in scored], [name_of[rows["video_id"][i]] for i in scored],
