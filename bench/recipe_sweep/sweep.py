@@ -166,6 +166,8 @@ def video_metrics(p, videos, labels, kinds, persons):
 def _blend_one(args):
     jpeg, lm, box, seed = args
     import types
+    # sbi.py needs only FaceSet from realness_tasks.dataset, whose own imports (storage, database)
+    # are not on a GPU machine: stand in for it so that the project's self-blending itself is used.
     sys.modules.setdefault("realness_tasks.dataset", types.SimpleNamespace(FaceSet=object))
     sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))   # the repository: realness_tasks.sbi
     from realness_tasks.sbi import self_blend
@@ -210,7 +212,7 @@ def predict(model, x, bs=256, tf=None):
 
 
 def run(data, name, seed=0, frozen=3, ft=5, stride=16, lr=1e-3, ft_lr=1e-4, sbi=False, colour=False, bn_mode="frozen",
-        size=224, crop=1.0, mixup=0.0, all_people=False, pool="avg", bs=32, max_steps=None, label_smooth=0.0,
+        size=224, crop=1.0, mixup=0.0, all_people=False, pool="avg", bs=32, max_steps=None,
         sbi_only=False):
     torch.manual_seed(seed)
     g = torch.Generator(device=DEV)
@@ -297,8 +299,6 @@ def run(data, name, seed=0, frozen=3, ft=5, stride=16, lr=1e-3, ft_lr=1e-4, sbi=
                 perm = torch.randperm(len(idx), device=DEV, generator=g)
                 xb = lam * xb + (1 - lam) * xb[perm]
                 yb = lam * yb + (1 - lam) * yb[perm]
-            if label_smooth:
-                yb = yb * (1 - label_smooth) + 0.5 * label_smooth
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=DEV == "cuda"):
                 logit = model(xb)
             loss = F.binary_cross_entropy_with_logits(logit.float(), yb)
