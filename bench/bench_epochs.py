@@ -2,7 +2,8 @@
 (the same dataset, classifier and ``train.fit``) on the detection benchmark's ingested videos, and
 after every epoch scores the benchmark's 13 scored people (dominant face, mean per video): video
 AUC overall, per manipulation kind, and within each person (real against fake videos of the same
-person, averaged), next to the validation AUC that training itself sees.
+person, averaged), each person's mean fake probability over their real videos, next to the
+validation AUC that training itself sees.
 
     python bench/bench_detection.py ...        # first: makes and ingests the videos
     REALNESS_TRAINING_PATIENCE=100 python bench/bench_epochs.py --out epochs.jsonl
@@ -63,6 +64,9 @@ class ScoredPeople:
             out[kind] = train.roc_auc(self.fake[chosen], p[chosen])
         out["within_person"] = float(np.mean([train.roc_auc(self.fake[self.person == who], p[self.person == who])
                                               for who in sorted(set(self.person))]))
+        # Which people's *real* videos look fake: a whole photograph scored high drags the overall AUC.
+        out["real_p_fake_by_person"] = {who: round(float(p[(self.person == who) & ~self.fake].mean()), 3)
+                                        for who in sorted(set(self.person))}
         return out
 
 
