@@ -55,8 +55,20 @@ class ScoredPeople:
         self.kind = np.array([labels[v]["manipulation"] for v in self.videos])
         self.person = np.array([labels[v]["identity"] for v in self.videos])
 
-    def measure(self, model) -> dict[str, float]:
+    def flipped(self, model) -> np.ndarray:
+        """Fake probabilities of the mirrored crops."""
+        import tensorflow as tf
+
+        from realness_tasks.augment import pipeline
+
+        data = pipeline(self.jpegs, np.zeros(len(self.jpegs), np.float32), int(model.inputs[0].shape[1]), 32,
+                        train=False, seed=0)
+        return model.predict(data.map(lambda images, _: tf.image.flip_left_right(images)), verbose=0).reshape(-1)
+
+    def measure(self, model, flip: bool = False) -> dict[str, float]:
         faces = np.array(predict_probabilities(model, self.jpegs, int(model.inputs[0].shape[1])))
+        if flip:   # test-time flip: each crop's score averaged with its mirror image's
+            faces = (faces + self.flipped(model)) / 2
         p = np.array([faces[self.names == v].mean() for v in self.videos])
         out = {"video_auc": train.roc_auc(self.fake, p)}
         for kind in KINDS:
@@ -74,6 +86,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-detection")
     parser.add_argument("--out", type=Path, required=True, help="one JSON line per epoch is appended here")
+    parser.add_argument("--flip-and-average", action="store_true",
+                        help="also score each fine-tuning epoch with test-time flip (`flip`) and with the mean of "
+                             "the weights of the fine-tuning epochs so far (`averaged`, weight averaging)")
     args = parser.parse_args()
     scored = ScoredPeople(args.work)
     cfg = RealnessConfig.from_env(home=str(args.work / "ingested"))
@@ -83,6 +98,7 @@ def main() -> None:
     model, _, _ = train.prepared_classifier(cfg, data.train, print)
 
     tracker_of_training = train.epoch_tracker
+    fine_tuned: list[list[np.ndarray]] = []   # each fine-tuning epoch's weights, for --flip-and-average
 
     def tracker(report, total_epochs, val_data, val_labels):
         callback = tracker_of_training(report, total_epochs, val_data, val_labels)
@@ -93,6 +109,14 @@ def main() -> None:
             end_of_epoch(epoch, logs)
             line = {"epoch": epoch + 1, "phase": callback.phase, "loss": callback.history["loss"][-1],
                     "val_auc": logs["val_auc"], **scored.measure(callback.model), "at": time.strftime("%H:%M:%S")}
+            if args.flip_and_average and callback.phase == "fine-tune":
+                weights = callback.model.get_weights()
+                fine_tuned.append(weights)
+                line["flip"] = scored.measure(callback.model, flip=True)["video_auc"]
+                callback.model.set_weights([np.mean([w[j] for w in fine_tuned], axis=0) for j in range(len(weights))])
+                averaged = scored.measure(callback.model)
+                line["averaged"] = {k: v for k, v in averaged.items() if k != "real_p_fake_by_person"}
+                callback.model.set_weights(weights)
             print(json.dumps(line), flush=True)
             with open(args.out, "a") as f:
                 f.write(json.dumps(line) + "\n")
