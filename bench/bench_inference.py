@@ -141,7 +141,7 @@ def quality(version: str, threads: int) -> None:
     try:
         manifest = json.loads(store.get_bytes(registry.artefact_key(cfg, version, "manifest.json")))
         metrics = json.loads(store.get_bytes(registry.artefact_key(cfg, version, "metrics.json")))
-        faces, _ = ds.read_faces(cfg, store, manifest["shards"], label_facts.for_training(db))
+        faces = ds.read_faces(cfg, store, manifest["shards"], label_facts.for_training(db)).faces
     finally:
         db.dispose()
     split = {name: set(part["videos"]) for name, part in manifest["splits"].items()}

@@ -101,8 +101,8 @@ def run_detector(detector: MtcnnDetector, frames: list[Frame], crop: CropSetting
                     confidence=face.confidence, box_x=int(face.box[0]), box_y=int(face.box[1]),
                     box_w=int(face.box[2]), box_h=int(face.box[3]), frame_width=frame.image.shape[1],
                     frame_height=frame.image.shape[0], landmarks=list(face.landmarks) if face.landmarks else None,
-                    crop_jpeg=jpeg, crop_width=crop.size, crop_height=crop.size, label=None, azure_status=None,
-                    run_id="bench")
+                    crop_jpeg=jpeg, crop_width=crop.size, crop_height=crop.size, crop_margin=crop.margin, label=None,
+                    azure_status=None, run_id="bench")
             for frame, face_index, face, jpeg in crops]
     table_to_bytes(rows_to_table(rows))
     timing.parquet_s = time.perf_counter() - started

@@ -77,6 +77,7 @@ parts["tensorflow imported"] = "tensorflow" in sys.modules
 if engine == "litert":
     clock[0] = time.monotonic(); import great_expectations; lap("import great_expectations")
     from dataclasses import replace
+    from realness_tasks.config import CropSettings
     from realness_tasks.shards import rows_to_table, table_to_bytes
     from realness_tasks.validation import StagedShard, validate_shards
     from tests.factories import valid_rows
@@ -86,7 +87,7 @@ if engine == "litert":
     shards = [StagedShard(f"v{i:03d}", lambda data=data: data) for i, data in enumerate(staged)]
     def validate(count):
         started = time.monotonic()
-        if not all(report.success for report in validate_shards(shards[:count], 224)):
+        if not all(report.success for report in validate_shards(shards[:count], CropSettings())):
             raise SystemExit("a generated shard failed validation")
         return time.monotonic() - started
     first = validate(1)

@@ -106,7 +106,9 @@ class AzureSettings:
 class CropSettings:
     """The one crop convention shared by training and scoring."""
 
-    margin: float = _setting(0.3, "Margin added on each side of the box, as a fraction of its size.")
+    margin: float = _setting(0.3, "Margin added on each side of the box, as a fraction of its size. Each shard "
+                                  "and model records it: training reads only crops cut with it, scoring refuses "
+                                  "shards cut with another margin than the model's (re-ingest with reprocess).")
     size: int = _setting(224, "Crops are resized (aspect kept, zero-padded) to size x size pixels.")
     jpeg_quality: int = _setting(92, "JPEG quality of the crops stored in the shards.")
 

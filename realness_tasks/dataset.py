@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +27,7 @@ import pyarrow.dataset as pads
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.faces import crop_box
+from realness_tasks.shards import SHARD_SCHEMA
 from realness_tasks.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ VAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
 MIN_GROUPS_PER_CLASS = 3
 COLUMNS = ["video_id", "face_index", "label", "crop_jpeg", "landmarks", "box_x", "box_y", "box_w", "box_h",
-           "frame_width", "frame_height", "crop_width"]
+           "frame_width", "frame_height", "crop_width", "crop_margin"]
 
 
 class NotEnoughData(ValueError):
@@ -177,29 +179,48 @@ def list_shards(cfg: RealnessConfig, store: ObjectStore) -> list[dict]:
             for o in store.list(cfg.faces_prefix) if o.key.endswith(".parquet")]
 
 
+class FacesRead(NamedTuple):
+    """The usable labelled faces of some shards, and how many rows were left out and why."""
+
+    faces: FaceSet
+    without_label: int        # rows with no usable label
+    other_crop_margin: int    # labelled rows cut with another margin than the configured one, or none recorded
+
+
 def read_faces(cfg: RealnessConfig, store: ObjectStore, shards: Sequence[dict],
-               labels: Mapping[str, str | None] | None = None) -> tuple[FaceSet, int]:
-    """Read the labelled rows of ``shards``; returns the faces and how many rows had no usable label.
+               labels: Mapping[str, str | None] | None = None) -> FacesRead:
+    """Read the labelled rows of ``shards`` that were cut with the configured crop margin.
 
     ``labels`` (video_id -> label, None for a withdrawn one) overrides the shards' own label column for
-    the videos it names; see :func:`realness_tasks.labels.for_training`.
+    the videos it names; see :func:`realness_tasks.labels.for_training`. Rows cut with another margin
+    are left out (and logged): a model must see crops cut one way, the way scoring will see them.
     """
     fs, base = store.pyarrow_filesystem()
     paths = [f"{base}/{shard['key']}" for shard in shards]
     if not paths:
-        return FaceSet([], np.zeros(0, np.int32), np.array([], dtype=str), np.zeros((0, 4), np.float32), [],
-                       np.zeros(0, np.int16)), 0
-    table = pads.dataset(paths, filesystem=fs, format="parquet").to_table(columns=COLUMNS)
+        return FacesRead(FaceSet([], np.zeros(0, np.int32), np.array([], dtype=str), np.zeros((0, 4), np.float32),
+                                 [], np.zeros(0, np.int16)), 0, 0)
+    # The explicit schema reads a shard written before crop_margin existed with a null margin.
+    table = pads.dataset(paths, schema=SHARD_SCHEMA, filesystem=fs, format="parquet").to_table(columns=COLUMNS)
     if labels:
         table = apply_labels(table, labels)
     known = _known_label(table)
-    skipped = table.num_rows - int(pc.sum(pc.cast(known, "int64")).as_py() or 0)
+    without_label = table.num_rows - _count(known)
     table = table.filter(known)
+    same_margin = pc.fill_null(pc.equal(table["crop_margin"], cfg.crop.margin), False)
+    other_margin = table.num_rows - _count(same_margin)
+    if other_margin:
+        margins = Counter(table.filter(pc.invert(same_margin))["crop_margin"].to_pylist())
+        log.warning("%d labelled faces were cut with another crop margin than REALNESS_CROP_MARGIN=%s (faces per "
+                    "margin, None = not recorded: %s): left out of training; re-ingest their videos with "
+                    "--reprocess to use them", other_margin, cfg.crop.margin, dict(margins))
+        table = table.filter(same_margin)
     cols = table.to_pydict()
     boxes, landmarks = [], []
     for i in range(table.num_rows):
         box = (cols["box_x"][i], cols["box_y"][i], cols["box_w"][i], cols["box_h"][i])
-        geometry = (box, (cols["frame_width"][i], cols["frame_height"][i]), cols["crop_width"][i], cfg.crop.margin)
+        geometry = (box, (cols["frame_width"][i], cols["frame_height"][i]), cols["crop_width"][i],
+                    cols["crop_margin"][i])
         corners = to_crop_pixels([box[:2], (box[0] + box[2], box[1] + box[3])], *geometry)
         boxes.append([*corners[0], *(corners[1] - corners[0])])
         points = cols["landmarks"][i]
@@ -208,7 +229,11 @@ def read_faces(cfg: RealnessConfig, store: ObjectStore, shards: Sequence[dict],
     faces = FaceSet(cols["crop_jpeg"], np.array([LABELS[x] for x in cols["label"]], dtype=np.int32),
                     np.array(cols["video_id"], dtype=str), np.array(boxes, np.float32).reshape(-1, 4), landmarks,
                     np.array(cols["face_index"], dtype=np.int16))
-    return faces, skipped
+    return FacesRead(faces, without_label, other_margin)
+
+
+def _count(mask: pa.ChunkedArray) -> int:
+    return int(pc.sum(pc.cast(mask, "int64")).as_py() or 0)
 
 
 def apply_labels(table: pa.Table, labels: Mapping[str, str | None]) -> pa.Table:
@@ -251,7 +276,7 @@ def load_dataset(cfg: RealnessConfig, store: ObjectStore, listed_at: datetime, d
     finally:
         if own:
             db.dispose()
-    faces, skipped = read_faces(cfg, store, shards, table_labels)
+    faces, skipped, other_margin = read_faces(cfg, store, shards, table_labels)
     labels_by_video = video_labels(faces)
     groups = {v: table_groups[v] for v in labels_by_video if v in table_groups}
     assignment = split_videos(labels_by_video, cfg.training.seed, groups)
@@ -266,6 +291,7 @@ def load_dataset(cfg: RealnessConfig, store: ObjectStore, listed_at: datetime, d
     manifest = {
         "listed_at": listed_at.isoformat(), "faces_prefix": cfg.faces_prefix, "seed": cfg.training.seed,
         "shards": list(shards), "faces_total": len(faces), "rows_without_label": skipped,
+        "crop_margin": cfg.crop.margin, "faces_other_crop_margin": other_margin,
         "labels_from_table": sum(1 for v in set(faces.video_ids.tolist()) if v in table_labels),
         "grouped": bool(groups), "videos_with_group": len(groups),
         "splits": {name: {"faces": part.class_counts(), "videos": assignment[name],
@@ -307,7 +333,7 @@ def count_labelled(store: ObjectStore, keys: Sequence[str], labels: Mapping[str,
     table = pads.dataset([f"{base}/{k}" for k in keys], filesystem=fs, format="parquet").to_table(columns=columns)
     if labels:
         table = apply_labels(table, labels)
-    return int(pc.sum(pc.cast(_known_label(table), "int64")).as_py() or 0)
+    return _count(_known_label(table))
 
 
 def _known_label(table: pa.Table) -> pa.ChunkedArray:

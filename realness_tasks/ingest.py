@@ -466,8 +466,8 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: st
                     frame_width=width, frame_height=height,
                     landmarks=[float(v) for v in det.landmarks] if det.landmarks else None,
                     crop_jpeg=encode_jpeg(crop, cfg.crop.jpeg_quality), crop_width=crop.shape[1],
-                    crop_height=crop.shape[0], label=label, azure_status=frame_faces.azure_status,
-                    run_id=run_id, created_at=created))
+                    crop_height=crop.shape[0], crop_margin=cfg.crop.margin, label=label,
+                    azure_status=frame_faces.azure_status, run_id=run_id, created_at=created))
         sampled += len(chunk)
         clock = _lap(timings, "crop", clock)
         if progress:
@@ -613,11 +613,11 @@ def _validate_chunk(cfg: RealnessConfig, store: ObjectStore, db: Database, stage
     from realness_tasks.validation import StagedShard, load_checks, validate_shards
 
     clock = time.monotonic()
-    load_checks(cfg.crop.size)
+    load_checks(cfg.crop)
     loading = time.monotonic() - clock
     clock = time.monotonic()
     reports = validate_shards([StagedShard(o.video_id, partial(store.get_bytes, o.staged_key)) for o in staged],
-                              cfg.crop.size)
+                              cfg.crop)
     validating = time.monotonic() - clock
     results = []
     for outcome, report in zip(staged, reports):

@@ -49,6 +49,7 @@ class ModelVersion:
     metrics: dict
     promoted: bool
     engines: dict[str, str] = field(default_factory=lambda: dict(FP32_ONLY))  # engine -> file in the folder
+    crop_margin: float | None = None   # the margin of the crops it was trained on (None: registered before it was kept)
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,11 @@ class ModelRecord:
     backbone: str | None = None           # efficientnet_lite0 | efficientnet_b0 (None: registered before it was kept)
     backbone_weights: str | None = None   # "imagenet:<file> sha256:<hex>" or "random"
     engines: dict[str, str] | None = None  # scoring engine -> its file in the folder (None: registered before int8)
+    crop_margin: float | None = None       # its training crops' margin (None: registered before it was kept)
 
     def model_version(self, promoted: bool) -> ModelVersion:
         return ModelVersion(self.version, self.uri, self.image_size, self.threshold, self.metrics, promoted,
-                            dict(self.engines or FP32_ONLY))
+                            dict(self.engines or FP32_ONLY), self.crop_margin)
 
     def files(self) -> tuple[str, ...]:
         """The files of the version folder: the common artefacts and each engine's file."""
@@ -252,7 +254,8 @@ def _row(record: ModelRecord, reason: str) -> dict[str, Any]:
             "confusion": json.dumps(m.get("confusion")), "dataset_faces": record.dataset_faces,
             "data_cutoff": record.data_cutoff, "reason": reason, "backbone": record.backbone,
             "backbone_weights": record.backbone_weights, "video_auc": _finite(video.get("auc")),
-            "video_f1_fake": _finite(video.get("f1_fake")), "test_videos": video.get("videos")}
+            "video_f1_fake": _finite(video.get("f1_fake")), "test_videos": video.get("videos"),
+            "crop_margin": record.crop_margin}
 
 
 def _finite(value: Any) -> float | None:
@@ -263,10 +266,10 @@ def _finite(value: Any) -> float | None:
 _INSERT = sa.text(
     "INSERT INTO model_versions (version, created_at, run_id, uri, image_size, threshold, accuracy, precision_fake, "
     "recall_fake, f1_fake, auc, confusion, dataset_faces, data_cutoff, promoted, promoted_at, reason, backbone, "
-    "backbone_weights, video_auc, video_f1_fake, test_videos) VALUES "
+    "backbone_weights, video_auc, video_f1_fake, test_videos, crop_margin) VALUES "
     "(:version, :created_at, :run_id, :uri, :image_size, :threshold, :accuracy, :precision_fake, :recall_fake, "
     ":f1_fake, :auc, :confusion, :dataset_faces, :data_cutoff, 0, NULL, :reason, :backbone, :backbone_weights, "
-    ":video_auc, :video_f1_fake, :test_videos)")
+    ":video_auc, :video_f1_fake, :test_videos, :crop_margin)")
 
 
 def insert_row(db: Database, record: ModelRecord, reason: str) -> None:

@@ -139,32 +139,52 @@ class _Batcher:
         del self.owners[:count]
 
 
-def score_shards(store: ObjectStore, keys: Sequence[str], scorer: TFLiteScorer, batch_size: int,
-                 progress: Progress | None = None) -> tuple[list[ShardVideo], list[verdicts.VideoVerdict]]:
-    """Score every face of the shards; shards or crops that cannot be read become ERROR verdicts."""
+def crop_margin_problem(table: pa.Table, model: ModelVersion) -> str | None:
+    """Why ``model`` must not score the shard's crops (they were cut with another margin), or None."""
+    if model.crop_margin is None:
+        return None   # registered before margins were kept: run_scoring has warned that nothing is checked
+    found = set(table.column("crop_margin").to_pylist()) if "crop_margin" in table.column_names else {None}
+    if found <= {model.crop_margin}:
+        return None
+    margins = ", ".join(str(m) for m in sorted(found - {None}))
+    cut = f"with crop margin {margins}" if margins else "with no recorded margin"
+    return (f"crops cut {cut}, model {model.version} was trained on crops cut with {model.crop_margin}: "
+            f"re-ingest the video with REALNESS_CROP_MARGIN={model.crop_margin} (reprocess), or train a model "
+            f"on crops cut like these")
+
+
+def score_shards(store: ObjectStore, keys: Sequence[str], scorer: TFLiteScorer, model: ModelVersion,
+                 batch_size: int, progress: Progress | None = None
+                 ) -> tuple[list[ShardVideo], list[verdicts.VideoVerdict]]:
+    """Score every face of the shards; shards or crops that cannot be read, or were cut with another
+    crop margin than ``model``'s, become ERROR verdicts."""
     import tensorflow as tf
 
     decode = crop_decoder(scorer.image_size)
     scored: list[ShardVideo] = []
-    unreadable: list[verdicts.VideoVerdict] = []
+    errors: list[verdicts.VideoVerdict] = []
     batcher = _Batcher(scorer, batch_size)
     for number, key in enumerate(keys, 1):
         try:
             table = read_shard(store.get_bytes(key))
             video = ShardVideo.from_table(key, table)
+            if problem := crop_margin_problem(table, model):
+                log.warning("not scoring %s: %s", key, problem)
+                errors.append(verdicts.unscored(video.video_id, video.source_uri or None, verdicts.ERROR, problem))
+                continue
             images = decode(table.column("crop_jpeg").to_pylist()) if table.num_rows \
                 else np.empty((0, *scorer.face_shape), np.float32)
         except (pa.ArrowException, tf.errors.InvalidArgumentError) as exc:
             log.warning("cannot score %s: %s", key, exc)
-            unreadable.append(verdicts.unscored(shard_video_id(key), None, verdicts.ERROR,
-                                                f"unreadable shard {key}: {str(exc).splitlines()[0][:200]}"))
+            errors.append(verdicts.unscored(shard_video_id(key), None, verdicts.ERROR,
+                                            f"unreadable shard {key}: {str(exc).splitlines()[0][:200]}"))
             continue
         scored.append(video)
         batcher.add(video, images)
         if progress:
             progress(f"[{number}/{len(keys)}] {video.video_id[:12]}: {len(images)} faces")
     batcher.finish()
-    return scored, unreadable
+    return scored, errors
 
 
 def ledger_verdicts(db: Database, version: str, skip: set[str]) -> list[verdicts.VideoVerdict]:
@@ -242,15 +262,18 @@ def run_scoring(cfg: RealnessConfig, run_id: str, run_date: str, *, model: Model
             log.warning(message)
             return ScoringOutcome(run_id, run_date, NO_CHAMPION, message)
         keys, already = pending_shards(cfg, store, db, model.version)
+        if model.crop_margin is None:
+            log.warning("model %s does not record the crop margin it was trained on (registered before margins "
+                        "were kept): its shards are scored whatever margin they were cut with", model.version)
         log.info("model %s: %d shards to score, %d already scored", model.version, len(keys), already)
         scored: list[ShardVideo] = []
-        unreadable: list[verdicts.VideoVerdict] = []
+        errors: list[verdicts.VideoVerdict] = []
         if keys:
             with scratch_dir(cfg.home, "realness-model") as workdir:
                 scorer = load_scorer(cfg, model, Path(workdir))
-                scored, unreadable = score_shards(store, keys, scorer, cfg.scoring.batch_size, progress)
+                scored, errors = score_shards(store, keys, scorer, model, cfg.scoring.batch_size, progress)
         faces, decided = judge(scored, model, cfg)
-        decided += unreadable
+        decided += errors
         decided += ledger_verdicts(db, model.version, skip={shard_video_id(k) for k in keys}
                                    | {v.video_id for v in decided})
         videos = [verdicts.VideoRow(v.video_id, v.source_uri, v.label, v.frame_width, v.frame_height)

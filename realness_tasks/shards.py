@@ -33,6 +33,7 @@ SHARD_SCHEMA = pa.schema([
     pa.field("crop_jpeg", pa.binary(), nullable=False),
     pa.field("crop_width", pa.int32(), nullable=False),
     pa.field("crop_height", pa.int32(), nullable=False),
+    pa.field("crop_margin", pa.float64(), nullable=False),   # the margin the crop was cut with (REALNESS_CROP_MARGIN)
     pa.field("label", pa.string()),                          # FAKE | REAL from metadata, null when unknown
     pa.field("azure_status", pa.string()),                   # null when Azure is off; else ok / skipped / failed reason
     pa.field("run_id", pa.string(), nullable=False),
@@ -61,6 +62,7 @@ class FaceRow:
     crop_jpeg: bytes
     crop_width: int
     crop_height: int
+    crop_margin: float
     label: str | None
     azure_status: str | None
     run_id: str

@@ -512,7 +512,7 @@ def publish(cfg: RealnessConfig, store: ObjectStore, db: Database, run_id: str, 
             uri=store.uri_for(registry.version_prefix(cfg, version)), image_size=cfg.training.image_size,
             threshold=evaluation.threshold, metrics=evaluation.test, dataset_faces=data.total_faces,
             data_cutoff=data.listed_at, reason=decision.reason, backbone=backbone.name,
-            backbone_weights=backbone.weights,
+            backbone_weights=backbone.weights, crop_margin=cfg.crop.margin,
             engines={name: engine["file"] for name, engine in metrics_file["engines"].items()})
         registered, reason = registry.register(cfg, store, db, record, folder, decision)
     report(f"model {version} {'promoted' if registered.promoted else 'registered, not promoted'}: {reason}")

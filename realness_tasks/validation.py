@@ -7,10 +7,10 @@ that cannot be read or has the wrong columns or types can't be checked row by ro
 gets its report alone and stays out of the run. The rest are validated by one Great Expectations
 1.x suite run in an ephemeral context over a DataFrame of all their rows, with a column naming
 each row's shard: non-null keys, confidences in [0, 1], boxes inside the frame, crops that decode
-to the declared size, each row's video the one its shard was staged for, and unique (shard,
-video, frame, face). Every expectation is row-level, so each failure is attributed to the shards
-of its unexpected rows (``unexpected_index_column_names``) and a shard's report equals the one it
-gets validated alone.
+to the declared size and were cut with the configured margin, each row's video the one its shard
+was staged for, and unique (shard, video, frame, face). Every expectation is row-level, so each
+failure is attributed to the shards of its unexpected rows (``unexpected_index_column_names``) and
+a shard's report equals the one it gets validated alone.
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
+from realness_tasks.config import CropSettings
 from realness_tasks.shards import SHARD_SCHEMA, read_shard
 
 DETECTORS = ["mtcnn", "azure", "both"]
 LABELS = ["FAKE", "REAL"]
 KEY_COLUMNS = ["video_id", "source_uri", "frame_index", "timestamp_s", "face_index", "detector", "confidence",
                "box_x", "box_y", "box_w", "box_h", "frame_width", "frame_height", "crop_width", "crop_height",
-               "run_id", "created_at"]
+               "crop_margin", "run_id", "created_at"]
 SHARD_COLUMN = "shard"                     # the row's shard: its position in the run, as text
 STAGED_VIDEO_COLUMN = "staged_video_id"    # the video the row's shard was staged for
 # Every unexpected row with its shard, so that each failure can be attributed to the shards it concerns.
@@ -86,7 +87,7 @@ def _decoded_sizes(crops: list[bytes | None]) -> tuple[list[int], list[int]]:
 
 
 @cache
-def load_checks(crop_size: int):
+def load_checks(crop: CropSettings):
     """The suite and a batch definition over an in-memory DataFrame, built once per process.
 
     Building them costs about as much as a small validation run; the context is ephemeral (no
@@ -100,10 +101,10 @@ def load_checks(crop_size: int):
     batch_definition = (context.data_sources.add_pandas("shards")
                         .add_dataframe_asset("face_rows")
                         .add_batch_definition_whole_dataframe("whole_run"))
-    return batch_definition, _suite(crop_size)
+    return batch_definition, _suite(crop)
 
 
-def _suite(crop_size: int):
+def _suite(crop: CropSettings):
     """Row-level expectations only: a table-level one could not say which shard broke it."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
@@ -122,8 +123,9 @@ def _suite(crop_size: int):
         column_A="frame_height", column_B="box_bottom", or_equal=True))
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="detector", value_set=DETECTORS))
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=LABELS))  # nulls allowed
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="crop_width", value_set=[crop_size]))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="crop_height", value_set=[crop_size]))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="crop_width", value_set=[crop.size]))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="crop_height", value_set=[crop.size]))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="crop_margin", value_set=[crop.margin]))
     suite.add_expectation(gxe.ExpectColumnPairValuesToBeEqual(column_A="crop_decoded_width", column_B="crop_width"))
     suite.add_expectation(gxe.ExpectColumnPairValuesToBeEqual(column_A="crop_decoded_height", column_B="crop_height"))
     # One video per shard: the one it was staged for (the content hash that names its key).
@@ -205,7 +207,7 @@ def _kwargs(config) -> dict[str, Any]:
     return {k: v for k, v in config.kwargs.items() if k != "batch_id"}
 
 
-def validate_shards(shards: Sequence[StagedShard], crop_size: int) -> list[ValidationReport]:
+def validate_shards(shards: Sequence[StagedShard], crop: CropSettings) -> list[ValidationReport]:
     """One report per shard, in order, from a single Great Expectations run over all their rows.
 
     Each report says exactly which checks failed on which of that shard's values. A shard that cannot
@@ -223,7 +225,7 @@ def validate_shards(shards: Sequence[StagedShard], crop_size: int) -> list[Valid
             frames.append(_checked_rows(table, str(position), shard.video_id))
     if frames:
         rows = pd.concat(frames, ignore_index=True)
-        batch_definition, suite = load_checks(crop_size)
+        batch_definition, suite = load_checks(crop)
         result = batch_definition.get_batch(batch_parameters={"dataframe": rows}).validate(
             suite, result_format=RESULT_FORMAT)
         reports |= _reports_from_run(result, rows[SHARD_COLUMN].value_counts().to_dict())

@@ -33,13 +33,15 @@ def labelled_rows(video_id: str, label: str | None, image: np.ndarray, box: tupl
         dx, dy = (int(v) for v in rng.integers(-4, 5, 2))
         moved = (box[0] + dx, box[1] + dy, box[2], box[3])
         frame = np.clip(image.astype(np.int16) + int(rng.integers(-12, 13)), 0, 255).astype(np.uint8)
-        crop = crop_face(frame, moved, CropSettings(size=crop_size))
+        settings = CropSettings(size=crop_size)
+        crop = crop_face(frame, moved, settings)
         rows.append(FaceRow(
             video_id=video_id, source_uri=f"s3://landing/{video_id}.mp4", frame_index=i, timestamp_s=i / 8,
             face_index=0, detector="mtcnn", confidence=0.99, box_x=moved[0], box_y=moved[1], box_w=moved[2],
             box_h=moved[3], frame_width=width, frame_height=height, landmarks=face_landmarks(moved),
-            crop_jpeg=encode_jpeg(crop, 92), crop_width=crop_size, crop_height=crop_size, label=label,
-            azure_status=None, run_id="test-ingest", created_at=datetime.now(timezone.utc)))
+            crop_jpeg=encode_jpeg(crop, 92), crop_width=crop_size, crop_height=crop_size,
+            crop_margin=settings.margin, label=label, azure_status=None, run_id="test-ingest",
+            created_at=datetime.now(timezone.utc)))
     return rows
 
 
@@ -102,7 +104,7 @@ def valid_rows(size: int, n: int = 4) -> list[FaceRow]:
     photo = samples.sample_photos()[0]
     jpeg = cv2.imencode(".jpg", cv2.resize(photo.image, (size, size)))[1].tobytes()
     return [FaceRow("v1", "file:///v.mp4", i, i / 8, 0, "mtcnn", 0.99, 10, 20, 100, 120, 640, 360, [1.0] * 10,
-                    jpeg, size, size, None, None, "run") for i in range(n)]
+                    jpeg, size, size, CropSettings().margin, None, None, "run") for i in range(n)]
 
 
 def brightness_classifier(image_size: int, gain: float, cut: float):

@@ -105,6 +105,30 @@ def test_load_dataset_reads_only_validated_labelled_faces(labelled_store):
     assert again.manifest == data.manifest
 
 
+def test_faces_cut_with_another_margin_are_left_out_and_counted(labelled_store):
+    import pyarrow as pa
+
+    from realness_tasks.shards import read_shard, table_to_bytes
+
+    cfg, store, labels = labelled_store
+    key_of = {s["key"].rsplit("/", 1)[1].removesuffix(".parquet"): s["key"] for s in ds.list_shards(cfg, store)}
+    wider, unrecorded = sorted(labels)[-2:]   # re-cut at another margin; written before margins were recorded
+    table = read_shard(store.get_bytes(key_of[wider]))
+    column = table.schema.get_field_index("crop_margin")
+    store.put_bytes(key_of[wider], table_to_bytes(
+        table.set_column(column, "crop_margin", pa.array([0.6] * table.num_rows, pa.float64()))))
+    old = read_shard(store.get_bytes(key_of[unrecorded])).drop_columns(["crop_margin"])
+    store.put_bytes(key_of[unrecorded], table_to_bytes(old))
+
+    faces, without_label, other_margin = ds.read_faces(cfg, store, ds.list_shards(cfg, store))
+
+    assert (without_label, other_margin) == (2, 2 * 3)
+    assert {wider, unrecorded}.isdisjoint(faces.video_ids.tolist())
+    assert len(faces) == (len(labels) - 2) * 3
+    data = ds.load_dataset(cfg, store, datetime(2024, 5, 3))
+    assert (data.manifest["crop_margin"], data.manifest["faces_other_crop_margin"]) == (cfg.crop.margin, 6)
+
+
 def test_too_few_videos_is_a_clear_error(local_config):
     store = open_store(local_config.resolved_store_uri)
     write_labelled_shards(store, videos_per_class=2, faces_per_video=2)
@@ -133,7 +157,7 @@ def test_labels_table_overrides_shard_labels(local_config):
     shards = ds.list_shards(cfg, store)
     first = sorted(truth)[0]
     overrides = {first: None, sorted(truth)[1]: "FAKE" if truth[sorted(truth)[1]] == "REAL" else "REAL"}
-    faces, unlabelled = ds.read_faces(cfg, store, shards, overrides)
+    faces, unlabelled, _ = ds.read_faces(cfg, store, shards, overrides)
     assert first not in set(faces.video_ids.tolist()) and unlabelled >= 2
     flipped = sorted(truth)[1]
     assert {ds.LABEL_NAMES[int(y)] for v, y in zip(faces.video_ids, faces.labels) if v == flipped} == {overrides[flipped]}

@@ -212,8 +212,9 @@ def test_fault_late_and_corrected_sidecars_label_without_reingesting(tmp_path, c
                for r in by_uri.values())
     assert sorted(r["label"] for r in after["videos"]) == ["FAKE", "REAL"]
     db = Database(cfg.resolved_database_url)
-    faces, unlabelled = dataset.read_faces(cfg, store, dataset.list_shards(cfg, store), label_table.for_training(db))
-    assert len(faces) > 0 and unlabelled == 0 and set(faces.labels.tolist()) == {0, 1}
+    faces, unlabelled, other_margin = dataset.read_faces(cfg, store, dataset.list_shards(cfg, store),
+                                                         label_table.for_training(db))
+    assert len(faces) > 0 and unlabelled == other_margin == 0 and set(faces.labels.tolist()) == {0, 1}
 
     # A corrected sidecar changes the label (and when it was recorded); a removed entry withdraws it.
     store.put_bytes("landing/batch/metadata.json", json.dumps({"a.mp4": {"label": "REAL"}}).encode())
@@ -222,8 +223,9 @@ def test_fault_late_and_corrected_sidecars_label_without_reingesting(tmp_path, c
     assert (rows["a.mp4"]["label"], rows["a.mp4"]["run_id"]) == ("REAL", "run-3")
     assert rows["a.mp4"]["recorded_at"] > by_uri["a.mp4"]["recorded_at"]
     assert rows["b.mp4"]["label"] is None
-    faces, unlabelled = dataset.read_faces(cfg, store, dataset.list_shards(cfg, store), label_table.for_training(db))
-    assert set(faces.labels.tolist()) == {0} and unlabelled > 0
+    faces, unlabelled, other_margin = dataset.read_faces(cfg, store, dataset.list_shards(cfg, store),
+                                                         label_table.for_training(db))
+    assert set(faces.labels.tolist()) == {0} and unlabelled > 0 and other_margin == 0
     assert sorted(r["label"] or "-" for r in db.query("SELECT label FROM videos")) == ["-", "REAL"]
     db.dispose()
     assert snapshot(cfg)["faces/"] == before["faces/"]

@@ -162,9 +162,9 @@ def test_shards_validated_a_chunk_at_a_time_get_the_verdicts_they_get_together(l
     runs: list[int] = []
     validate_run = validation.validate_shards
 
-    def counted_run(shards, crop_size):
+    def counted_run(shards, crop):
         runs.append(len(shards))
-        return validate_run(shards, crop_size)
+        return validate_run(shards, crop)
 
     monkeypatch.setattr(validation, "validate_shards", counted_run)
     monkeypatch.setattr(ingest, "SHARDS_PER_VALIDATION_RUN", 2)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from realness_tasks import ledger, registry, scoring
-from realness_tasks.config import RealnessConfig
+from realness_tasks.config import CropSettings, RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.faces import crop_face, encode_jpeg
 from realness_tasks.ledger import LedgerEntry, Status
@@ -28,6 +28,7 @@ from realness_tasks.storage import ObjectStore, open_store
 
 IMAGE_SIZE = 32
 BRIGHTNESS_GAIN, BRIGHTNESS_CUT = 25.0, 0.75   # p_fake = sigmoid(gain * (mean RGB / 255 - cut))
+MARGIN = CropSettings().margin
 RUN_DATE = "2025-04-01"
 
 
@@ -59,8 +60,6 @@ def expected_p_fake(jpeg: bytes) -> float:
 @pytest.fixture(scope="module")
 def crops() -> dict[str, list[bytes]]:
     """Real face crops of each sample photo (48 px to keep shards small), and washed-out ("fake") ones."""
-    from realness_tasks.config import CropSettings
-
     settings = CropSettings(size=48)
     real = [encode_jpeg(crop_face(p.image, p.face_box, settings), 92) for p in sample_photos()]
     fake = [encode_jpeg(cv2.convertScaleAbs(crop_face(p.image, p.face_box, settings), alpha=0.15, beta=225), 92)
@@ -74,22 +73,22 @@ def make_config(tmp_path: Path, database_url: str, store_uri: str = "", s3=None,
 
 
 def register_champion(cfg: RealnessConfig, store: ObjectStore, tflite: Path, version: str, threshold: float,
-                      promoted_at: datetime) -> registry.ModelVersion:
+                      promoted_at: datetime, crop_margin: float | None = MARGIN) -> registry.ModelVersion:
     """What training leaves behind for scoring: the version folder's engine file and the champion pointer."""
     store.upload(tflite, registry.artefact_key(cfg, version, "model.tflite"))
     record = registry.ModelRecord(version, promoted_at, "train-run", store.uri_for(registry.version_prefix(cfg, version)),
                                   IMAGE_SIZE, threshold, {"auc": 0.9}, 100, promoted_at, "test champion",
-                                  promoted_at=promoted_at)
+                                  promoted_at=promoted_at, crop_margin=crop_margin)
     store.put_bytes(registry.pointer_key(cfg), json.dumps(record.to_json()).encode())
     return record.model_version(promoted=True)
 
 
 def write_shard(cfg: RealnessConfig, store: ObjectStore, video_id: str, faces: list[tuple[int, int, bytes]],
-                run_date: str = RUN_DATE) -> str:
+                run_date: str = RUN_DATE, crop_margin: float = MARGIN) -> str:
     """A shard of ``(frame_index, face_index, jpeg)`` faces, as ingest publishes it."""
     source = f"s3://landing/{video_id}.mp4"
     rows = [FaceRow(video_id, source, frame, frame / 8.0, face, "mtcnn", 0.99, 10, 10, 40, 40, 640, 360,
-                    None, jpeg, 48, 48, None, None, "ingest-run") for frame, face, jpeg in faces]
+                    None, jpeg, 48, 48, crop_margin, None, None, "ingest-run") for frame, face, jpeg in faces]
     key = shard_key(cfg.faces_prefix, run_date, video_id)
     store.put_bytes(key, table_to_bytes(rows_to_table(rows)))
     return key
@@ -238,6 +237,31 @@ def test_an_unreadable_shard_is_an_error_and_the_others_are_scored(tmp_path, bri
         assert decided[video_id]["verdict"] == "ERROR" and "unreadable shard" in decided[video_id]["reason"]
     assert outcome.verdicts == {"REAL": 1, "ERROR": 2}
     assert {r["video_id"] for r in db.query("SELECT video_id FROM face_scores")} == {"good"}
+
+
+def test_a_shard_cut_with_another_margin_than_the_models_is_an_error(tmp_path, brightness_tflite, crops):
+    cfg = make_config(tmp_path, "")
+    store = open_store(cfg.resolved_store_uri)
+    register_champion(cfg, store, brightness_tflite, "v1", 0.5, datetime(2025, 3, 1))
+    write_shard(cfg, store, "good", one_person(crops["real"]))
+    write_shard(cfg, store, "wider", one_person(crops["real"]), crop_margin=0.6)
+    unrecorded = write_shard(cfg, store, "older", one_person(crops["real"]))
+    store.put_bytes(unrecorded, table_to_bytes(pq.read_table(io.BytesIO(store.get_bytes(unrecorded)))
+                                               .drop_columns(["crop_margin"])))
+
+    outcome = scoring.run_scoring(cfg, "run-1", RUN_DATE)
+
+    db = Database(cfg.resolved_database_url)
+    decided = {v["video_id"]: v for v in db.query("SELECT * FROM verdicts")}
+    assert outcome.verdicts == {"REAL": 1, "ERROR": 2}
+    assert decided["wider"]["verdict"] == "ERROR" and decided["wider"]["source_uri"] == "s3://landing/wider.mp4"
+    assert f"crop margin 0.6, model v1 was trained on crops cut with {MARGIN}" in decided["wider"]["reason"]
+    assert "no recorded margin" in decided["older"]["reason"] and "REALNESS_CROP_MARGIN=" in decided["older"]["reason"]
+    assert {r["video_id"] for r in db.query("SELECT video_id FROM face_scores")} == {"good"}
+    # A champion registered before margins were kept scores every shard (and says so in the log).
+    register_champion(cfg, store, brightness_tflite, "v0", 0.5, datetime(2025, 3, 2), crop_margin=None)
+    assert scoring.run_scoring(cfg, "run-2", RUN_DATE).verdicts == {"REAL": 3}
+    db.dispose()
 
 
 def test_scoring_reads_shards_and_the_model_from_s3(tmp_path, s3_bucket_uri, s3_settings, brightness_tflite, crops):

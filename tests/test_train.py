@@ -163,11 +163,12 @@ def test_champion_points_at_the_first_model_and_its_tflite_export_works(two_runs
     current = registry.champion(cfg, store, db)
     assert current.version == first.version and current.image_size == SIZE and current.promoted
     assert current.engines == {"fp32": "model.tflite", "int8": "model-int8.tflite"}
-    assert current.threshold == first.metrics["threshold"]
+    assert current.threshold == first.metrics["threshold"] and current.crop_margin == cfg.crop.margin
     rows = {r["version"]: r for r in db.query("SELECT * FROM model_versions")}
     assert rows[first.version]["promoted"] == 1 and rows[first.version]["auc"] == pytest.approx(first.metrics["auc"])
     assert rows[first.version]["video_auc"] == pytest.approx(first.metrics["video"]["auc"])
     assert rows[first.version]["backbone"] == "efficientnet_lite0"
+    assert rows[first.version]["crop_margin"] == cfg.crop.margin
     assert rows[first.version]["backbone_weights"].startswith("imagenet:efficientnet-lite0-57934424.pth sha256:")
     db.dispose()
     import keras

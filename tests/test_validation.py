@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from realness_tasks.config import CropSettings
 from realness_tasks.shards import SHARD_SCHEMA, FaceRow, rows_to_table
 from realness_tasks.validation import StagedShard, ValidationReport, validate_shards
 from tests.factories import valid_rows
@@ -28,8 +29,11 @@ def _nullable_table(rows: list[FaceRow]) -> pa.Table:
     return pa.Table.from_pylist([row.__dict__ for row in rows], schema=nullable)
 
 
-def _validate(table: pa.Table, crop_size: int = 64, video_id: str = "v1") -> ValidationReport:
-    [report] = validate_shards([_staged(table, video_id)], crop_size)
+CROP = CropSettings(size=64)
+
+
+def _validate(table: pa.Table, crop: CropSettings = CROP, video_id: str = "v1") -> ValidationReport:
+    [report] = validate_shards([_staged(table, video_id)], crop)
     return report
 
 
@@ -56,8 +60,13 @@ def test_each_broken_rule_is_reported_with_the_values_that_broke_it():
 
 
 def test_crop_of_the_wrong_size_fails():
-    report = _validate(rows_to_table(valid_rows(64)), crop_size=224)
+    report = _validate(rows_to_table(valid_rows(64)), CropSettings(size=224))
     assert not report.success and "crop_width" in report.reason()
+
+
+def test_crop_cut_with_another_margin_than_configured_fails():
+    report = _validate(rows_to_table(valid_rows(64)), CropSettings(size=64, margin=0.6))
+    assert not report.success and "crop_margin" in report.reason() and "[0.3" in report.reason()
 
 
 def test_schema_drift_is_caught_before_row_checks():
@@ -85,7 +94,7 @@ def test_a_shard_holding_another_video_than_it_was_staged_for_fails():
 def test_empty_and_unreadable_shards_are_reported_on_their_own():
     empty = _validate(rows_to_table([]))
     assert (empty.success, empty.rows, empty.failures) == (False, 0, ["rows: the shard has no rows"])
-    [unreadable] = validate_shards([StagedShard("v1", lambda: b"not parquet")], 64)
+    [unreadable] = validate_shards([StagedShard("v1", lambda: b"not parquet")], CROP)
     assert not unreadable.success and unreadable.failures[0].startswith("unreadable: ")
 
 
@@ -96,16 +105,16 @@ def test_a_bad_shard_among_good_ones_fails_alone_with_its_own_reasons():
     shards = [_staged(rows_to_table(_rows("v1")), "v1"), _staged(rows_to_table(broken), "v2"),
               StagedShard("v3", lambda: b"junk"), _staged(rows_to_table(_rows("v4")), "v5"),
               _staged(rows_to_table(_rows("v6")), "v6")]
-    together = validate_shards(shards, 64)
+    together = validate_shards(shards, CROP)
     assert [r.success for r in together] == [True, False, False, False, True]
     assert [len(r.failures) for r in together] == [0, 2, 1, 1, 0]
     assert "1.7" in together[1].failures[0] and "v4" in together[3].reason() and "v5" in together[3].reason()
-    assert together == [report for shard in shards for report in validate_shards([shard], 64)]
+    assert together == [report for shard in shards for report in validate_shards([shard], CROP)]
 
 
 def test_the_same_frame_in_two_shards_is_no_duplicate():
     shards = [_staged(rows_to_table(_rows(video_id)), video_id) for video_id in ("v1", "v2")]
-    assert all(report.success for report in validate_shards(shards, 64))
+    assert all(report.success for report in validate_shards(shards, CROP))
 
 
 def test_an_unreachable_store_fails_the_run_instead_of_failing_the_shard():
@@ -113,7 +122,7 @@ def test_an_unreachable_store_fails_the_run_instead_of_failing_the_shard():
         raise ConnectionError("store down")
 
     with pytest.raises(ConnectionError, match="store down"):
-        validate_shards([_staged(rows_to_table(valid_rows(64))), StagedShard("v2", unreachable)], 64)
+        validate_shards([_staged(rows_to_table(valid_rows(64))), StagedShard("v2", unreachable)], CROP)
 
 
 def test_checks_built_once_per_process_carry_nothing_from_one_run_to_the_next():
