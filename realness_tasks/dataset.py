@@ -286,8 +286,11 @@ def load_dataset(cfg: RealnessConfig, store: ObjectStore, listed_at: datetime, d
     for name, part in parts.items():
         missing = [c for c, n in part.class_counts().items() if n == 0]
         if missing:
+            left_out = (f"; {other_margin} labelled faces were left out for another crop margin than "
+                        f"REALNESS_CROP_MARGIN={cfg.crop.margin} (or none recorded): re-ingest their videos "
+                        "with reprocess to use them" if other_margin else "")
             raise NotEnoughData(f"the {name} split has no {'/'.join(missing)} faces: "
-                                + not_enough_reason(labels_by_video, groups))
+                                + not_enough_reason(labels_by_video, groups) + left_out)
     manifest = {
         "listed_at": listed_at.isoformat(), "faces_prefix": cfg.faces_prefix, "seed": cfg.training.seed,
         "shards": list(shards), "faces_total": len(faces), "rows_without_label": skipped,

@@ -7,6 +7,7 @@ several different faces, stored as validated shards.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
@@ -127,6 +128,10 @@ def test_faces_cut_with_another_margin_are_left_out_and_counted(labelled_store):
     assert len(faces) == (len(labels) - 2) * 3
     data = ds.load_dataset(cfg, store, datetime(2024, 5, 3))
     assert (data.manifest["crop_margin"], data.manifest["faces_other_crop_margin"]) == (cfg.crop.margin, 6)
+    # Training at another margin finds too few faces, and says why.
+    wider_cfg = replace(cfg, crop=replace(cfg.crop, margin=0.6))
+    with pytest.raises(ds.NotEnoughData, match="left out for another crop margin than REALNESS_CROP_MARGIN=0.6"):
+        ds.load_dataset(wider_cfg, store, datetime(2024, 5, 3))
 
 
 def test_too_few_videos_is_a_clear_error(local_config):
