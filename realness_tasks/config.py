@@ -79,6 +79,8 @@ class DetectionSettings:
     min_confidence: float = _setting(0.9, "Faces below this detection confidence are dropped.")
     max_faces_per_frame: int = _setting(2, "Keep at most this many (largest, most confident) faces per frame.")
     batch_size: int = _setting(8, "Frames per MTCNN call (batching roughly halves time per frame).")
+    threads: int = _setting(0, "CPU threads of the MTCNN engine in each ingest task; 0: one per core. Lower it when "
+                               "several ingest tasks share a machine (worker parallelism), so they do not contend.")
     merge_iou: float = _setting(0.4, "IoU above which an MTCNN box and an Azure box are the same face.")
     networks_dir: str = _setting("", "Cache of MTCNN's networks converted to LiteRT (converted with TensorFlow when "
                                      "missing); empty: <home>/weights. The Docker image fills /opt/realness/weights.")

@@ -47,7 +47,8 @@ class MtcnnDetector(FaceDetector):
 
     def _networks(self) -> LiteMtcnn:
         if self._mtcnn is None:
-            self._mtcnn = LiteMtcnn(converted_networks(self.networks_dir), self.settings, threads=os.cpu_count() or 1)
+            threads = self.settings.threads or os.cpu_count() or 1
+            self._mtcnn = LiteMtcnn(converted_networks(self.networks_dir), self.settings, threads=threads)
         return self._mtcnn
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[FrameFaces]:

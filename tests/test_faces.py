@@ -38,6 +38,16 @@ def mtcnn() -> MtcnnDetector:
     return MtcnnDetector(DetectionSettings())
 
 
+def test_mtcnn_uses_the_configured_threads_or_one_per_core(mtcnn):
+    import os
+
+    mtcnn.load()
+    fixed = MtcnnDetector(DetectionSettings(threads=1), mtcnn.networks_dir)
+    fixed.load()
+    assert {n.threads for n in (fixed._mtcnn.pnet, fixed._mtcnn.rnet, fixed._mtcnn.onet)} == {1}
+    assert mtcnn._mtcnn.pnet.threads == os.cpu_count()
+
+
 def pasted(photo: samples.SamplePhoto, size: tuple[int, int], height_fraction: float, offset: tuple[int, int],
            seed: int = 0) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """A frame with ``photo`` pasted in, and where the photo's known face box landed in it.
