@@ -65,10 +65,12 @@ class ScoredPeople:
                         train=False, seed=0)
         return model.predict(data.map(lambda images, _: tf.image.flip_left_right(images)), verbose=0).reshape(-1)
 
-    def measure(self, model, flip: bool = False) -> dict[str, float]:
-        faces = np.array(predict_probabilities(model, self.jpegs, int(model.inputs[0].shape[1])))
-        if flip:   # test-time flip: each crop's score averaged with its mirror image's
-            faces = (faces + self.flipped(model)) / 2
+    def probabilities(self, model) -> np.ndarray:
+        """Fake probabilities of the crops."""
+        return np.array(predict_probabilities(model, self.jpegs, int(model.inputs[0].shape[1])))
+
+    def measure(self, faces: np.ndarray) -> dict[str, float]:
+        """Video AUCs from the crops' fake probabilities (each video's mean)."""
         p = np.array([faces[self.names == v].mean() for v in self.videos])
         out = {"video_auc": train.roc_auc(self.fake, p)}
         for kind in KINDS:
@@ -107,14 +109,16 @@ def main() -> None:
         def on_epoch_end(epoch: int, logs: dict | None = None) -> None:
             logs = logs if logs is not None else {}
             end_of_epoch(epoch, logs)
+            faces = scored.probabilities(callback.model)
             line = {"epoch": epoch + 1, "phase": callback.phase, "loss": callback.history["loss"][-1],
-                    "val_auc": logs["val_auc"], **scored.measure(callback.model), "at": time.strftime("%H:%M:%S")}
+                    "val_auc": logs["val_auc"], **scored.measure(faces), "at": time.strftime("%H:%M:%S")}
             if args.flip_and_average and callback.phase == "fine-tune":
                 weights = callback.model.get_weights()
                 fine_tuned.append(weights)
-                line["flip"] = scored.measure(callback.model, flip=True)["video_auc"]
+                # Test-time flip: each crop's score averaged with its mirror image's.
+                line["flip"] = scored.measure((faces + scored.flipped(callback.model)) / 2)["video_auc"]
                 callback.model.set_weights([np.mean([w[j] for w in fine_tuned], axis=0) for j in range(len(weights))])
-                averaged = scored.measure(callback.model)
+                averaged = scored.measure(scored.probabilities(callback.model))
                 line["averaged"] = {k: v for k, v in averaged.items() if k != "real_p_fake_by_person"}
                 callback.model.set_weights(weights)
             print(json.dumps(line), flush=True)
