@@ -2,7 +2,8 @@
 run by Airflow's own scheduler, dag-processor and LocalExecutor on a PostgreSQL metadata database
 (tests/airflow_stack.py), with a champion model in the store, the whole chain driven from Chromium.
 
-The user logs in the way the UI does (SimpleAuthManager's ``/auth/token``, the token as the ``_token``
+Airflow runs with the FAB auth manager, as docker-compose.yml deploys it: the user is an FAB user
+with the ``User`` role and logs in the way the UI does (FAB's ``/auth/token``, the token as the ``_token``
 cookie). The uploaded video is followed from the page's form, through the ``realness_ingest`` run the page
 triggers through the REST API and the ``realness_score`` run that the face-shards asset starts, to the
 verdict on the page's progress view; ``live-verdict.png`` in the artefacts folder shows it.
@@ -11,7 +12,6 @@ tests/test_verdicts_page.py covers the page's details on a plain uvicorn server.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from urllib.parse import parse_qs, urlparse
 
@@ -32,6 +32,7 @@ from tests.test_verdicts_page import browser, screenshot  # noqa: F401 - fixture
 pytestmark = pytest.mark.slow
 
 USER, PASSWORD = "analyst", "not-a-secret"
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"   # docker-compose.yml's
 
 
 def test_an_upload_through_the_page_reaches_its_verdict_in_a_running_airflow(
@@ -40,13 +41,12 @@ def test_an_upload_through_the_page_reaches_its_verdict_in_a_running_airflow(
     cfg = RealnessConfig.from_env(settings)
     store = open_store(cfg.resolved_store_uri, cfg.s3)
     register_champion(cfg, store, champion_files / "model.tflite", "v1", 0.5, datetime(2025, 3, 1))
-    passwords = tmp_path / "passwords.json"
-    passwords.write_text(json.dumps({USER: PASSWORD}))
-    login = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:user",
-             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords)}
+    fab = {"AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER}
     video = samples.face_video(tmp_path / "clip.mp4", samples.sample_photos()[0].image, seconds=1.0, fps=8).path
 
-    with airflow_stack(tmp_path, postgres_server_url, env={**settings, **login}) as stack:
+    with airflow_stack(tmp_path, postgres_server_url, env={**settings, **fab}) as stack:
+        stack.airflow("users", "create", "--username", USER, "--password", PASSWORD, "--role", "User",
+                      "--firstname", "Ana", "--lastname", "Lyst", "--email", f"{USER}@example.org")
         page_url = f"{stack.api_url}/realness/"
         assert httpx.get(page_url).status_code == 401   # the api-server itself refuses, not the UI's catch-all
         token = httpx.post(f"{stack.api_url}/auth/token", json={"username": USER, "password": PASSWORD}).json()
