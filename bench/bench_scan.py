@@ -18,7 +18,7 @@ per-video part), the per-stage split from the ingest
 report plus the scoring task, and the same group through the CLI (``realness ingest`` then
 ``realness score`` in one process each) for comparison. Sampling is 32 frames per 10 s.
 
-    python bench/bench_scan.py [--clips 200 --clip-seconds 10 --long 20 --long-seconds 60]
+    python bench/bench_scan.py [--clips 200 --clip-seconds 10 --long 20 --long-seconds 60] [--setting NAME=VALUE]
 
 Needs PostgreSQL (``REALNESS_TEST_POSTGRES_URL``, default postgres@127.0.0.1:5432). Generated
 videos are kept in ``--workdir`` and reused by later runs.
@@ -106,7 +106,8 @@ def register_champion(settings: dict[str, str], files: dict[str, Path]) -> None:
     for name, path in files.items():
         store.upload(path, registry.artefact_key(cfg, "bench", name))
     record = registry.ModelRecord("bench", now, "bench", store.uri_for(registry.version_prefix(cfg, "bench")), 224,
-                                  0.5, {}, 0, now, "bench champion (untrained)", promoted_at=now)
+                                  0.5, {}, 0, now, "bench champion (untrained)", promoted_at=now,
+                                  crop_margin=cfg.crop.margin)
     store.put_bytes(registry.pointer_key(cfg), json.dumps(record.to_json()).encode())
 
 
@@ -135,7 +136,8 @@ def seconds(ti: dict) -> float:
 
 def last_progress_line(stack, run_id: str) -> str:
     """The last progress line an ``extract_faces`` task wrote to its Airflow task log (shows it is there)."""
-    logs = sorted((stack.home / "logs" / f"dag_id={INGEST}" / f"run_id={run_id}" / "task_id=extract_faces").rglob("*.log"))
+    task_logs = stack.home / "logs" / f"dag_id={INGEST}" / f"run_id={run_id}" / "task_id=extract_faces"
+    logs = sorted(task_logs.rglob("*.log"))
     lines = [line for path in logs for line in path.read_text(errors="replace").splitlines()
              if re.search(r"video \d+ of \d+ ", line)]
     if not lines:
@@ -218,6 +220,9 @@ def main() -> None:
     parser.add_argument("--long-size", default="1920x1080")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "realness-bench-scan")
     parser.add_argument("--no-cli", action="store_true", help="skip the CLI comparison")
+    parser.add_argument("--setting", action="append", default=[], metavar="REALNESS_NAME=VALUE",
+                        help="a setting for the Airflow tasks and the CLI alike (repeatable), e.g. "
+                             "REALNESS_DETECTION_THREADS=1")
     args = parser.parse_args()
 
     from tests.airflow_stack import airflow_stack
@@ -229,12 +234,13 @@ def main() -> None:
     archive = {g.name: generate(g, args.workdir / "videos") for g in groups}
     champion = champion_files(args.workdir)
     postgres = os.environ.get("REALNESS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-    sampling = {"REALNESS_SAMPLING_EVERY_SECONDS": str(10 / FRAMES_PER_10_S),
-                "REALNESS_SAMPLING_MAX_FRAMES": str(int(max(g.seconds for g in groups) * FRAMES_PER_10_S / 10) + 1)}
+    task_settings = {"REALNESS_SAMPLING_EVERY_SECONDS": str(10 / FRAMES_PER_10_S),
+                "REALNESS_SAMPLING_MAX_FRAMES": str(int(max(g.seconds for g in groups) * FRAMES_PER_10_S / 10) + 1),
+                **dict(item.split("=", 1) for item in args.setting)}
     results: dict[str, dict] = {}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="realness-bench-scan-") as tmp, fresh_database(postgres) as verdict_db:
-        settings = {"REALNESS_HOME": str(Path(tmp, "home")), "REALNESS_DATABASE_URL": verdict_db, **sampling}
+        settings = {"REALNESS_HOME": str(Path(tmp, "home")), "REALNESS_DATABASE_URL": verdict_db, **task_settings}
         register_champion(settings, champion)
         with airflow_stack(Path(tmp), postgres, env=settings) as stack:
             stack.wait_for_dags(INGEST, SCORE)
@@ -244,12 +250,13 @@ def main() -> None:
                 print(f"{group.name}: {json.dumps(results[group.name], default=str)}", file=sys.stderr, flush=True)
         if not args.no_cli:
             for group in groups:
-                results[group.name]["cli_wall_s"] = scan_through_cli(group, archive[group.name], champion, sampling,
-                                                                     Path(tmp, f"cli-{group.name}"))
+                results[group.name]["cli_wall_s"] = scan_through_cli(
+                    group, archive[group.name], champion, task_settings, Path(tmp, f"cli-{group.name}"))
     load_after = os.getloadavg()
 
     print(f"# nightly scan through Airflow (LocalExecutor, parallelism 2, PostgreSQL), {FRAMES_PER_10_S} frames per "
-          f"10 s, {os.cpu_count()} cores; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+          f"10 s, {os.cpu_count()} cores; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
+          f"settings: {' '.join(args.setting) or 'defaults'}")
     def fixed(pair: tuple[float, float]) -> str:
         return f"{pair[0]:.1f} ({pair[1]:.1f} loading)"
 
