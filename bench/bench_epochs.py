@@ -7,6 +7,7 @@ validation AUC that training itself sees.
 
     python bench/bench_detection.py ...        # first: makes and ingests the videos
     REALNESS_TRAINING_PATIENCE=100 python bench/bench_epochs.py --out epochs.jsonl
+    python bench/bench_epochs.py --out ensemble.jsonl --ensemble DIR DIR   # runs saved with --save-probabilities
 
 Settings come from ``REALNESS_TRAINING_*`` as for ``realness train``. This is for understanding
 training (which epoch generalises, what early stopping and the kept weights do), never for
@@ -84,6 +85,21 @@ class ScoredPeople:
         return out
 
 
+def measure_ensemble(scored: ScoredPeople, runs: list[Path], out: Path) -> None:
+    """Each epoch's video AUCs from the mean of several runs' saved probabilities (an ensemble of models)."""
+    for run in runs:
+        if json.loads((run / "videos.json").read_text()) != scored.names.tolist():
+            raise SystemExit(f"{run} scored other crops than {scored.names.size} of the benchmark's")
+    epoch = 1
+    while all((run / f"epoch-{epoch}.npy").is_file() for run in runs):
+        faces = np.mean([np.load(run / f"epoch-{epoch}.npy") for run in runs], axis=0)
+        line = {"epoch": epoch, "ensemble": [str(run) for run in runs], **scored.measure(faces)}
+        print(json.dumps(line), flush=True)
+        with open(out, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        epoch += 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-detection")
@@ -91,8 +107,20 @@ def main() -> None:
     parser.add_argument("--flip-and-average", action="store_true",
                         help="also score each fine-tuning epoch with test-time flip (`flip`) and with the mean of "
                              "the weights of the fine-tuning epochs so far (`averaged`, weight averaging)")
+    parser.add_argument("--save-probabilities", type=Path, metavar="DIR",
+                        help="also write each epoch's fake probabilities of the scored crops to DIR/epoch-N.npy "
+                             "(with DIR/videos.json: each crop's video), e.g. to measure an ensemble of runs")
+    parser.add_argument("--ensemble", type=Path, nargs="+", metavar="DIR",
+                        help="train nothing: score the mean of the runs' probabilities saved in these DIRs, "
+                             "epoch by epoch, and append the lines to --out")
     args = parser.parse_args()
     scored = ScoredPeople(args.work)
+    if args.ensemble:
+        measure_ensemble(scored, args.ensemble, args.out)
+        return
+    if args.save_probabilities:
+        args.save_probabilities.mkdir(parents=True, exist_ok=True)
+        (args.save_probabilities / "videos.json").write_text(json.dumps(scored.names.tolist()))
     cfg = RealnessConfig.from_env(home=str(args.work / "ingested"))
     store, db = open_store(cfg.resolved_store_uri, cfg.s3), Database(cfg.resolved_database_url)
     data = ds.load_dataset(cfg, store, listed_at=registry.utc_now(), db=db)
@@ -110,6 +138,8 @@ def main() -> None:
             logs = logs if logs is not None else {}
             end_of_epoch(epoch, logs)
             faces = scored.probabilities(callback.model)
+            if args.save_probabilities:
+                np.save(args.save_probabilities / f"epoch-{epoch + 1}.npy", faces)
             line = {"epoch": epoch + 1, "phase": callback.phase, "loss": callback.history["loss"][-1],
                     "val_auc": logs["val_auc"], **scored.measure(faces), "at": time.strftime("%H:%M:%S")}
             if args.flip_and_average and callback.phase == "fine-tune":
