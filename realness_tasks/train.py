@@ -306,7 +306,8 @@ def compare_with_champion(cfg: RealnessConfig, store: ObjectStore, test: ds.Face
     Test videos that the champion trained or validated on are left out of the comparison when
     enough remain (both classes), so the champion is not judged on faces it has seen. A champion
     that cannot be loaded stops the run (:class:`ChampionUnavailable`): a model is never promoted
-    without the comparison.
+    without the comparison. A champion trained at another crop margin is still compared (it
+    usually loses, rightly: scoring refuses new shards cut at the new margin), and the reason says so.
     """
     import keras
 
@@ -334,6 +335,10 @@ def compare_with_champion(cfg: RealnessConfig, store: ObjectStore, test: ds.Face
             note = f" (the {len(set(test.video_ids[keep].tolist()))} test videos the champion never trained on)"
         else:
             keep, note = np.arange(len(test)), " (the champion trained on some of these videos)"
+    if current.crop_margin is not None and current.crop_margin != cfg.crop.margin:
+        note += (f"; the champion was trained on crops cut with margin {current.crop_margin:g} and these faces are "
+                 f"cut with {cfg.crop.margin:g} (REALNESS_CROP_MARGIN), so it is compared on crops it would refuse "
+                 f"to score")
     subset = test.take(keep)
     report(f"scoring champion {current.version} on {len(subset)} test faces")
     champion_scores = np.array(predict_probabilities(champion_model, subset.jpegs, current.image_size))

@@ -242,6 +242,23 @@ def test_a_champion_that_cannot_be_loaded_stops_the_run_instead_of_being_replace
     db.dispose()
 
 
+def test_a_champion_from_another_crop_margin_is_compared_and_the_reason_says_so(two_runs):
+    cfg, store, first, _, _ = two_runs
+    key = registry.pointer_key(cfg)
+    original = store.get_bytes(key)
+    pointer = json.loads(original)
+    pointer["crop_margin"] = cfg.crop.margin + 0.2     # as if the champion was trained before a margin change
+    store.put_bytes(key, json.dumps(pointer).encode())
+    try:
+        outcome = train.run_training(RealnessConfig.from_env({}, home=cfg.home, training=quick_settings(
+            frozen_epochs=1, finetune_epochs=0, steps_per_epoch=1, min_video_auc=0.0)), "run-margin-changed")
+    finally:
+        store.put_bytes(key, original)
+    assert f"champion {first.version}" in outcome.reason
+    assert (f"trained on crops cut with margin {cfg.crop.margin + 0.2:g} and these faces are cut with "
+            f"{cfg.crop.margin:g}") in outcome.reason
+
+
 def test_training_on_s3_and_postgresql_with_self_blended_fakes(s3_bucket_uri, s3_settings, postgres_url):
     cfg = RealnessConfig.from_env({}, store_uri=s3_bucket_uri, s3=s3_settings.__dict__, database_url=postgres_url,
                                   training=quick_settings(frozen_epochs=1, finetune_epochs=0, steps_per_epoch=2,
