@@ -1,9 +1,11 @@
 """Training-time augmentation and the tf.data input pipelines.
 
-Geometric augmentation only (rotation, flip, zoom, shift, shear): colour and blur changes could
-wipe out exactly the blending seams and colour mismatches that give a swapped face away. The
-stage runs on the training split only; validation and test pipelines are deterministic, so the
-threshold and the metrics are measured on the faces as scoring will see them.
+Geometric augmentation (rotation, flip, zoom, shift, shear), and optionally random erasing (a
+patch of noise, so the model cannot lean on one region of the face). No colour or blur changes:
+they could wipe out exactly the blending seams and colour mismatches that give a swapped face
+away (resampling whole crops was measured to cost; README). The stage runs on the training split
+only; validation and test pipelines are deterministic, so the threshold and the metrics are
+measured on the faces as scoring will see them.
 """
 
 from __future__ import annotations
@@ -30,23 +32,30 @@ class AugmentationSettings:
     zoom: float = 0.1
     shift: float = 0.05          # of the image size, each axis
     shear: float = 0.08          # of the image size, each axis
+    erasing: float = 0.0         # share of images with one noise patch (2-25 % of the image); 0: no erasing
 
 
 def augmentation_stage(seed: int, settings: AugmentationSettings = AugmentationSettings()) -> keras.Sequential:
-    """A Keras stage applying a random flip, rotation, zoom, shift and shear to each image of a batch."""
+    """A Keras stage applying a random flip, rotation, zoom, shift and shear (and erasing, if set) to a batch."""
     import keras
 
-    return keras.Sequential([
+    layers = [
         keras.layers.RandomFlip("horizontal", seed=seed),
         keras.layers.RandomRotation(settings.rotation, fill_mode="reflect", seed=seed + 1),
         keras.layers.RandomZoom(settings.zoom, fill_mode="reflect", seed=seed + 2),
         keras.layers.RandomTranslation(settings.shift, settings.shift, fill_mode="reflect", seed=seed + 3),
         keras.layers.RandomShear(settings.shear, settings.shear, fill_mode="reflect", seed=seed + 4),
-    ], name="augmentation")
+    ]
+    if settings.erasing > 0:
+        # factor (p, p): each image is erased with probability p (a single float would draw p itself).
+        layers.append(keras.layers.RandomErasing(factor=(settings.erasing, settings.erasing), scale=(0.02, 0.25),
+                                                 seed=seed + 5))
+    return keras.Sequential(layers, name="augmentation")
 
 
 def pipeline(jpegs: Sequence[bytes], labels: np.ndarray, image_size: int, batch_size: int, *,
-             train: bool, seed: int, pseudo_fakes: PseudoFakeMaker | None = None) -> tf.data.Dataset:
+             train: bool, seed: int, pseudo_fakes: PseudoFakeMaker | None = None,
+             augmentation: AugmentationSettings = AugmentationSettings()) -> tf.data.Dataset:
     """``(images, labels)`` batches: decode_crops -> augment (train only) -> batch -> prefetch.
 
     The training pipeline shuffles, augments and repeats forever (epochs are counted in steps);
@@ -81,7 +90,7 @@ def pipeline(jpegs: Sequence[bytes], labels: np.ndarray, image_size: int, batch_
     data = data.batch(batch_size).map(lambda j, y: (decode_crops(j, image_size), y),
                                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if train:
-        augment = augmentation_stage(seed)
+        augment = augmentation_stage(seed, augmentation)
         # One call at a time: the random layers draw from a seed state each call advances, and
         # parallel calls could read the same state and give two batches the same transforms.
         data = data.map(lambda x, y: (augment(x, training=True), y))

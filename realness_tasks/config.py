@@ -137,6 +137,9 @@ class TrainingSettings:
     steps_per_epoch: int = _setting(0, "If > 0, cap steps per epoch (quick runs and tests).")
     learning_rate: float = _setting(1e-3, "Adam learning rate of the frozen phase (fine-tuning uses a tenth).")
     dropout: float = _setting(0.3, "Dropout after each dense layer.")
+    random_erasing: float = _setting(0.0, "Share of training faces (drawn anew each epoch) with one random patch, 2-25 "
+                                          "% of the crop, replaced by noise, so the model cannot lean on one region; "
+                                          "0: off (README: measured one run, not yet the default).")
     batchnorm_faces: int = _setting(1024, "Training faces on which the backbone's BatchNorm statistics are re-estimated "
                                           "before training (ImageNet's statistics do not fit face crops); 0 keeps "
                                           "ImageNet's. A random backbone always needs them (at least 256 faces).")

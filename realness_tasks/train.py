@@ -241,11 +241,11 @@ def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: Traini
     """
     import keras
 
-    from realness_tasks.augment import pipeline
+    from realness_tasks.augment import AugmentationSettings, pipeline
 
     size, batch = settings.image_size, settings.batch_size
     train_data = pipeline(train.jpegs, train.labels, size, batch, train=True, seed=settings.seed,
-                          pseudo_fakes=pseudo_fakes)
+                          pseudo_fakes=pseudo_fakes, augmentation=AugmentationSettings(erasing=settings.random_erasing))
     val_data = pipeline(val.jpegs, val.labels, size, batch, train=False, seed=settings.seed)
     extra = len(pseudo_fakes) if pseudo_fakes is not None else 0
     steps = -(-(len(train) + extra) // batch)

@@ -25,6 +25,24 @@ def test_every_transform_of_the_stage_is_there():
     assert names == ["RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomShear"]
 
 
+def test_random_erasing_puts_a_noise_patch_on_the_share_of_faces_it_is_set_to():
+    flat = [encode_jpeg(np.full((48, 48, 3), 100, np.uint8), 95)] * 32    # geometry alone keeps it flat
+    labels = np.zeros(32)
+
+    def erased(share: float) -> np.ndarray:
+        data = augment.pipeline(flat, labels, 48, batch_size=32, train=True, seed=2,
+                                augmentation=augment.AugmentationSettings(erasing=share))
+        images = next(iter(data))[0].numpy()
+        return (np.abs(images - 100) > 20).mean(axis=(1, 2, 3))          # share of each image that is noise
+
+    assert not erased(0.0).any()
+    assert erased(1.0).min() > 0.005 and erased(1.0).max() < 0.3
+    assert 4 <= (erased(0.5) > 0).sum() <= 28
+    names = [type(layer).__name__ for layer in augment.augmentation_stage(
+        0, augment.AugmentationSettings(erasing=0.5)).layers]
+    assert names[-1] == "RandomErasing"
+
+
 def test_evaluation_pipeline_is_deterministic_and_undistorted():
     crops = sample_crops()
     labels = np.array([0, 1, 1, 0])
