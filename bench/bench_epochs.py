@@ -130,8 +130,8 @@ def main() -> None:
     tracker_of_training = train.epoch_tracker
     fine_tuned: list[list[np.ndarray]] = []   # each fine-tuning epoch's weights, for --flip-and-average
 
-    def tracker(report, total_epochs, val_data, val_labels):
-        callback = tracker_of_training(report, total_epochs, val_data, val_labels)
+    def tracker(report, total_epochs, val_data, val_labels, keep):
+        callback = tracker_of_training(report, total_epochs, val_data, val_labels, keep)
         end_of_epoch = callback.on_epoch_end
 
         def on_epoch_end(epoch: int, logs: dict | None = None) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 
 BACKBONES = ("efficientnet_lite0", "efficientnet_b0")
+KEPT_EPOCHS = ("last", "best_validation")
 ENGINES = ("fp32", "int8")  # scoring engines; realness_tasks.inference.ENGINE_FILES names each one's file
 
 
@@ -149,7 +150,12 @@ class TrainingSettings:
                                        choices=("auto", "always", "never"))
     min_video_auc: float = _setting(0.80, "Promotion floor: held-out video-level AUC a model needs to be promoted.")
     min_new_faces: int = _setting(200, "Labelled faces that must arrive before an asset-triggered retrain runs.")
-    patience: int = _setting(3, "Early-stopping patience on validation AUC.")
+    keep_epoch: str = _setting("last", "Which fine-tuning epoch's weights the model keeps: last (every epoch runs; "
+                                       "the schedule measured on the detection benchmark) or best_validation (the "
+                                       "best validation AUC, stopping after `patience` epochs without a better one; "
+                                       "for a validation split of many people, see docs/training.md).",
+                               choices=KEPT_EPOCHS)
+    patience: int = _setting(3, "Early-stopping patience on validation AUC (keep_epoch best_validation only).")
     int8_engine: bool = _setting(True, "Also export the int8 scoring engine (model-int8.tflite) and measure it on the "
                                        "test split (about 10 s and 5 MB per model); off: model.tflite only, and "
                                        "such a model cannot score with REALNESS_SCORING_ENGINE=int8.")

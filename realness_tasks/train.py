@@ -127,9 +127,10 @@ def binary_cross_entropy(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def epoch_tracker(report: Progress, total_epochs: int, val_data: tf.data.Dataset,
-                  val_labels: np.ndarray) -> keras.callbacks.Callback:
-    """A Keras callback that scores the validation split after each epoch, reports, and keeps the best weights.
+                  val_labels: np.ndarray, keep: str) -> keras.callbacks.Callback:
+    """A Keras callback that scores the validation split after each epoch, reports, and keeps one epoch's weights.
 
+    ``keep`` is ``last`` (the last epoch) or ``best_validation`` (the best validation AUC).
     Candidates for the kept weights are the epochs of the current phase only (``begin_phase``
     resets them): a model from the frozen phase, whose backbone has not yet adapted to faces, is
     never kept over a fine-tuned one. On the detection benchmark the frozen phase's first epoch
@@ -148,12 +149,12 @@ def epoch_tracker(report: Progress, total_epochs: int, val_data: tf.data.Dataset
             self.phase = ""
             self.history: dict[str, list] = {key: [] for key in ("epoch", "phase", "loss", "val_loss", "auc",
                                                                  "val_auc")}
-            self.best_auc = -np.inf
-            self.best_epoch = 0
-            self.best_weights: list[tuple[Any, np.ndarray]] = []  # (variable, value): order-proof when freezing
+            self.kept_auc = -np.inf
+            self.kept_epoch = 0
+            self.kept_weights: list[tuple[Any, np.ndarray]] = []  # (variable, value): order-proof when freezing
 
         def begin_phase(self, phase: str) -> None:
-            self.phase, self.best_auc = phase, -np.inf
+            self.phase, self.kept_auc = phase, -np.inf
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             logs = logs if logs is not None else {}
@@ -166,18 +167,19 @@ def epoch_tracker(report: Progress, total_epochs: int, val_data: tf.data.Dataset
             self.history["phase"].append(self.phase)
             report(f"{self.phase} epoch {epoch + 1}/{total_epochs}: loss {self.history['loss'][-1]:.4f}, "
                    f"val loss {logs['val_loss']:.4f}, val AUC {logs['val_auc']:.4f}")
-            if logs["val_auc"] > self.best_auc:
-                self.best_auc, self.best_epoch = logs["val_auc"], epoch + 1
-                self.best_weights = [(v, np.array(v.numpy())) for v in self.model.weights]
+            if keep == "last" or logs["val_auc"] > self.kept_auc:
+                self.kept_auc, self.kept_epoch = logs["val_auc"], epoch + 1
+                self.kept_weights = [(v, np.array(v.numpy())) for v in self.model.weights]
 
-        def restore_best(self) -> None:
+        def restore_kept(self) -> None:
             """Put back the kept epoch's weights and mark it in the history (``kept``)."""
-            for variable, value in self.best_weights:
+            for variable, value in self.kept_weights:
                 variable.assign(value)
-            self.history["kept"] = [epoch == self.best_epoch for epoch in self.history["epoch"]]
-            if self.best_epoch:
-                report(f"kept the weights of epoch {self.best_epoch} ({self.phase}), the best validation AUC "
-                       f"of its phase: {self.best_auc:.4f}")
+            self.history["kept"] = [epoch == self.kept_epoch for epoch in self.history["epoch"]]
+            if self.kept_epoch:
+                why = "the last" if keep == "last" else "the best validation AUC"
+                report(f"kept the weights of epoch {self.kept_epoch} ({self.phase}), {why} of its phase "
+                       f"(validation AUC {self.kept_auc:.4f})")
 
     return EpochTracker()
 
@@ -236,8 +238,9 @@ def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: Traini
         pseudo_fakes: PseudoFakeMaker | None, report: Progress) -> dict[str, list]:
     """Frozen-backbone phase at ``learning_rate``, then fine-tuning (late stages, ``finetune_stride``) at a tenth of it.
 
-    Each phase stops early when validation AUC has not improved for ``patience`` epochs; the
-    weights of the last phase's best epoch are kept.
+    With ``keep_epoch`` ``best_validation`` each phase stops early when validation AUC has not
+    improved for ``patience`` epochs and the last phase's best epoch is kept; with ``last`` every
+    epoch runs and the last one is kept.
     """
     import keras
 
@@ -252,7 +255,8 @@ def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: Traini
     if settings.steps_per_epoch > 0:
         steps = min(steps, settings.steps_per_epoch)
     weights = ds.class_weights(np.r_[train.labels, np.ones(extra, train.labels.dtype)])
-    tracker = epoch_tracker(report, settings.frozen_epochs + settings.finetune_epochs, val_data, val.labels)
+    tracker = epoch_tracker(report, settings.frozen_epochs + settings.finetune_epochs, val_data, val.labels,
+                            keep=settings.keep_epoch)
     done = 0
     for phase, epochs, learning_rate, trainable in (("frozen", settings.frozen_epochs, settings.learning_rate, False),
                                                     ("fine-tune", settings.finetune_epochs, settings.learning_rate / 10,
@@ -262,13 +266,15 @@ def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: Traini
         set_backbone_trainable(model, trainable, settings.finetune_stride)
         compile_classifier(model, learning_rate)
         tracker.begin_phase(phase)
-        stopper = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=settings.patience)
+        callbacks = [tracker]
+        if settings.keep_epoch == "best_validation":
+            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=settings.patience))
         report(f"{phase} phase: up to {epochs} epochs of {steps} steps, learning rate {learning_rate:g}")
         result = model.fit(train_data, epochs=done + epochs, initial_epoch=done,
-                           steps_per_epoch=steps, class_weight=weights, callbacks=[tracker, stopper], shuffle=False,
+                           steps_per_epoch=steps, class_weight=weights, callbacks=callbacks, shuffle=False,
                            verbose=0)
         done += len(result.epoch)
-    tracker.restore_best()
+    tracker.restore_kept()
     return tracker.history
 
 

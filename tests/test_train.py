@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from itertools import product
+from typing import Any
 
 import numpy as np
 import pytest
@@ -63,8 +64,8 @@ def test_threshold_separates_validation_scores_with_a_margin():
     assert noisy["confusion"] == [[1, 1], [1, 1]] and noisy["precision_fake"] == 0.5 and noisy["recall_fake"] == 0.5
 
 
-def test_the_kept_weights_are_the_best_epoch_of_the_last_phase():
-    """A frozen-phase epoch with a better validation AUC is not kept over the fine-tuning epochs."""
+def tracked_epochs(keep: str, kernels_by_phase: dict[str, list[float]]) -> tuple[Any, list[str], Any]:
+    """An epoch tracker fed epochs of a one-weight model whose kernel sets the validation ranking."""
     import keras
     import tensorflow as tf
 
@@ -73,23 +74,35 @@ def test_the_kept_weights_are_the_best_epoch_of_the_last_phase():
     val_data = tf.data.Dataset.from_tensor_slices((features, labels)).batch(4)
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, activation="sigmoid")])
     messages: list[str] = []
-    tracker = train.epoch_tracker(messages.append, 3, val_data, labels)
+    tracker = train.epoch_tracker(messages.append, 3, val_data, labels, keep)
     tracker.set_model(model)
+    number = 0
+    for phase, kernels in kernels_by_phase.items():
+        tracker.begin_phase(phase)
+        for kernel in kernels:
+            model.layers[0].kernel.assign([[kernel]])
+            tracker.on_epoch_end(number, {"loss": 0.5})
+            number += 1
+    tracker.restore_kept()
+    return tracker, messages, model
 
-    def epoch(number: int, kernel: float) -> None:
-        model.layers[0].kernel.assign([[kernel]])
-        tracker.on_epoch_end(number, {"loss": 0.5})
 
-    tracker.begin_phase("frozen")
-    epoch(0, 4.0)                      # AUC 1.0: faces ranked right
-    tracker.begin_phase("fine-tune")
-    epoch(1, -1.0)                     # AUC 0.0
-    epoch(2, -2.0)                     # AUC 0.0 again: not better, so epoch 2 stays the kept one
-    tracker.restore_best()
+def test_best_validation_keeps_the_best_epoch_of_the_last_phase():
+    """A frozen-phase epoch with a better validation AUC is not kept over the fine-tuning epochs."""
+    # 4.0 ranks the faces right (AUC 1.0); -1.0 and -2.0 rank them wrong (AUC 0.0): the first stays kept.
+    tracker, messages, model = tracked_epochs("best_validation", {"frozen": [4.0], "fine-tune": [-1.0, -2.0]})
     assert tracker.history["val_auc"] == [1.0, 0.0, 0.0]
     assert float(model.layers[0].kernel.numpy()[0, 0]) == -1.0
     assert tracker.history["kept"] == [False, True, False]
-    assert messages[-1].startswith("kept the weights of epoch 2 (fine-tune)")
+    assert messages[-1].startswith("kept the weights of epoch 2 (fine-tune), the best validation AUC")
+
+
+def test_last_keeps_the_last_epoch_whatever_its_validation_auc():
+    tracker, messages, model = tracked_epochs("last", {"frozen": [-1.0], "fine-tune": [4.0, -2.0]})
+    assert tracker.history["val_auc"] == [0.0, 1.0, 0.0]
+    assert float(model.layers[0].kernel.numpy()[0, 0]) == -2.0
+    assert tracker.history["kept"] == [False, False, True]
+    assert messages[-1].startswith("kept the weights of epoch 3 (fine-tune), the last of its phase")
 
 
 def test_batchnorm_statistics_are_re_estimated_on_faces_unless_turned_off_but_always_for_a_random_backbone():
