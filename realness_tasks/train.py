@@ -167,12 +167,14 @@ def epoch_tracker(report: Progress, total_epochs: int, val_data: tf.data.Dataset
             self.history["phase"].append(self.phase)
             report(f"{self.phase} epoch {epoch + 1}/{total_epochs}: loss {self.history['loss'][-1]:.4f}, "
                    f"val loss {logs['val_loss']:.4f}, val AUC {logs['val_auc']:.4f}")
-            if keep == "last" or logs["val_auc"] > self.kept_auc:
+            if keep == "last":   # the model ends with these weights: nothing to copy or put back
+                self.kept_auc, self.kept_epoch = logs["val_auc"], epoch + 1
+            elif logs["val_auc"] > self.kept_auc:
                 self.kept_auc, self.kept_epoch = logs["val_auc"], epoch + 1
                 self.kept_weights = [(v, np.array(v.numpy())) for v in self.model.weights]
 
         def restore_kept(self) -> None:
-            """Put back the kept epoch's weights and mark it in the history (``kept``)."""
+            """Put back the kept epoch's weights (best_validation) and mark it in the history (``kept``)."""
             for variable, value in self.kept_weights:
                 variable.assign(value)
             self.history["kept"] = [epoch == self.kept_epoch for epoch in self.history["epoch"]]
