@@ -16,7 +16,8 @@ measures it through the real pipeline on the CPU.
 
 Arguments: comma-separated recipe names (empty: all), seeds, and optionally a JSON object of
 settings applied to every recipe. ``SWEEP_SECONDS`` stops starting new runs after that many seconds.
-Results of the sweep behind today's defaults: ``docs/recipe-sweep.md``.
+Results (both sweeps, the second on pooling, regularisation and a learning curve over the number of
+training people): ``docs/recipe-sweep.md``.
 """
 import json, math, os, sys, time
 import numpy as np, cv2, torch, torch.nn as nn, torch.nn.functional as F
@@ -78,12 +79,17 @@ class Lite0(nn.Module):
         self._blocks = nn.ModuleList(blocks)
         self._conv_head, self._bn1 = SameConv(320, 1280, 1, bias=False), bn(1280)
 
-    def features(self, x):
+    def features(self, x, taps=()):
+        """The head's input; with ``taps`` (output strides), also the last block's output at each of them."""
         x = (x - MEAN.to(x.device)) / STD.to(x.device)
         x = F.relu6(self._bn0(self._conv_stem(x)))
+        tapped = {}
         for b in self._blocks:
             x = b(x)
-        return F.relu6(self._bn1(self._conv_head(x)))
+            if b.out_stride in taps:
+                tapped[b.out_stride] = x
+        x = F.relu6(self._bn1(self._conv_head(x)))
+        return (x, [tapped[s] for s in taps]) if taps else x
 
 
 def load_lite0():
@@ -97,19 +103,53 @@ def load_lite0():
     return net
 
 
+MULTISCALE_TAPS = (8, 16)   # the outputs of the 40-channel (1/8) and 112-channel (1/16) stages
+POOLED_WIDTH = {"avg": 1280, "gem": 1280, "max": 1280, "attn": 1280, "std": 1280, "meanstd": 2560,
+                "multiscale": 1280 + 2 * (40 + 112), "multiscale_std": 2560 + 2 * (40 + 112)}
+
+
+def mean_and_std(f):
+    return torch.cat([f.mean((2, 3)), f.float().var((2, 3), unbiased=False).add(1e-6).sqrt().to(f.dtype)], 1)
+
+
 class Classifier(nn.Module):
+    """Lite0, a pooling of its feature map, then the paper's head.
+
+    Pools beyond the average: ``std`` (only how features vary across the crop, blind to a
+    crop-wide shift such as a soft photograph), ``meanstd``, ``max``, ``attn`` (a learned spatial
+    weighting), ``multiscale`` (average pool plus mean and std of the 1/8 and 1/16 stages'
+    outputs: the finer texture statistics classic forensics uses), ``multiscale_std`` (the same
+    with the last map's std too).
+    """
+
     def __init__(self, pool="avg", dropout=0.3):
         super().__init__()
         self.backbone, self.pool = load_lite0(), pool
-        self.head = nn.Sequential(nn.Linear(1280, 512), nn.ReLU(), nn.Dropout(dropout), nn.Linear(512, 128), nn.ReLU(),
-                                  nn.Dropout(dropout), nn.Linear(128, 1))
+        if pool == "attn":
+            self.attention = nn.Conv2d(1280, 1, 1)
+        self.head = nn.Sequential(nn.Linear(POOLED_WIDTH[pool], 512), nn.ReLU(), nn.Dropout(dropout),
+                                  nn.Linear(512, 128), nn.ReLU(), nn.Dropout(dropout), nn.Linear(128, 1))
 
     def forward(self, x):
-        f = self.backbone.features(x)
-        if self.pool == "avg":
-            f = f.mean((2, 3))
-        elif self.pool == "gem":
-            f = f.clamp(min=1e-6).pow(3).mean((2, 3)).pow(1 / 3)
+        if self.pool.startswith("multiscale"):
+            f, taps = self.backbone.features(x, MULTISCALE_TAPS)
+            last = mean_and_std(f) if self.pool == "multiscale_std" else f.mean((2, 3))
+            f = torch.cat([last] + [mean_and_std(t) for t in taps], 1)
+        else:
+            f = self.backbone.features(x)
+            if self.pool == "avg":
+                f = f.mean((2, 3))
+            elif self.pool == "gem":
+                f = f.clamp(min=1e-6).pow(3).mean((2, 3)).pow(1 / 3)
+            elif self.pool == "max":
+                f = f.amax((2, 3))
+            elif self.pool == "std":
+                f = mean_and_std(f)[:, 1280:]
+            elif self.pool == "meanstd":
+                f = mean_and_std(f)
+            elif self.pool == "attn":
+                w = torch.softmax(self.attention(f).flatten(1).float(), 1).to(f.dtype)
+                f = torch.einsum("bcn,bn->bc", f.flatten(2), w)
         return self.head(f).squeeze(1)
 
 
@@ -213,17 +253,21 @@ def predict(model, x, bs=256, tf=None):
 
 def run(data, name, seed=0, frozen=3, ft=5, stride=16, lr=1e-3, ft_lr=1e-4, sbi=False, colour=False, bn_mode="frozen",
         size=224, crop=1.0, mixup=0.0, all_people=False, pool="avg", bs=32, max_steps=None,
-        sbi_only=False):
+        sbi_only=False, weight_decay=0.0, cosine=False, dropout=0.3, people=None):
     torch.manual_seed(seed)
     g = torch.Generator(device=DEV)
     g.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = Classifier(pool).to(DEV).to(memory_format=torch.channels_last)
+    model = Classifier(pool, dropout).to(DEV).to(memory_format=torch.channels_last)
     tr = data.sets["train"]
     X, Y = tr["x"], torch.tensor(tr["y"], device=DEV)
     if all_people:
         X = torch.cat([X, data.sets["val"]["x"], data.sets["test"]["x"]])
         Y = torch.cat([Y, torch.tensor(data.sets["val"]["y"], device=DEV), torch.tensor(data.sets["test"]["y"], device=DEV)])
+    if people:   # a learning curve: train on a seeded choice of this many of the training people
+        chosen = rng.choice(sorted(set(tr["person"])), people, replace=False)
+        keep = torch.tensor(np.flatnonzero(np.isin(tr["person"], chosen)), device=DEV)
+        X, Y = X[keep], Y[keep]
     if sbi_only:
         keep = (Y == 0).nonzero().squeeze(1)
         X, Y = X[keep], Y[keep]
@@ -272,7 +316,14 @@ def run(data, name, seed=0, frozen=3, ft=5, stride=16, lr=1e-3, ft_lr=1e-4, sbi=
                         for p in m.parameters():
                             p.requires_grad = True
             params = [p for p in model.parameters() if p.requires_grad]
-            opt = torch.optim.Adam(params, lr=lr if phase == "frozen" else ft_lr, eps=1e-7)
+            base_lr = lr if phase == "frozen" else ft_lr
+            opt = (torch.optim.AdamW(params, lr=base_lr, eps=1e-7, weight_decay=weight_decay) if weight_decay
+                   else torch.optim.Adam(params, lr=base_lr, eps=1e-7))
+            if phase == "finetune" and cosine:   # decay to zero over the fine-tuning epochs, per step
+                per_epoch = math.ceil((len(X) + (len(real_src) if sbi or sbi_only else 0)) / bs)
+                schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=ft * per_epoch)
+            else:
+                schedule = None
         # epoch data: labelled faces (+ one self-blended draw per real training face)
         ex, ey = X, Y
         if sbi or sbi_only:
@@ -305,6 +356,8 @@ def run(data, name, seed=0, frozen=3, ft=5, stride=16, lr=1e-3, ft_lr=1e-4, sbi=
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if schedule is not None:
+                schedule.step()
             losses.append(loss.item())
         row = {"recipe": name, "seed": seed, "epoch": epoch + 1, "phase": phase, "loss": float(np.mean(losses))}
         for s in ("val", "test", "score"):
@@ -356,6 +409,23 @@ RECIPES = {
     "ft_all_gem": {"stride": 1, "pool": "gem"},
     "sbi_only_ft_all": {"stride": 1, "sbi_only": True},
     "ft_all_sbi_colour": {"stride": 1, "sbi": True, "colour": True},
+    # 2026-11-27, second sweep: on top of re-estimated BatchNorm statistics (the pipeline's default)
+    "recal_std": {"bn_mode": "recal", "pool": "std"},
+    "recal_meanstd": {"bn_mode": "recal", "pool": "meanstd"},
+    "recal_max": {"bn_mode": "recal", "pool": "max"},
+    "recal_attn": {"bn_mode": "recal", "pool": "attn"},
+    "recal_multiscale": {"bn_mode": "recal", "pool": "multiscale"},
+    "recal_multiscale_std": {"bn_mode": "recal", "pool": "multiscale_std"},
+    "recal_stride8": {"bn_mode": "recal", "stride": 8},
+    "recal_ft_all": {"bn_mode": "recal", "stride": 1},
+    "recal_cosine": {"bn_mode": "recal", "cosine": True},
+    "recal_wd": {"bn_mode": "recal", "weight_decay": 0.05},
+    "recal_dropout05": {"bn_mode": "recal", "dropout": 0.5},
+    "recal_colour": {"bn_mode": "recal", "colour": True},
+    "recal_people4": {"bn_mode": "recal", "people": 4},
+    "recal_people8": {"bn_mode": "recal", "people": 8},
+    "recal_people12": {"bn_mode": "recal", "people": 12},
+    "recal_all_people": {"bn_mode": "recal", "all_people": True},
 }
 
 if __name__ == "__main__":
