@@ -272,8 +272,9 @@ def run(data, name, seed=0, frozen=3, ft=5, stride=16, lr=1e-3, ft_lr=1e-4, sbi=
     if video_share < 1.0:   # fewer videos per person: a seeded share of each person's videos of each kind
         videos = tr["video"][keep.cpu().numpy()] if (people or without) else tr["video"]
         by_kind: dict = {}
-        for video in sorted(set(videos)):
-            by_kind.setdefault(video.rsplit("_", 1)[0].rsplit("_", 1)[0] + video.rsplit("_", 1)[1], []).append(video)
+        for video in sorted(set(videos)):   # named <person>_<portrait>_<number>_<kind>.mp4 by bench_detection
+            portrait, _number, kind = video.rsplit("_", 2)
+            by_kind.setdefault((portrait, kind), []).append(video)
         kept_videos = {v for group in by_kind.values()
                        for v in rng.permutation(group)[:math.ceil(len(group) * video_share)]}
         keep = torch.tensor(np.flatnonzero(np.isin(videos, list(kept_videos))), device=DEV)
