@@ -10,6 +10,7 @@ same model every time and the quality assertions cannot flip between runs.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from itertools import product
 from typing import Any
@@ -62,6 +63,24 @@ def test_threshold_separates_validation_scores_with_a_margin():
     assert (m["accuracy"], m["f1_fake"], m["auc"], m["confusion"]) == (1.0, 1.0, 1.0, [[3, 0], [0, 3]])
     noisy = train.classification_metrics(np.array([0, 0, 1, 1]), np.array([0.2, 0.6, 0.4, 0.9]), 0.5)
     assert noisy["confusion"] == [[1, 1], [1, 1]] and noisy["precision_fake"] == 0.5 and noisy["recall_fake"] == 0.5
+
+
+def test_threshold_is_the_log_odds_midpoint_of_the_class_medians():
+    def log_odds(p: float) -> float:
+        return math.log(p / (1 - p))
+
+    # one real face scored like the fakes: the cut that best separates these faces would sit at
+    # 0.975, above nearly every fake a new person's video would score; the midpoint does not follow it
+    labels = np.array([0, 0, 0, 0, 1, 1, 1])
+    scores = np.array([0.01, 0.02, 0.03, 0.97, 0.98, 0.99, 0.995])
+    real_median = (log_odds(0.02) + log_odds(0.03)) / 2   # of four: halfway between the middle two
+    middle = (real_median + log_odds(0.99)) / 2
+    assert train.choose_threshold(labels, scores) == pytest.approx(1 / (1 + math.exp(-middle)))
+    assert train.choose_threshold(labels, scores) == pytest.approx(0.6120, abs=1e-4)
+    # saturated scores are clipped to 1e-6 and 1 - 1e-6, so the midpoint stays finite
+    assert train.choose_threshold(np.array([0, 1]), np.array([0.0, 1.0])) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="real and fake"):
+        train.choose_threshold(np.array([0, 0]), np.array([0.1, 0.2]))
 
 
 def tracked_epochs(keep: str, kernels_by_phase: dict[str, list[float]]) -> tuple[Any, list[str], Any]:
