@@ -91,24 +91,29 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.r_[0.0, fpr], np.r_[0.0, tpr], np.r_[np.inf, thresholds]
 
 
+def log_odds(scores: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)), with scores clipped to [LOG_ODDS_CLIP, 1 - LOG_ODDS_CLIP] so that 0 and 1 stay finite."""
+    clipped = np.clip(np.asarray(scores, np.float64), LOG_ODDS_CLIP, 1 - LOG_ODDS_CLIP)
+    return np.log(clipped / (1 - clipped))
+
+
 def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     """The point halfway, in log-odds, between the median validation score of real faces and of fake faces.
 
     The validation split holds few people (2-5 on the detection benchmark). The cut maximising
     Youden's J (the rule until 2026-11-27) lands on whichever face separates those few people,
     anywhere from 0.016 to 0.9999 between runs, and new people's real videos then fall above it.
-    Over 17 runs of the recipe sweep (docs/recipe-sweep.md, on video scores) this midpoint called fewer of the new
-    people's real videos FAKE and balanced real and fake better (balanced accuracy 0.796 against
-    0.771 with 20 training people, 0.795 against 0.760 with 56). Log-odds because scores crowd
-    near 0 and 1; medians so that one saturated face does not move it. Like J, it does not depend
-    on the share of fakes, which differs between the labelled set and what arrives for scoring.
+    Over 17 runs of the recipe sweep (docs/recipe-sweep.md, on video scores) this midpoint called
+    fewer of the new people's real videos FAKE and balanced real and fake better (balanced accuracy
+    0.796 against 0.771 with 20 training people, 0.795 against 0.760 with 56). Log-odds because
+    scores crowd near 0 and 1; medians so that one saturated face does not move it. Like J, it does
+    not depend on the share of fakes, which differs between the labelled set and what arrives for scoring.
     """
     labels = np.asarray(labels)
-    clipped = np.clip(np.asarray(scores, np.float64), LOG_ODDS_CLIP, 1 - LOG_ODDS_CLIP)
-    log_odds = np.log(clipped / (1 - clipped))
     if not (labels == 0).any() or not (labels == 1).any():
         raise ValueError("choosing a threshold needs real and fake validation faces")
-    middle = (np.median(log_odds[labels == 0]) + np.median(log_odds[labels == 1])) / 2
+    odds = log_odds(scores)
+    middle = (np.median(odds[labels == 0]) + np.median(odds[labels == 1])) / 2
     return float(1 / (1 + np.exp(-middle)))
 
 

@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT)]
 
-from realness_tasks.train import choose_threshold, roc_curve  # noqa: E402
+from realness_tasks.train import choose_threshold, log_odds, roc_curve  # noqa: E402
 
 DEFAULT = Path(__file__).resolve().parent / "videos-2026-11-27-thresholds.jsonl"
 
@@ -32,11 +32,6 @@ def youden(labels: np.ndarray, scores: np.ndarray) -> float:
     best = int(np.argmax(tpr[1:] - fpr[1:])) + 1
     below = thresholds[best + 1] if best + 1 < len(thresholds) else 0.0
     return float((thresholds[best] + below) / 2)
-
-
-def log_odds(scores: np.ndarray) -> np.ndarray:
-    p = np.clip(scores, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 def mean_midpoint(labels: np.ndarray, scores: np.ndarray) -> float:
