@@ -140,7 +140,7 @@ class TrainingSettings:
     dropout: float = _setting(0.3, "Dropout after each dense layer.")
     random_erasing: float = _setting(0.0, "Share of training faces (drawn anew each epoch) with one random patch, 2-25 "
                                           "% of the crop, replaced by noise, so the model cannot lean on one region; "
-                                          "0: off (README: no gain over three seeds).")
+                                          "0: off (docs/detection-benchmark.md: no gain over three seeds).")
     batchnorm_faces: int = _setting(1024, "Training faces on which the backbone's BatchNorm statistics are re-estimated "
                                           "before training (ImageNet's statistics do not fit face crops); 0 keeps "
                                           "ImageNet's. A random backbone always needs them (at least 256 faces).")

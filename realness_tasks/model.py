@@ -161,7 +161,7 @@ def calibrate_batchnorm(backbone: keras.Model, batches: Iterable, *, never_narro
     mode with momentum 0, so each layer's moving statistics become that batch's, and every layer
     ends with the mean of its per-batch statistics. The pass is a traced graph and batches are
     streamed: with eager calls instead, ``realness train`` on the detection benchmark peaked at
-    4.4 GB against 2.7-2.9 GB (README, "Does the detector detect?").
+    4.4 GB against 2.7-2.9 GB (docs/detection-benchmark.md).
 
     ``never_narrower`` keeps each channel's variance at least what it was (for a pretrained
     backbone: ImageNet's). Measured on a few similar faces, some channels' variance is far below

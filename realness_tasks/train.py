@@ -149,7 +149,7 @@ def epoch_tracker(report: Progress, total_epochs: int, val_data: tf.data.Dataset
     resets them): a model from the frozen phase, whose backbone has not yet adapted to faces, is
     never kept over a fine-tuned one. On the detection benchmark the frozen phase's first epoch
     had the best validation AUC over two validation people (0.71 against 0.63-0.67) but ranked new
-    people's videos at 0.67, and the fine-tuned epochs at 0.77-0.82 (README).
+    people's videos at 0.67, and the fine-tuned epochs at 0.77-0.82 (docs/detection-benchmark.md).
 
     Validation AUC is computed exactly here rather than by Keras' AUC metric, which buckets
     probabilities into 200 bins and reads 0.5 while an early model's outputs still sit in one
