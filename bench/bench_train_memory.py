@@ -3,13 +3,13 @@
 Each size gets its own Realness home with validated face shards (224 px crops of the sample
 photographs, half of them face-swapped; ten faces a video, as one sampled frame per second of a
 10-second clip gives), then ``realness train`` runs as a separate process with the default
-settings except the number of steps per epoch (``--steps``), so the run is short but still goes
-through everything that scales with the data: reading every shard, the split, the input pipeline,
-both training phases, validation after every epoch and the test-split evaluation over every held-out
-face, the TFLite export and registration. Peak RSS is the child's own ``ru_maxrss`` (``bench/measured.py``).
+settings except the training faces per epoch (``--faces-per-epoch``) and one epoch per phase, so the
+run is short but still goes through everything that scales with the data: reading every shard, the
+split, the input pipeline, both training phases, validation after every epoch, the threshold and
+the test-split evaluation over every held-out face, the TFLite export and registration. Peak RSS is the child's own ``ru_maxrss`` (``bench/measured.py``).
 
-    python bench/bench_train_memory.py                       # 1000 5000 20000 faces, 20 steps per epoch
-    python bench/bench_train_memory.py --faces 1000 --steps 5
+    python bench/bench_train_memory.py                       # 1000 5000 20000 faces, 640 per epoch
+    python bench/bench_train_memory.py --faces 1000 --faces-per-epoch 160
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ FACES_PER_VIDEO = 10
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, nargs="+", default=[1000, 5000, 20000])
-    parser.add_argument("--steps", type=int, default=20, help="steps per epoch (one frozen, one fine-tuning epoch)")
+    parser.add_argument("--faces-per-epoch", type=int, default=640,
+                        help="training faces per epoch (one frozen, one fine-tuning epoch; 20 batches of 32)")
     args = parser.parse_args()
 
     from realness_tasks.config import RealnessConfig
@@ -50,7 +51,7 @@ def main() -> None:
                                   faces_per_video=FACES_PER_VIDEO, crop_size=224)
             written = time.monotonic() - started
             env = {**{k: v for k, v in os.environ.items() if not k.startswith("REALNESS_")}, "REALNESS_HOME": home,
-                   "REALNESS_TRAINING_STEPS_PER_EPOCH": str(args.steps), "REALNESS_TRAINING_FROZEN_EPOCHS": "1",
+                   "REALNESS_TRAINING_FACES_PER_EPOCH": str(args.faces_per_epoch), "REALNESS_TRAINING_FROZEN_EPOCHS": "1",
                    "REALNESS_TRAINING_FINETUNE_EPOCHS": "1"}
             with tempfile.TemporaryFile("w+") as output:
                 measured = run_measured([sys.executable, "-m", "realness_tasks.cli", "train"], env=env, cwd=ROOT,

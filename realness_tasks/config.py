@@ -135,7 +135,13 @@ class TrainingSettings:
     finetune_stride: int = _setting(16, "Fine-tuning trains the backbone layers whose feature maps are at 1/N of the "
                                         "input size or coarser (16: the last stages, 14 x 14 and 7 x 7 at 224 px; "
                                         "1: every layer, about 1.5 GB more memory at 224 px).")
-    steps_per_epoch: int = _setting(0, "If > 0, cap steps per epoch (quick runs and tests).")
+    faces_per_epoch: int = _setting(2048, "Training budget: faces (labelled and self-blended) drawn per epoch from "
+                                          "the shuffled, endlessly repeating training stream, so each epoch sees a "
+                                          "fresh draw and training time stays bounded however many faces the "
+                                          "archive holds; 0: one whole pass per epoch (docs/training.md).")
+    validation_faces: int = _setting(512, "Validation faces scored after each epoch for the learning curve and early "
+                                          "stopping: a fixed, seeded sample of the validation split (0: all of "
+                                          "it). The threshold and the gate always use the whole split.")
     learning_rate: float = _setting(1e-3, "Adam learning rate of the frozen phase (fine-tuning uses a tenth).")
     dropout: float = _setting(0.3, "Dropout after each dense layer.")
     random_erasing: float = _setting(0.0, "Share of training faces (drawn anew each epoch) with one random patch, 2-25 "

@@ -250,6 +250,33 @@ def pseudo_fake_maker(cfg: RealnessConfig, train: ds.FaceSet, report: Progress) 
     return maker
 
 
+def epoch_steps(stream_faces: int, settings: TrainingSettings) -> int:
+    """Steps per epoch: the training stream's faces (labelled and pseudo-fakes), or ``faces_per_epoch`` if fewer.
+
+    The stream is shuffled and repeats, so a capped epoch draws a fresh share of it. On the
+    detection benchmark 122 people in 57 steps per epoch ranked new people's videos higher (0.916)
+    than in whole passes over their faces (0.905) in 40 % of the time (docs/detection-benchmark.md).
+    """
+    faces = stream_faces if settings.faces_per_epoch <= 0 else min(stream_faces, settings.faces_per_epoch)
+    return -(-faces // settings.batch_size)
+
+
+def monitoring_sample(val: ds.FaceSet, count: int, seed: int) -> ds.FaceSet:
+    """``count`` validation faces, each class in its share of the split (the whole split when ``count`` is 0 or not smaller).
+
+    Scoring every validation face after every epoch took minutes per epoch on 2 cores for a
+    validation split of 69 videos; the learning curve needs far fewer.
+    """
+    if count <= 0 or count >= len(val):
+        return val
+    rng = np.random.default_rng(seed)
+    picked = []
+    for label in np.unique(val.labels):
+        members = np.flatnonzero(val.labels == label)
+        picked.append(rng.permutation(members)[:max(1, round(count * len(members) / len(val)))])
+    return val.take(np.sort(np.concatenate(picked)))
+
+
 def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: TrainingSettings, *,
         pseudo_fakes: PseudoFakeMaker | None, report: Progress) -> dict[str, list]:
     """Frozen-backbone phase at ``learning_rate``, then fine-tuning (late stages, ``finetune_stride``) at a tenth of it.
@@ -265,13 +292,15 @@ def fit(model: keras.Model, train: ds.FaceSet, val: ds.FaceSet, settings: Traini
     size, batch = settings.image_size, settings.batch_size
     train_data = pipeline(train.jpegs, train.labels, size, batch, train=True, seed=settings.seed,
                           pseudo_fakes=pseudo_fakes, augmentation=AugmentationSettings(erasing=settings.random_erasing))
-    val_data = pipeline(val.jpegs, val.labels, size, batch, train=False, seed=settings.seed)
+    monitored = monitoring_sample(val, settings.validation_faces, settings.seed)
+    val_data = pipeline(monitored.jpegs, monitored.labels, size, batch, train=False, seed=settings.seed)
     extra = len(pseudo_fakes) if pseudo_fakes is not None else 0
-    steps = -(-(len(train) + extra) // batch)
-    if settings.steps_per_epoch > 0:
-        steps = min(steps, settings.steps_per_epoch)
+    steps = epoch_steps(len(train) + extra, settings)
+    report(f"each epoch: {steps} steps of {batch} faces from a stream of {len(train) + extra} "
+           f"(REALNESS_TRAINING_FACES_PER_EPOCH={settings.faces_per_epoch}), then {len(monitored)} of the "
+           f"{len(val)} validation faces scored")
     weights = ds.class_weights(np.r_[train.labels, np.ones(extra, train.labels.dtype)])
-    tracker = epoch_tracker(report, settings.frozen_epochs + settings.finetune_epochs, val_data, val.labels,
+    tracker = epoch_tracker(report, settings.frozen_epochs + settings.finetune_epochs, val_data, monitored.labels,
                             keep=settings.keep_epoch)
     done = 0
     for phase, epochs, learning_rate, trainable in (("frozen", settings.frozen_epochs, settings.learning_rate, False),

@@ -20,7 +20,7 @@ QUICK_TRAINING = {
     "REALNESS_TRAINING_FROZEN_EPOCHS": "1",
     "REALNESS_TRAINING_FINETUNE_EPOCHS": "1",
     "REALNESS_TRAINING_BATCH_SIZE": "16",
-    "REALNESS_TRAINING_STEPS_PER_EPOCH": "2",
+    "REALNESS_TRAINING_FACES_PER_EPOCH": "32",
     "REALNESS_TRAINING_MIN_VIDEO_AUC": "0",              # plumbing, not quality: the floor is tested in test_train
     "REALNESS_TRAINING_INT8_ENGINE": "false",            # the int8 export is tested in test_train and test_inference
     "REALNESS_REPORT_VERDICTS": "FAKE,UNCERTAIN,REAL",   # a quick model's verdicts may all be REAL

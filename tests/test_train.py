@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from realness_tasks import dataset as ds
 from realness_tasks import registry, train
 from realness_tasks.config import RealnessConfig, TrainingSettings
 from realness_tasks.db import Database
@@ -33,7 +34,7 @@ FACES = VIDEOS_PER_CLASS * 2 * 6
 
 def quick_settings(**changes) -> dict:
     """Small and fast; the int8 engine (about 10 s a model) is exported only where a test asks for it."""
-    return {"image_size": SIZE, "batch_size": 16, "frozen_epochs": 8, "finetune_epochs": 1, "steps_per_epoch": 8,
+    return {"image_size": SIZE, "batch_size": 16, "frozen_epochs": 8, "finetune_epochs": 1, "faces_per_epoch": 128,
             "patience": 9, "int8_engine": False, **changes}
 
 
@@ -129,6 +130,30 @@ def test_batchnorm_statistics_are_re_estimated_on_faces_unless_turned_off_but_al
     assert train.batchnorm_faces(TrainingSettings(), pretrained) == 1024
     assert train.batchnorm_faces(TrainingSettings(batchnorm_faces=0), pretrained) == 0
     assert train.batchnorm_faces(TrainingSettings(batchnorm_faces=0), random) == train.RANDOM_BACKBONE_BATCHNORM_FACES
+
+
+def test_an_epoch_draws_the_faces_per_epoch_budget_or_the_whole_stream_when_smaller_or_unbudgeted():
+    assert train.epoch_steps(10_000, TrainingSettings(faces_per_epoch=2048, batch_size=32)) == 64
+    assert train.epoch_steps(1_000, TrainingSettings(faces_per_epoch=2048, batch_size=32)) == 32   # 1,000 / 32 up
+    assert train.epoch_steps(10_000, TrainingSettings(faces_per_epoch=0, batch_size=32)) == 313
+    assert train.epoch_steps(100, TrainingSettings(faces_per_epoch=40, batch_size=16)) == 3
+
+
+def face_set(labels: list[int]) -> ds.FaceSet:
+    count = len(labels)
+    return ds.FaceSet([bytes([i]) for i in range(count)], np.array(labels, np.int32),
+                      np.array([f"v{i}" for i in range(count)]), np.zeros((count, 4), np.float32), [None] * count,
+                      np.zeros(count, np.int16))
+
+
+def test_the_monitored_validation_sample_keeps_each_class_in_its_share_and_is_the_same_every_time():
+    val = face_set([0] * 75 + [1] * 25)
+    sample = train.monitoring_sample(val, 20, seed=7)
+    assert sorted(sample.labels.tolist()) == [0] * 15 + [1] * 5
+    assert sample.jpegs == sorted(sample.jpegs) and len(set(sample.jpegs)) == 20   # distinct faces, split order
+    assert sample.jpegs == train.monitoring_sample(val, 20, seed=7).jpegs
+    assert train.monitoring_sample(val, 0, seed=7) is val and train.monitoring_sample(val, 100, seed=7) is val
+    assert train.monitoring_sample(face_set([0] * 99 + [1]), 10, seed=7).labels.tolist().count(1) == 1
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +272,7 @@ def test_labelled_faces_since_counts_only_faces_after_the_last_model(two_runs):
 
 def test_a_model_below_the_floor_is_not_promoted_even_without_a_champion(tmp_path):
     cfg = RealnessConfig.from_env({}, home=str(tmp_path), training=quick_settings(
-        frozen_epochs=1, finetune_epochs=0, steps_per_epoch=1, min_video_auc=1.01))
+        frozen_epochs=1, finetune_epochs=0, faces_per_epoch=16, min_video_auc=1.01))
     write_labelled_shards(open_store(cfg.resolved_store_uri), videos_per_class=3, faces_per_video=2, crop_size=SIZE)
     outcome = train.run_training(cfg, "run-floor")
     assert not outcome.promoted and "below the promotion floor 1.01" in outcome.reason
@@ -267,7 +292,7 @@ def test_a_champion_that_cannot_be_loaded_stops_the_run_instead_of_being_replace
     try:
         with pytest.raises(train.ChampionUnavailable, match=f"champion {first.version} could not be loaded"):
             train.run_training(RealnessConfig.from_env({}, home=cfg.home, training=quick_settings(
-                frozen_epochs=1, finetune_epochs=0, steps_per_epoch=1, min_video_auc=0.0)), "run-broken-champion")
+                frozen_epochs=1, finetune_epochs=0, faces_per_epoch=16, min_video_auc=0.0)), "run-broken-champion")
     finally:
         store.put_bytes(key, original)
     assert registry.champion(cfg, store, db).version == first.version
@@ -284,7 +309,7 @@ def test_a_champion_from_another_crop_margin_is_compared_and_the_reason_says_so(
     store.put_bytes(key, json.dumps(pointer).encode())
     try:
         outcome = train.run_training(RealnessConfig.from_env({}, home=cfg.home, training=quick_settings(
-            frozen_epochs=1, finetune_epochs=0, steps_per_epoch=1, min_video_auc=0.0)), "run-margin-changed")
+            frozen_epochs=1, finetune_epochs=0, faces_per_epoch=16, min_video_auc=0.0)), "run-margin-changed")
     finally:
         store.put_bytes(key, original)
     assert f"champion {first.version}" in outcome.reason
@@ -294,7 +319,7 @@ def test_a_champion_from_another_crop_margin_is_compared_and_the_reason_says_so(
 
 def test_training_on_s3_and_postgresql_with_self_blended_fakes(s3_bucket_uri, s3_settings, postgres_url):
     cfg = RealnessConfig.from_env({}, store_uri=s3_bucket_uri, s3=s3_settings.__dict__, database_url=postgres_url,
-                                  training=quick_settings(frozen_epochs=1, finetune_epochs=0, steps_per_epoch=2,
+                                  training=quick_settings(frozen_epochs=1, finetune_epochs=0, faces_per_epoch=32,
                                                           self_blended_fakes="always", min_video_auc=0.0))
     store = open_store(cfg.resolved_store_uri, cfg.s3)
     write_labelled_shards(store, videos_per_class=3, faces_per_video=3, crop_size=SIZE)
