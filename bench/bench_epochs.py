@@ -102,7 +102,7 @@ def measure_ensemble(scored: ScoredPeople, runs: list[Path], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-detection")
+    parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-detection-122people-2reals-1fakes")
     parser.add_argument("--out", type=Path, required=True, help="one JSON line per epoch is appended here")
     parser.add_argument("--flip-and-average", action="store_true",
                         help="also score each fine-tuning epoch with test-time flip (`flip`) and with the mean of "

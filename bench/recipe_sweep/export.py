@@ -2,7 +2,7 @@
 
     python bench/bench_detection.py ...            # first: makes and ingests the videos
     python bench/recipe_sweep/export.py            # -> bench/recipe_sweep/data/{faces,lite0}.npz (about 30 MB)
-    python bench/recipe_sweep/export.py --work out/bench-detection-33people --target bench/recipe_sweep/data/33people
+    python bench/recipe_sweep/export.py --work out/bench-detection-33people-4reals-2fakes --target bench/recipe_sweep/data/33people
     python bench/recipe_sweep/export.py --variant-weights .../efficientnet-lite2-9656183e.pth   # + lite2.npz
 
 Faces are the dominant face of every other sampled frame (a video's frames are near-identical),
@@ -33,7 +33,7 @@ from realness_tasks.config import RealnessConfig  # noqa: E402
 from realness_tasks.db import Database  # noqa: E402
 from realness_tasks.storage import open_store  # noqa: E402
 
-WORK = ROOT / "out" / "bench-detection"
+WORK = ROOT / "out" / "bench-detection-20people-4reals-2fakes"   # the sweep's 20-person set
 TARGET = Path(__file__).resolve().parent / "data"
 
 
