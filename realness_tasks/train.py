@@ -255,7 +255,7 @@ def epoch_steps(stream_faces: int, settings: TrainingSettings) -> int:
 
     The stream is shuffled and repeats, so a capped epoch draws a fresh share of it. On the
     detection benchmark 122 people at the default 1,800 faces per epoch ranked new people's videos
-    at 0.877-0.916 over two seeds, against 0.905 in whole passes over their 5,997 training faces, in
+    at 0.868-0.916 over three seeds, against 0.905 in whole passes over their 5,997 training faces, in
     a third of the time (docs/detection-benchmark.md).
     """
     faces = stream_faces if settings.faces_per_epoch <= 0 else min(stream_faces, settings.faces_per_epoch)
