@@ -6,7 +6,8 @@ photographs, half of them face-swapped; ten faces a video, as one sampled frame 
 settings except the training faces per epoch (``--faces-per-epoch``) and one epoch per phase, so the
 run is short but still goes through everything that scales with the data: reading every shard, the
 split, the input pipeline, both training phases, validation after every epoch, the threshold and
-the test-split evaluation over every held-out face, the TFLite export and registration. Peak RSS is the child's own ``ru_maxrss`` (``bench/measured.py``).
+the test-split evaluation over every held-out face, the TFLite export and registration. Peak RSS
+is the child's own ``ru_maxrss`` (``bench/measured.py``).
 
     python bench/bench_train_memory.py                       # 1000 5000 20000 faces, 640 per epoch
     python bench/bench_train_memory.py --faces 1000 --faces-per-epoch 160
@@ -51,8 +52,8 @@ def main() -> None:
                                   faces_per_video=FACES_PER_VIDEO, crop_size=224)
             written = time.monotonic() - started
             env = {**{k: v for k, v in os.environ.items() if not k.startswith("REALNESS_")}, "REALNESS_HOME": home,
-                   "REALNESS_TRAINING_FACES_PER_EPOCH": str(args.faces_per_epoch), "REALNESS_TRAINING_FROZEN_EPOCHS": "1",
-                   "REALNESS_TRAINING_FINETUNE_EPOCHS": "1"}
+                   "REALNESS_TRAINING_FACES_PER_EPOCH": str(args.faces_per_epoch),
+                   "REALNESS_TRAINING_FROZEN_EPOCHS": "1", "REALNESS_TRAINING_FINETUNE_EPOCHS": "1"}
             with tempfile.TemporaryFile("w+") as output:
                 measured = run_measured([sys.executable, "-m", "realness_tasks.cli", "train"], env=env, cwd=ROOT,
                                         output=output)

@@ -137,7 +137,7 @@ class TrainingSettings:
                                         "1: every layer, about 1.5 GB more memory at 224 px).")
     faces_per_epoch: int = _setting(1800, "Training budget: faces (labelled and self-blended) drawn per epoch from "
                                           "the shuffled, endlessly repeating training stream, so each epoch sees a "
-                                          "fresh draw and training time stays bounded however many faces the "
+                                          "fresh draw and the training steps stay the same however many faces the "
                                           "archive holds; 0: one whole pass per epoch (docs/training.md).")
     validation_faces: int = _setting(512, "Validation faces scored after each epoch for the learning curve and early "
                                           "stopping: a fixed, seeded sample of the validation split (0: all of "

