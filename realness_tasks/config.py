@@ -135,7 +135,7 @@ class TrainingSettings:
     finetune_stride: int = _setting(16, "Fine-tuning trains the backbone layers whose feature maps are at 1/N of the "
                                         "input size or coarser (16: the last stages, 14 x 14 and 7 x 7 at 224 px; "
                                         "1: every layer, about 1.5 GB more memory at 224 px).")
-    faces_per_epoch: int = _setting(1800, "Training budget: faces (labelled and self-blended) drawn per epoch from "
+    faces_per_epoch: int = _setting(1500, "Training budget: faces (labelled and self-blended) drawn per epoch from "
                                           "the shuffled, endlessly repeating training stream, so each epoch sees a "
                                           "fresh draw and the training steps stay the same however many faces the "
                                           "archive holds; 0: one whole pass per epoch (docs/training.md).")

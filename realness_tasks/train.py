@@ -254,9 +254,9 @@ def epoch_steps(stream_faces: int, settings: TrainingSettings) -> int:
     """Steps per epoch: the training stream's faces (labelled and pseudo-fakes), or ``faces_per_epoch`` if fewer.
 
     The stream is shuffled and repeats, so a capped epoch draws a fresh share of it. On the
-    detection benchmark 122 people at the default 1,800 faces per epoch ranked new people's videos
-    at 0.868-0.916 over three seeds, against 0.905 in whole passes over their 5,997 training faces, in
-    a third of the time (docs/detection-benchmark.md).
+    detection benchmark 122 people at the default 1,500 faces per epoch ranked new people's videos
+    at 0.873-0.907 over three seeds in 10 minutes of training, against 0.905 in whole passes over
+    their 5,997 training faces in 47 (docs/detection-benchmark.md).
     """
     faces = stream_faces if settings.faces_per_epoch <= 0 else min(stream_faces, settings.faces_per_epoch)
     return -(-faces // settings.batch_size)
