@@ -20,7 +20,7 @@ import pytest
 
 from realness_tasks import dataset as ds
 from realness_tasks import registry, train
-from realness_tasks.config import RealnessConfig, TrainingSettings
+from realness_tasks.config import RealnessConfig, ScoringSettings, TrainingSettings
 from realness_tasks.db import Database
 from realness_tasks.inference import TFLiteScorer
 from realness_tasks.model import Backbone, decode_crops
@@ -82,6 +82,29 @@ def test_threshold_is_the_log_odds_midpoint_of_the_class_medians():
     assert train.choose_threshold(np.array([0, 1]), np.array([0.0, 1.0])) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="real and fake"):
         train.choose_threshold(np.array([0, 0]), np.array([0.1, 0.2]))
+
+
+def test_the_threshold_is_chosen_on_the_validation_videos_scores_under_the_verdict_rule():
+    def log_odds(p: float) -> float:
+        return math.log(p / (1 - p))
+
+    # four real videos, two of them with half their faces fake-looking (the verdict rule scores those
+    # videos by their confidently fake faces, 0.9), and two fake videos; ten faces each
+    per_video = {"real_a": [0.1] * 10, "real_b": [0.1] * 10, "real_c": [0.1] * 5 + [0.9] * 5,
+                 "real_d": [0.1] * 5 + [0.9] * 5, "fake_a": [0.95] * 10, "fake_b": [0.95] * 10}
+    scores = np.array([p for faces in per_video.values() for p in faces])
+    faces = ds.FaceSet([bytes([i]) for i in range(len(scores))],
+                       np.array([int(v.startswith("fake")) for v, f in per_video.items() for _ in f], np.int32),
+                       np.array([v for v, f in per_video.items() for _ in f]), np.zeros((len(scores), 4), np.float32),
+                       [None] * len(scores), np.zeros(len(scores), np.int16))
+    # on faces, the real median is 0.1; on videos, halfway between 0.1 and 0.9 in log-odds, i.e. 0.5
+    on_faces = 1 / (1 + math.exp(-(log_odds(0.1) + log_odds(0.95)) / 2))
+    assert train.choose_threshold(faces.labels, scores) == pytest.approx(on_faces)   # 0.592
+    threshold = train.choose_video_threshold(faces, scores, ScoringSettings())
+    assert threshold == pytest.approx(1 / (1 + math.exp(-log_odds(0.95) / 2)))        # 0.813
+    labels, video_p, verdict_names = train.video_scores(faces, scores, threshold, ScoringSettings())
+    assert video_p.tolist() == pytest.approx([0.95, 0.95, 0.1, 0.1, 0.9, 0.9])      # sorted by video id
+    assert train.choose_threshold(labels, video_p) == pytest.approx(threshold)      # it stopped where it is stable
 
 
 def tracked_epochs(keep: str, kernels_by_phase: dict[str, list[float]]) -> tuple[Any, list[str], Any]:
