@@ -480,9 +480,10 @@ def choose_video_threshold(faces: ds.FaceSet, scores: np.ndarray, settings: Scor
 
     The threshold judges videos, and a video's score is not its faces' median: the verdict rule
     takes the mean of the confidently fake faces when enough of them are, so the videos of real
-    people with a few fake-looking frames score well above their faces. Chosen on faces, the
-    threshold of the 122-person benchmark's model (0.37) called 39 % of the validation people's
-    real videos FAKE. The video score depends on the threshold only through the rule's confident
+    people with many fake-looking frames score well above their faces. On the 122-person detection
+    benchmark, three seeds, thresholds chosen on videos called 12-13 of the 52 real videos of new
+    people FAKE where thresholds chosen on faces called 14-17 (docs/training.md, "Decision threshold").
+    The video score depends on the threshold only through the rule's confident
     cuts (``max(confident_fake, t)``, ``min(confident_real, t)``), so the faces' midpoint starts
     it and each pass re-chooses on the videos scored with the last threshold until it stops moving.
     """

@@ -6,7 +6,8 @@ Reads ``videos.jsonl`` from ``sweep.py`` (each run's last-epoch mean fake probab
 test and scored video), chooses a threshold on each run's validation videos by each rule, applies it
 to the scored people's videos and prints, per export, how many real videos each rule calls FAKE,
 how many fakes it catches and its balanced accuracy. ``median midpoint`` is the pipeline's rule
-(``realness_tasks.train.choose_threshold``); ``Youden's J`` was the pipeline's rule until 2026-11-27.
+(``realness_tasks.train.choose_threshold``, which the pipeline applies to its verdict rule's video
+scores, here to the mean per video); ``Youden's J`` was the pipeline's rule until 2026-11-27.
 Results: docs/training.md, "Decision threshold".
 """
 from __future__ import annotations
