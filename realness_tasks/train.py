@@ -257,7 +257,7 @@ def epoch_steps(stream_faces: int, settings: TrainingSettings) -> int:
     The stream is shuffled and repeats, so a capped epoch draws a fresh share of it. On the
     detection benchmark 122 people at the default 1,500 faces per epoch ranked new people's videos
     at 0.873-0.907 over three seeds in 10 minutes of training, against 0.905 in whole passes over
-    their 5,997 training faces in 47 (docs/detection-benchmark.md).
+    their 5,997 training faces in 47 minutes (docs/detection-benchmark.md).
     """
     faces = stream_faces if settings.faces_per_epoch <= 0 else min(stream_faces, settings.faces_per_epoch)
     return -(-faces // settings.batch_size)

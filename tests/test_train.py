@@ -93,16 +93,14 @@ def test_the_threshold_is_chosen_on_the_validation_videos_scores_under_the_verdi
     per_video = {"real_a": [0.1] * 10, "real_b": [0.1] * 10, "real_c": [0.1] * 5 + [0.9] * 5,
                  "real_d": [0.1] * 5 + [0.9] * 5, "fake_a": [0.95] * 10, "fake_b": [0.95] * 10}
     scores = np.array([p for faces in per_video.values() for p in faces])
-    faces = ds.FaceSet([bytes([i]) for i in range(len(scores))],
-                       np.array([int(v.startswith("fake")) for v, f in per_video.items() for _ in f], np.int32),
-                       np.array([v for v, f in per_video.items() for _ in f]), np.zeros((len(scores), 4), np.float32),
-                       [None] * len(scores), np.zeros(len(scores), np.int16))
+    video_ids = [video for video, faces in per_video.items() for _ in faces]
+    faces = face_set([int(video.startswith("fake")) for video in video_ids], video_ids)
     # on faces, the real median is 0.1; on videos, halfway between 0.1 and 0.9 in log-odds, i.e. 0.5
     on_faces = 1 / (1 + math.exp(-(log_odds(0.1) + log_odds(0.95)) / 2))
     assert train.choose_threshold(faces.labels, scores) == pytest.approx(on_faces)   # 0.592
     threshold = train.choose_video_threshold(faces, scores, ScoringSettings())
     assert threshold == pytest.approx(1 / (1 + math.exp(-log_odds(0.95) / 2)))        # 0.813
-    labels, video_p, verdict_names = train.video_scores(faces, scores, threshold, ScoringSettings())
+    labels, video_p, _ = train.video_scores(faces, scores, threshold, ScoringSettings())
     assert video_p.tolist() == pytest.approx([0.95, 0.95, 0.1, 0.1, 0.9, 0.9])      # sorted by video id
     assert train.choose_threshold(labels, video_p) == pytest.approx(threshold)      # it stopped where it is stable
 
@@ -162,11 +160,12 @@ def test_an_epoch_draws_the_faces_per_epoch_budget_or_the_whole_stream_when_smal
     assert train.epoch_steps(100, TrainingSettings(faces_per_epoch=40, batch_size=16)) == 3
 
 
-def face_set(labels: list[int]) -> ds.FaceSet:
+def face_set(labels: list[int], video_ids: list[str] | None = None) -> ds.FaceSet:
+    """Faces of the given labels, one video each unless ``video_ids`` names them."""
     count = len(labels)
     return ds.FaceSet([bytes([i]) for i in range(count)], np.array(labels, np.int32),
-                      np.array([f"v{i}" for i in range(count)]), np.zeros((count, 4), np.float32), [None] * count,
-                      np.zeros(count, np.int16))
+                      np.array(video_ids or [f"v{i}" for i in range(count)]), np.zeros((count, 4), np.float32),
+                      [None] * count, np.zeros(count, np.int16))
 
 
 def test_the_monitored_validation_sample_keeps_each_class_in_its_share_and_is_the_same_every_time():
