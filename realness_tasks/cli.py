@@ -82,8 +82,8 @@ def cmd_report(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from realness_tasks.config import RealnessConfig
-    from realness_tasks.evaluation import (METRIC_COLUMNS, LabelsError, evaluate, metrics_row, read_labels,
-                                           write_evaluation)
+    from realness_tasks.evaluation import (AUC_LEGEND, METRIC_COLUMNS, LabelsError, evaluate, metrics_row,
+                                           read_labels, write_evaluation)
 
     try:
         labels = read_labels(Path(args.labels))
@@ -106,9 +106,12 @@ def cmd_evaluate(args) -> int:
     print(f"  confusion: REAL -> {tn} not FAKE, {fp} FAKE;  FAKE -> {fn} not FAKE, {tp} FAKE")
     for ambiguous in result.ambiguous:
         print(f"  ambiguous: {ambiguous.name} -> {', '.join(ambiguous.candidates)}")
+    if result.breakdown:
+        print(f"\n{AUC_LEGEND}")
     for column, groups in result.breakdown.items():
         print(f"\nby {column}:")
-        print_table([metrics_row(value, m) for value, m in groups.items()], ["group", *METRIC_COLUMNS])
+        rows = [{k: "n/a" if v is None else v for k, v in metrics_row(value, m).items()} for value, m in groups.items()]
+        print_table(rows, ["group", *METRIC_COLUMNS])
     print(f"\nstored: {write_evaluation(cfg, result)} (evaluation.json, roc.png, evaluation.html)")
     return 0
 
@@ -238,10 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     report = sub.add_parser("report", help="write the HTML report of a scored video and print its URI")
     report.add_argument("video", metavar="VIDEO_ID|SOURCE_URI", help="the video's id (sha256) or its source URI")
     report.add_argument("--model-version", help="the verdict of this model version (default: the latest verdict)")
-    evaluation = sub.add_parser("evaluate", help="measure the latest verdicts against labels and store the report")
+    evaluation = sub.add_parser("evaluate", help="measure the latest verdicts against labels and store the report "
+                                                 "(per breakdown group also AUC against all reals/fakes)")
     evaluation.add_argument("--labels", required=True, metavar="FILE",
                             help="DFDC metadata.json or a CSV with columns name,label (others: breakdown)")
-    evaluation.add_argument("--prefix", help="only videos under this source URI prefix, or key prefix under landing/")
+    evaluation.add_argument("--prefix", help="only videos under this source URI prefix, or key prefix under "
+                                             "landing/ (batch7/ and landing/batch7/ are the same)")
     sub.add_parser("status", help="what the ledger, the registry and the verdict tables hold")
     demo = sub.add_parser("demo", help="run the whole pipeline locally through Airflow on sample videos")
     demo.add_argument("--home", default=".realness-demo", help="where the demo keeps everything")

@@ -81,6 +81,11 @@ class Metrics:
 
     ``auc`` is over the scored videos (FAKE/REAL/UNCERTAIN) by their ``p_fake``, None without both
     labels among them; the others are over the same videos with FAKE verdict = predicted FAKE.
+    A group of a breakdown is also ranked against the whole evaluation, so that a group of one label
+    still has an AUC: ``auc_vs_all_real`` puts the group's scored fakes against every scored real of
+    the evaluation (None when the group has no scored fake), ``auc_vs_all_fake`` every scored fake of
+    the evaluation against the group's scored reals (None when it has no scored real). For the whole
+    evaluation all three AUCs are the same number.
     ``confusion`` is [[TN, FP], [FN, TP]] (rows actual REAL/FAKE, columns predicted not-FAKE/FAKE).
     ``verdicts_by_label`` counts every verdict (and NO_VERDICT) per actual label.
     """
@@ -88,6 +93,8 @@ class Metrics:
     labelled: int
     scored: int
     auc: float | None
+    auc_vs_all_real: float | None
+    auc_vs_all_fake: float | None
     accuracy: float
     precision_fake: float
     recall_fake: float
@@ -187,10 +194,14 @@ def checked_label(value: Any, where: str, path: Path) -> str:
 # ---------------------------------------------------------------- matching
 
 def source_prefix(cfg: RealnessConfig, store: ObjectStore, prefix: str | None) -> str | None:
-    """A URI prefix as given, or a key prefix taken under the landing prefix."""
+    """A URI prefix as given, or a key prefix under the landing prefix: ``batch7/`` and ``landing/batch7/``
+    name the same videos (a key that already starts with the landing prefix is not prefixed again)."""
     if not prefix:
         return None
-    return prefix if "://" in prefix else store.uri_for(cfg.landing_prefix + prefix.lstrip("/"))
+    if "://" in prefix:
+        return prefix
+    key = prefix.lstrip("/")
+    return store.uri_for(key if key.startswith(cfg.landing_prefix) else cfg.landing_prefix + key)
 
 
 def latest_verdicts(db: Database, uri_prefix: str | None) -> list[dict[str, Any]]:
@@ -234,7 +245,22 @@ def match(labels: Sequence[LabelRow], verdicts: Sequence[dict[str, Any]]
 
 # ---------------------------------------------------------------- metrics
 
-def metrics(videos: Sequence[MatchedVideo]) -> Metrics:
+def scored_p_fake(videos: Sequence[MatchedVideo], label: str) -> list[float]:
+    """The ``p_fake`` of the scored videos with this label."""
+    return [v.p_fake for v in videos if v.verdict in SCORED_VERDICTS and v.label.label == label]
+
+
+def fakes_vs_reals_auc(fakes: Sequence[float], reals: Sequence[float]) -> float | None:
+    """The Mann-Whitney AUC of these fake scores against these real ones (ties half); None without both."""
+    if not fakes or not reals:
+        return None
+    return roc_auc(np.r_[np.ones(len(fakes), dtype=int), np.zeros(len(reals), dtype=int)],
+                   np.array([*fakes, *reals], dtype=np.float64))
+
+
+def metrics(videos: Sequence[MatchedVideo], evaluation: Sequence[MatchedVideo] | None = None) -> Metrics:
+    """The metrics of ``videos``; the vs-all AUCs rank them against ``evaluation`` (default: ``videos``)."""
+    evaluation = videos if evaluation is None else evaluation
     scored = [v for v in videos if v.verdict in SCORED_VERDICTS]
     actual = np.array([v.label.label == FAKE for v in scored], dtype=int)
     auc = roc_auc(actual, np.array([v.p_fake for v in scored], dtype=np.float64))
@@ -244,6 +270,8 @@ def metrics(videos: Sequence[MatchedVideo]) -> Metrics:
     by_label = {label: Counter(v.verdict for v in videos if v.label.label == label) for label in (FAKE, REAL)}
     return Metrics(
         labelled=len(videos), scored=len(scored), auc=None if math.isnan(auc) else auc,
+        auc_vs_all_real=fakes_vs_reals_auc(scored_p_fake(videos, FAKE), scored_p_fake(evaluation, REAL)),
+        auc_vs_all_fake=fakes_vs_reals_auc(scored_p_fake(evaluation, FAKE), scored_p_fake(videos, REAL)),
         accuracy=predicted["accuracy"], precision_fake=predicted["precision_fake"],
         recall_fake=predicted["recall_fake"], f1_fake=predicted["f1_fake"], confusion=predicted["confusion"],
         uncertain=verdict_counts[UNCERTAIN], no_face=verdict_counts[NO_FACE], error=verdict_counts[ERROR],
@@ -253,9 +281,12 @@ def metrics(videos: Sequence[MatchedVideo]) -> Metrics:
 
 
 def breakdown(videos: Sequence[MatchedVideo]) -> dict[str, dict[str, Metrics]]:
-    """The metrics per value of every group column; a video without that column counts under ""."""
+    """The metrics per value of every group column; a video without that column counts under "".
+
+    The vs-all AUCs of a group rank it against all of ``videos``.
+    """
     columns = sorted({column for v in videos for column in v.label.groups})
-    return {column: {value: metrics([v for v in videos if v.label.groups.get(column, "") == value])
+    return {column: {value: metrics([v for v in videos if v.label.groups.get(column, "") == value], videos)
                      for value in sorted({v.label.groups.get(column, "") for v in videos})}
             for column in columns}
 
@@ -310,8 +341,13 @@ def number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-METRIC_COLUMNS = ("labelled", "scored", "auc", "accuracy", "precision_fake", "recall_fake", "f1_fake",
-                  "uncertain", "no_face", "error", "no_verdict")
+METRIC_COLUMNS = ("labelled", "scored", "auc", "auc_vs_all_real", "auc_vs_all_fake", "accuracy", "precision_fake",
+                  "recall_fake", "f1_fake", "uncertain", "no_face", "error", "no_verdict")
+
+
+AUC_LEGEND = ("auc: the group's fakes against the group's reals; auc_vs_all_real: the group's fakes against every "
+              "scored real of the evaluation; auc_vs_all_fake: every scored fake of the evaluation against the "
+              "group's reals (n/a: no such pair).")
 
 
 def metrics_row(group: str, m: Metrics) -> dict[str, Any]:
@@ -351,6 +387,8 @@ def render(result: EvaluationResult, roc: bytes) -> str:
         "<h2>Verdicts by label</h2>", html_table(by_label, "verdicts-by-label"),
         "<h2>ROC curve</h2>", embedded_image(roc, "image/png", "ROC curve of the scored videos"),
     ]
+    if result.breakdown:
+        parts.append(f"<p>{escaped(AUC_LEGEND)}</p>")
     for column, groups in result.breakdown.items():
         parts += [f"<h2>By {escaped(column)}</h2>",
                   html_table([metrics_row(value, m) for value, m in groups.items()], f"by-{escaped(column)}")]

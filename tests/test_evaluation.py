@@ -60,6 +60,14 @@ LABELS = [
 #   archive: f2 .80 FAKE (TP), f3 .55 UNCERTAIN (FN), same .95 FAKE (TP), r2 .20 REAL (TN),
 #     r4 .45 UNCERTAIN (TN), r5 ERROR, f6 no verdict. AUC 1 (every fake above every real).
 #     Accuracy 4/5, precision 2/2, recall 2/3, F1 = 2 * 1 * 2/3 / (5/3) = 0.8.
+# Against the whole evaluation (every scored REAL: r3 .85, r4 .45, r2 .20, r1 .10; every scored FAKE:
+#   .95, .90, .80, .55, .30), Mann-Whitney: the share of (fake, real) pairs with the fake above.
+#   news auc_vs_all_real: its fakes .90 -> 4, .30 -> 2 (above .20, .10): 6 / (2 x 4) = 0.75.
+#   news auc_vs_all_fake: its reals .10, .85 against every fake: .95 -> 2, .90 -> 2, .80 -> 1, .55 -> 1,
+#     .30 -> 1: 7 / (5 x 2) = 0.7.
+#   archive auc_vs_all_real: its fakes .95 -> 4, .80 -> 3, .55 -> 3: 10 / (3 x 4) = 5/6.
+#   archive auc_vs_all_fake: its reals .20, .45: .95 -> 2, .90 -> 2, .80 -> 2, .55 -> 2, .30 -> 1: 9/10.
+#   The whole evaluation: all three AUCs are the 0.8 above.
 
 
 def landing_uri(cfg: RealnessConfig, key: str) -> str:
@@ -125,6 +133,40 @@ def test_metrics_coverage_and_breakdown_match_the_hand_computed_values(config, t
         pytest.approx((1.0, 0.8, 1.0, 2 / 3, 0.8))
     assert archive.confusion == [[2, 0], [1, 2]]
     assert (archive.uncertain, archive.error, archive.no_verdict) == (2, 1, 1)
+    assert (overall.auc_vs_all_real, overall.auc_vs_all_fake) == pytest.approx((0.8, 0.8))
+    assert (news.auc_vs_all_real, news.auc_vs_all_fake) == pytest.approx((0.75, 0.7))
+    assert (archive.auc_vs_all_real, archive.auc_vs_all_fake) == pytest.approx((5 / 6, 0.9))
+
+
+# The same videos grouped by manipulation, DFDC-style: each group holds one label only.
+#   Deepfakes: f1 .90, f4 .30 (f5 NO_FACE has no score); FaceSwap: same .95, f2 .80, f3 .55;
+#   original: r1 .10, r2 .20, r3 .85, r4 .45.
+# No group has both labels, so none has its own auc. Against the whole evaluation:
+#   Deepfakes auc_vs_all_real: .90 above all 4 reals, .30 above .20 and .10: 6 / 8 = 0.75.
+#   FaceSwap auc_vs_all_real: .95 -> 4, .80 -> 3, .55 -> 3: 10 / 12 = 5/6.
+#   original auc_vs_all_fake: every fake against every real, the overall 16 / 20 = 0.8.
+#   The fake groups have no reals (auc_vs_all_fake None), original no fakes (auc_vs_all_real None).
+MANIPULATIONS = [
+    ("f1.mp4", "FAKE", "Deepfakes"), ("f4.mp4", "FAKE", "Deepfakes"), ("f5.mp4", "FAKE", "Deepfakes"),
+    ("batch2/same.mp4", "FAKE", "FaceSwap"), ("f2.mp4", "FAKE", "FaceSwap"), ("f3.mp4", "FAKE", "FaceSwap"),
+    ("r1.mp4", "REAL", "original"), ("r2.mp4", "REAL", "original"), ("r3.mp4", "REAL", "original"),
+    ("r4.mp4", "REAL", "original"),
+]
+
+
+def test_a_group_of_one_label_gets_its_auc_against_the_whole_evaluation(config, tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("name,label,manipulation\n" + "".join(f"{n},{label},{m}\n" for n, label, m in MANIPULATIONS))
+
+    result = evaluate(config, read_labels(path), "batch", evaluated_at=AT)
+
+    groups = result.breakdown["manipulation"]
+    assert {value: (m.auc, m.auc_vs_all_real, m.auc_vs_all_fake) for value, m in groups.items()} == {
+        "Deepfakes": (None, pytest.approx(0.75), None),
+        "FaceSwap": (None, pytest.approx(5 / 6), None),
+        "original": (None, None, pytest.approx(0.8)),
+    }
+    assert result.overall.auc == pytest.approx(0.8)
 
 
 def test_without_a_prefix_a_name_in_two_folders_is_ambiguous_and_a_uri_prefix_works_like_a_key_prefix(config, tmp_path):
@@ -139,6 +181,20 @@ def test_without_a_prefix_a_name_in_two_folders_is_ambiguous_and_a_uri_prefix_wo
     assert by_uri.ambiguous == []
     assert [(v.label.name, v.verdict) for v in by_uri.videos] == [("f1.mp4", "FAKE"), ("r1.mp4", "REAL")]
     assert by_uri.overall.auc == 1.0 and by_uri.overall.confusion == [[1, 0], [0, 1]]
+
+
+@pytest.mark.parametrize("prefix", ["batch1/", "landing/batch1/", "/landing/batch1/"])
+def test_a_key_prefix_with_or_without_the_landing_prefix_selects_the_same_videos(config, tmp_path, prefix):
+    labels = read_labels(write_csv(tmp_path / "labels.csv"))
+
+    result = evaluate(config, labels, prefix, evaluated_at=AT)
+
+    assert result.source_prefix == landing_uri(config, "batch1/")
+    assert sorted(v.source_uri for v in result.videos if v.source_uri) == sorted(
+        landing_uri(config, key) for key, _, _ in SCORED_SET
+        if key.startswith("batch1/") and key not in ("batch1/same.mp4", "batch1/extra.mp4"))
+    assert result.ambiguous == []  # dup.mp4 has one candidate under batch1/
+    assert result.unlabelled_verdicts == 2  # batch1/same.mp4 (the label names batch2/) and batch1/extra.mp4
 
 
 def test_two_labels_naming_the_same_video_are_both_ambiguous(config, tmp_path):
@@ -163,6 +219,8 @@ def test_the_stored_evaluation_holds_the_metrics_a_png_and_a_self_contained_page
     assert stored["overall"]["auc"] == pytest.approx(0.8)
     assert stored["overall"]["confusion"] == [[3, 1], [2, 3]]
     assert stored["breakdown"]["collection"]["news"]["auc"] == pytest.approx(0.75)
+    assert stored["breakdown"]["collection"]["news"]["auc_vs_all_real"] == pytest.approx(0.75)
+    assert stored["breakdown"]["collection"]["news"]["auc_vs_all_fake"] == pytest.approx(0.7)
     assert stored["ambiguous"][0]["name"] == "dup.mp4" and stored["unlabelled_verdicts"] == 2
     assert {"name": "f6.mp4", "label": "FAKE", "groups": {"collection": "archive"}, "verdict": "NO_VERDICT",
             "p_fake": None, "source_uri": None, "model_version": None} in stored["videos"]
@@ -170,6 +228,7 @@ def test_the_stored_evaluation_holds_the_metrics_a_png_and_a_self_contained_page
     page = store.get_bytes(prefix + "evaluation.html").decode()
     assert "data:image/png;base64," in page and "<script" not in page and 'src="http' not in page
     assert 'id="by-collection"' in page and "0.800" in page
+    assert "<th>auc_vs_all_real</th><th>auc_vs_all_fake</th>" in page and "0.833" in page and "0.900" in page
 
 
 def test_one_class_only_has_no_auc_and_stores_valid_json(config, tmp_path):
@@ -213,6 +272,9 @@ def test_evaluate_from_the_command_line(monkeypatch, tmp_path, capsys):
     assert "video AUC 0.800  accuracy 0.667  precision 0.750  recall 0.600  F1 0.667" in out
     assert "NO_FACE 1, ERROR 1, no verdict 1; 1 ambiguous name(s); 2 verdict(s) without a label" in out
     assert "by collection:" in out and "news" in out and "ambiguous: dup.mp4" in out
+    assert "auc_vs_all_real" in out and "auc_vs_all_fake" in out
+    archive = next(line.split() for line in out.splitlines() if line.strip().startswith("archive"))
+    assert archive[3:6] == ["1.000", "0.833", "0.900"]  # auc, auc_vs_all_real, auc_vs_all_fake
     stored = out.split("stored: ")[1].split()[0]
     store = open_store(cfg.resolved_store_uri)
     assert json.loads(store.get_bytes(store.key_for(stored) + "evaluation.json"))["labels_file"] == str(labels)
