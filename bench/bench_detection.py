@@ -263,7 +263,7 @@ def score_and_evaluate(work: Path, base: Path, home: Path, env: dict[str, str], 
 
 def kind_aucs(evaluation: dict) -> dict[str, float]:
     """Video AUC of each manipulation kind against all real videos (the scored ones, by p_fake)."""
-    from realness_tasks.train import roc_auc
+    from realness_tasks.metrics import roc_auc
 
     scored = [v for v in evaluation["videos"] if v["p_fake"] is not None]
     real = [v["p_fake"] for v in scored if v["label"] == "REAL"]

@@ -35,6 +35,7 @@ from realness_tasks import dataset as ds  # noqa: E402
 from realness_tasks import registry, train  # noqa: E402
 from realness_tasks.config import RealnessConfig  # noqa: E402
 from realness_tasks.db import Database  # noqa: E402
+from realness_tasks.metrics import roc_auc  # noqa: E402
 from realness_tasks.model import predict_probabilities  # noqa: E402
 from realness_tasks.storage import open_store  # noqa: E402
 
@@ -73,11 +74,11 @@ class ScoredPeople:
     def measure(self, faces: np.ndarray) -> dict[str, float]:
         """Video AUCs from the crops' fake probabilities (each video's mean)."""
         p = np.array([faces[self.names == v].mean() for v in self.videos])
-        out = {"video_auc": train.roc_auc(self.fake, p)}
+        out = {"video_auc": roc_auc(self.fake, p)}
         for kind in KINDS:
             chosen = (self.kind == kind) | ~self.fake
-            out[kind] = train.roc_auc(self.fake[chosen], p[chosen])
-        out["within_person"] = float(np.mean([train.roc_auc(self.fake[self.person == who], p[self.person == who])
+            out[kind] = roc_auc(self.fake[chosen], p[chosen])
+        out["within_person"] = float(np.mean([roc_auc(self.fake[self.person == who], p[self.person == who])
                                               for who in sorted(set(self.person))]))
         # Which people's *real* videos look fake: a whole photograph scored high drags the overall AUC.
         out["real_p_fake_by_person"] = {who: round(float(p[(self.person == who) & ~self.fake].mean()), 3)

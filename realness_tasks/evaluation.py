@@ -4,7 +4,7 @@ The labels are a DFDC ``metadata.json`` (an object mapping a file name to ``{"la
 CSV with columns ``name,label`` and any others. Each label is matched to a verdict of
 ``latest_verdicts`` by the end of its source URI: a bare file name matches by basename, a
 relative path (``batch2/clip.mp4``) by that path. A name that fits several verdicts is reported as
-ambiguous rather than guessed. The metric functions are training's (:mod:`realness_tasks.train`),
+ambiguous rather than guessed. The metric functions are training's (:mod:`realness_tasks.metrics`),
 so a model's test metrics and its evaluation on archive material are computed the same way.
 
 A video counts as predicted FAKE when its verdict is FAKE; UNCERTAIN counts as not FAKE and is
@@ -32,7 +32,7 @@ from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.html_pages import STYLE, embedded_image, escaped
 from realness_tasks.storage import ObjectStore, open_store
-from realness_tasks.train import classification_metrics, roc_auc, roc_curve
+from realness_tasks.metrics import classification_metrics, roc_auc, roc_curve
 from realness_tasks.verdicts import ERROR, FAKE, NO_FACE, REAL, UNCERTAIN
 
 SCORED_VERDICTS = (FAKE, REAL, UNCERTAIN)  # the verdicts that carry a video score

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 POINTER_NAME = "champion.json"
 # Every version's files besides its engine files, which its record names (ModelRecord.files).
 ARTEFACTS = ("model.keras", "metrics.json", "manifest.json", "training_config.json",
-             "roc.png", "confusion_matrix.png", "training_curves.png")
+             "roc.png", "confusion_matrix.png", "training_curves.png", "calibration.png")
 # What a version registered before int8 exports has: model.tflite alone.
 FP32_ONLY = {"fp32": ENGINE_FILES["fp32"]}
 # Two AUCs (or F1s) closer than this are a tie: float noise must not decide a promotion.
@@ -50,6 +50,7 @@ class ModelVersion:
     promoted: bool
     engines: dict[str, str] = field(default_factory=lambda: dict(FP32_ONLY))  # engine -> file in the folder
     crop_margin: float | None = None   # the margin of the crops it was trained on (None: registered before it was kept)
+    detector: dict | None = None       # realness_tasks.detector.Detector as JSON (None: EfficientNet's raw probability)
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,11 @@ class ModelRecord:
     backbone_weights: str | None = None   # "imagenet:<file> sha256:<hex>" or "random"
     engines: dict[str, str] | None = None  # scoring engine -> its file in the folder (None: registered before int8)
     crop_margin: float | None = None       # its training crops' margin (None: registered before it was kept)
+    detector: dict | None = None           # fusion and calibration (Detector.to_json); None: registered before them
 
     def model_version(self, promoted: bool) -> ModelVersion:
         return ModelVersion(self.version, self.uri, self.image_size, self.threshold, self.metrics, promoted,
-                            dict(self.engines or FP32_ONLY), self.crop_margin)
+                            dict(self.engines or FP32_ONLY), self.crop_margin, self.detector)
 
     def files(self) -> tuple[str, ...]:
         """The files of the version folder: the common artefacts and each engine's file."""
@@ -255,7 +257,17 @@ def _row(record: ModelRecord, reason: str) -> dict[str, Any]:
             "data_cutoff": record.data_cutoff, "reason": reason, "backbone": record.backbone,
             "backbone_weights": record.backbone_weights, "video_auc": _finite(video.get("auc")),
             "video_f1_fake": _finite(video.get("f1_fake")), "test_videos": video.get("videos"),
-            "crop_margin": record.crop_margin}
+            "crop_margin": record.crop_margin, "detector": describe_detector(record.detector)}
+
+
+def describe_detector(detector: dict | None) -> str | None:
+    """The ``model_versions.detector`` column: the fusion and calibration, without the head's 512 weights."""
+    if not detector:
+        return None
+    head = detector.get("head") or {}
+    return json.dumps({"efficientnet_weight": detector["efficientnet_weight"], "encoder": head.get("encoder"),
+                       "raw_threshold": detector["raw_threshold"], "temperature": detector["temperature"]},
+                      sort_keys=True)
 
 
 def _finite(value: Any) -> float | None:
@@ -266,10 +278,10 @@ def _finite(value: Any) -> float | None:
 _INSERT = sa.text(
     "INSERT INTO model_versions (version, created_at, run_id, uri, image_size, threshold, accuracy, precision_fake, "
     "recall_fake, f1_fake, auc, confusion, dataset_faces, data_cutoff, promoted, promoted_at, reason, backbone, "
-    "backbone_weights, video_auc, video_f1_fake, test_videos, crop_margin) VALUES "
+    "backbone_weights, video_auc, video_f1_fake, test_videos, crop_margin, detector) VALUES "
     "(:version, :created_at, :run_id, :uri, :image_size, :threshold, :accuracy, :precision_fake, :recall_fake, "
     ":f1_fake, :auc, :confusion, :dataset_faces, :data_cutoff, 0, NULL, :reason, :backbone, :backbone_weights, "
-    ":video_auc, :video_f1_fake, :test_videos, :crop_margin)")
+    ":video_auc, :video_f1_fake, :test_videos, :crop_margin, :detector)")
 
 
 def insert_row(db: Database, record: ModelRecord, reason: str) -> None:

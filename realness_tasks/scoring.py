@@ -24,9 +24,11 @@ import numpy as np
 import pyarrow as pa
 
 from realness_tasks import registry, verdicts
-from realness_tasks.config import RealnessConfig
+from realness_tasks.config import ConfigurationError, RealnessConfig
 from realness_tasks.db import Database
+from realness_tasks.detector import Detector, sigmoid
 from realness_tasks.faults import checkpoint
+from realness_tasks.foundation import FeatureCache, load_encoder
 from realness_tasks.inference import TFLiteScorer
 from realness_tasks.model import crop_decoder
 from realness_tasks.ledger import Status
@@ -76,7 +78,8 @@ class ShardVideo:
     frame_height: int | None
     frame_index: np.ndarray
     face_index: np.ndarray
-    p_fake: np.ndarray
+    p_fake: np.ndarray                  # EfficientNet's probability (the engine's output)
+    head_logits: np.ndarray | None = None   # the foundation head's logit per face, when the model fuses it
 
     @classmethod
     def from_table(cls, key: str, table: pa.Table) -> ShardVideo:
@@ -154,10 +157,11 @@ def crop_margin_problem(table: pa.Table, model: ModelVersion) -> str | None:
 
 
 def score_shards(store: ObjectStore, keys: Sequence[str], scorer: TFLiteScorer, model: ModelVersion,
-                 batch_size: int, progress: Progress | None = None
+                 batch_size: int, progress: Progress | None = None, foundation: FoundationScorer | None = None
                  ) -> tuple[list[ShardVideo], list[verdicts.VideoVerdict]]:
     """Score every face of the shards; shards or crops that cannot be read, or were cut with another
-    crop margin than ``model``'s, become ERROR verdicts."""
+    crop margin than ``model``'s, become ERROR verdicts. With ``foundation``, each face also gets the
+    model's foundation-head logit (features from the cache, encoded when missing)."""
     import tensorflow as tf
 
     decode = crop_decoder(scorer.image_size)
@@ -172,9 +176,11 @@ def score_shards(store: ObjectStore, keys: Sequence[str], scorer: TFLiteScorer, 
                 log.warning("not scoring %s: %s", key, problem)
                 errors.append(verdicts.unscored(video.video_id, video.source_uri or None, verdicts.ERROR, problem))
                 continue
-            images = decode(table.column("crop_jpeg").to_pylist()) if table.num_rows \
-                else np.empty((0, *scorer.face_shape), np.float32)
-        except (pa.ArrowException, tf.errors.InvalidArgumentError) as exc:
+            jpegs = table.column("crop_jpeg").to_pylist()
+            images = decode(jpegs) if table.num_rows else np.empty((0, *scorer.face_shape), np.float32)
+            if foundation is not None:
+                video.head_logits = foundation.logits(video.video_id, jpegs)
+        except (pa.ArrowException, tf.errors.InvalidArgumentError, ValueError) as exc:
             log.warning("cannot score %s: %s", key, exc)
             errors.append(verdicts.unscored(shard_video_id(key), None, verdicts.ERROR,
                                             f"unreadable shard {key}: {str(exc).splitlines()[0][:200]}"))
@@ -210,14 +216,25 @@ def ledger_verdicts(db: Database, version: str, skip: set[str]) -> list[verdicts
     return [v for video_id, v in sorted(latest.items()) if video_id not in decided and video_id not in skip]
 
 
+def face_probabilities(video: ShardVideo, model: ModelVersion) -> tuple[np.ndarray, np.ndarray | None]:
+    """(p_fake, p_raw) of a video's faces: fused and calibrated by the model's detector, else the engine's output."""
+    if not model.detector:
+        return video.p_fake, None
+    detector = Detector.from_json(model.detector)
+    fused = detector.fused(video.p_fake, video.head_logits)
+    return detector.calibrated(fused), sigmoid(fused)
+
+
 def judge(videos: Sequence[ShardVideo], model: ModelVersion, cfg: RealnessConfig
           ) -> tuple[list[verdicts.FaceScore], list[verdicts.VideoVerdict]]:
     """Face labels and video verdicts from scored shards."""
     faces: list[verdicts.FaceScore] = []
     decided: list[verdicts.VideoVerdict] = []
     for video in videos:
-        video_faces = [verdicts.face_score(video.video_id, frame, face, p, model.threshold)
-                       for frame, face, p in zip(video.frame_index, video.face_index, video.p_fake, strict=True)]
+        p_fake, p_raw = face_probabilities(video, model)
+        raw = p_raw if p_raw is not None else [None] * len(p_fake)
+        video_faces = [verdicts.face_score(video.video_id, frame, face, p, model.threshold, r)
+                       for frame, face, p, r in zip(video.frame_index, video.face_index, p_fake, raw, strict=True)]
         faces.extend(video_faces)
         decided.append(verdicts.aggregate(video.video_id, video.source_uri, video_faces, model.threshold, cfg.scoring))
     return faces, decided
@@ -243,6 +260,35 @@ def load_scorer(cfg: RealnessConfig, model: ModelVersion, workdir: Path) -> TFLi
                          f"the registry says {model.image_size}")
     log.info("model %s: scoring with the %s engine (%s)", model.version, engine, name)
     return scorer
+
+
+class FoundationScorer:
+    """The model's foundation head over cached (or newly encoded) features of a video's crops."""
+
+    def __init__(self, cfg: RealnessConfig, store: ObjectStore, model: ModelVersion):
+        detector = Detector.from_json(model.detector or {})
+        if not cfg.foundation.enabled:
+            raise ConfigurationError(f"model {model.version} fuses a foundation head ({detector.head.encoder}): it "
+                                     "cannot score with REALNESS_FOUNDATION_ENCODER=none; unset it, or promote a "
+                                     "model trained with it")
+        encoder = load_encoder(cfg.foundation.encoder_path, cfg.foundation.threads)
+        if encoder.identity != detector.head.encoder:
+            raise ConfigurationError(f"model {model.version} was fitted on {detector.head.encoder} features, this "
+                                     f"worker's encoder is {encoder.identity} ({encoder.path}): install the pinned "
+                                     f"one, or retrain")
+        self.head = detector.head
+        self.cache = FeatureCache(store, cfg.features_prefix, encoder)
+
+    def logits(self, video_id: str, jpegs: Sequence[bytes]) -> np.ndarray:
+        if not jpegs:
+            return np.zeros(0, np.float64)
+        return self.head.logits(self.cache.features([video_id] * len(jpegs), jpegs))
+
+
+def foundation_scorer(cfg: RealnessConfig, store: ObjectStore, model: ModelVersion) -> FoundationScorer | None:
+    if model.detector and Detector.from_json(model.detector).needs_features:
+        return FoundationScorer(cfg, store, model)
+    return None
 
 
 def run_scoring(cfg: RealnessConfig, run_id: str, run_date: str, *, model: ModelVersion | None = None,
@@ -271,7 +317,8 @@ def run_scoring(cfg: RealnessConfig, run_id: str, run_date: str, *, model: Model
         if keys:
             with scratch_dir(cfg.home, "realness-model") as workdir:
                 scorer = load_scorer(cfg, model, Path(workdir))
-                scored, errors = score_shards(store, keys, scorer, model, cfg.scoring.batch_size, progress)
+                scored, errors = score_shards(store, keys, scorer, model, cfg.scoring.batch_size, progress,
+                                              foundation_scorer(cfg, store, model))
         faces, decided = judge(scored, model, cfg)
         decided += errors
         decided += ledger_verdicts(db, model.version, skip={shard_video_id(k) for k in keys}

@@ -29,6 +29,11 @@ from realness_tasks import labels as label_facts
 from realness_tasks import registry, verdicts
 from realness_tasks.config import RealnessConfig, ScoringSettings, TrainingSettings
 from realness_tasks.db import Database
+from realness_tasks.detector import (CALIBRATED_THRESHOLD, FUSION_GRID, Detector, choose_fusion_weight, fit_temperature,
+                                     reliability, sigmoid, spread)
+from realness_tasks.foundation import FEATURES, FeatureCache, LinearHead, fit_linear_head, load_encoder
+from realness_tasks.metrics import (binary_cross_entropy, choose_threshold, classification_metrics, log_odds, roc_auc,
+                                    roc_curve)
 from realness_tasks.model import (BACKBONE_NAME, Backbone, build_classifier, calibrate_batchnorm, compile_classifier,
                                   decode_crops, predict_probabilities, set_backbone_trainable)
 from realness_tasks.sbi import PseudoFakeMaker
@@ -44,7 +49,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 THRESHOLD_RULE = "midpoint_of_class_median_log_odds_of_validation_videos"
 THRESHOLD_ROUNDS = 5  # at most this many passes of choose_video_threshold (one or two suffice on the benchmark)
-LOG_ODDS_CLIP = 1e-6  # scores are clipped to [1e-6, 1 - 1e-6] before taking log-odds
 AGREEMENT_SAMPLE = 16  # test faces on which the fp32 TFLite export must match Keras
 CALIBRATION_FACES = 256  # training faces whose activation ranges the int8 export is quantised to
 
@@ -63,83 +67,7 @@ class TrainingOutcome:
     artefacts: dict[str, str]     # file name -> URI in the version folder
 
 
-# ---------------------------------------------------------------- metrics (FAKE = 1 is the positive class)
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC as the Mann-Whitney statistic (ties count half); NaN without both classes."""
-    labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
-    n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), np.float64)
-    sorted_scores = scores[order]
-    # average rank of each group of tied scores
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
-    ends = np.r_[starts[1:], len(scores)]
-    for s, e in zip(starts, ends):
-        ranks[order[s:e]] = (s + e + 1) / 2
-    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(false-positive rates, true-positive rates, thresholds), predicting FAKE when score >= threshold."""
-    labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
-    thresholds = np.unique(scores)[::-1]
-    positives, negatives = max(1, int((labels == 1).sum())), max(1, int((labels == 0).sum()))
-    tpr = np.array([((scores >= t) & (labels == 1)).sum() / positives for t in thresholds])
-    fpr = np.array([((scores >= t) & (labels == 0)).sum() / negatives for t in thresholds])
-    return np.r_[0.0, fpr], np.r_[0.0, tpr], np.r_[np.inf, thresholds]
-
-
-def log_odds(scores: np.ndarray) -> np.ndarray:
-    """log(p / (1 - p)), with scores clipped to [LOG_ODDS_CLIP, 1 - LOG_ODDS_CLIP] so that 0 and 1 stay finite."""
-    clipped = np.clip(np.asarray(scores, np.float64), LOG_ODDS_CLIP, 1 - LOG_ODDS_CLIP)
-    return np.log(clipped / (1 - clipped))
-
-
-def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The point halfway, in log-odds, between the median validation score of real faces and of fake faces.
-
-    The validation split holds few people (2-5 on the detection benchmark). The cut maximising
-    Youden's J (the rule until 2026-11-27) lands on whichever face separates those few people,
-    anywhere from 0.016 to 0.9999 between runs, and new people's real videos then fall above it.
-    Over 17 runs of the recipe sweep (docs/recipe-sweep.md, on video scores) this midpoint called
-    fewer of the new people's real videos FAKE and balanced real and fake better (balanced accuracy
-    0.796 against 0.771 with 20 training people, 0.795 against 0.760 with 56). Log-odds because
-    scores crowd near 0 and 1; medians so that one saturated face does not move it. Like J, it does
-    not depend on the share of fakes, which differs between the labelled set and what arrives for scoring.
-    """
-    labels = np.asarray(labels)
-    if not (labels == 0).any() or not (labels == 1).any():
-        raise ValueError("choosing a threshold needs real and fake validation faces")
-    odds = log_odds(scores)
-    middle = (np.median(odds[labels == 0]) + np.median(odds[labels == 1])) / 2
-    return float(1 / (1 + np.exp(-middle)))
-
-
-def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
-    labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
-    predicted = (scores >= threshold).astype(int)
-    tp = int(((predicted == 1) & (labels == 1)).sum())
-    fp = int(((predicted == 1) & (labels == 0)).sum())
-    fn = int(((predicted == 0) & (labels == 1)).sum())
-    tn = int(((predicted == 0) & (labels == 0)).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"faces": int(len(labels)), "threshold": float(threshold), "accuracy": (tp + tn) / max(1, len(labels)),
-            "precision_fake": precision, "recall_fake": recall, "f1_fake": f1, "auc": roc_auc(labels, scores),
-            "confusion": [[tn, fp], [fn, tp]]}
-
-
 # ---------------------------------------------------------------- training
-
-def binary_cross_entropy(labels: np.ndarray, scores: np.ndarray) -> float:
-    p = np.clip(np.asarray(scores, np.float64), 1e-7, 1 - 1e-7)
-    y = np.asarray(labels, np.float64)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if len(y) else float("nan")
-
 
 def epoch_tracker(report: Progress, total_epochs: int, val_data: tf.data.Dataset,
                   val_labels: np.ndarray, keep: str) -> keras.callbacks.Callback:
@@ -353,7 +281,8 @@ def video_metrics(faces: ds.FaceSet, scores: np.ndarray, threshold: float, setti
 # ---------------------------------------------------------------- comparing with the champion
 
 def compare_with_champion(cfg: RealnessConfig, store: ObjectStore, test: ds.FaceSet, evaluation: Evaluation,
-                          workdir: Path, report: Progress) -> registry.PromotionDecision:
+                          branch: FoundationBranch | None, workdir: Path, report: Progress
+                          ) -> registry.PromotionDecision:
     """Apply the promotion floor, then score the champion on the candidate's test videos and compare per video.
 
     Test videos that the champion trained or validated on are left out of the comparison when
@@ -394,10 +323,47 @@ def compare_with_champion(cfg: RealnessConfig, store: ObjectStore, test: ds.Face
                  f"to score")
     subset = test.take(keep)
     report(f"scoring champion {current.version} on {len(subset)} test faces")
-    champion_scores = np.array(predict_probabilities(champion_model, subset.jpegs, current.image_size))
+    champion_scores = champion_p_fake(current, np.array(predict_probabilities(champion_model, subset.jpegs,
+                                                                             current.image_size)),
+                                      branch, keep)
     champion_result = video_metrics(subset, champion_scores, current.threshold, cfg.scoring)
     candidate_result = video_metrics(subset, evaluation.test_scores[keep], evaluation.threshold, cfg.scoring)
     return registry.decide(candidate_result, floor, current.version, champion_result, note)
+
+
+def champion_p_fake(current: registry.ModelRecord, efficientnet: np.ndarray, branch: FoundationBranch | None,
+                    keep: np.ndarray) -> np.ndarray:
+    """The champion's own p_fake of the test faces ``keep``: its EfficientNet, fused and calibrated its way."""
+    if not current.detector:
+        return efficientnet   # registered before fusion and calibration: its probabilities as they were
+    detector = Detector.from_json(current.detector)
+    if not detector.needs_features:
+        return detector.calibrated(detector.fused(efficientnet, None))
+    if branch is None or branch.record["encoder"] != detector.head.encoder:
+        raise ChampionUnavailable(
+            f"champion {current.version} fuses a foundation head on {detector.head.encoder} features, and this run "
+            f"has {branch.record['encoder'] if branch else 'no foundation encoder (REALNESS_FOUNDATION_ENCODER=none)'}"
+            f": the two cannot be compared on the same faces. Nothing was registered.")
+    return detector.calibrated(detector.fused(efficientnet, detector.head.logits(branch.test_features[keep])))
+
+
+def save_reliability_plot(path: Path, calibration: dict[str, dict]) -> None:
+    """calibration.png: predicted p_fake against the observed share of fakes per bin, faces and videos of the test split."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 5))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    for name, marker in (("faces", "o"), ("videos", "s")):
+        table = calibration[name]
+        bins = table["bins"]
+        ax.plot([b["mean_p_fake"] for b in bins], [b["fake_share"] for b in bins], marker=marker,
+                label=f"{name} (ECE {table['ece']:.3f}, n={table['count']})")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted p_fake (bin mean)", ylabel="share that is fake",
+           title="Reliability, test split")
+    ax.legend(loc="upper left")
+    FigureCanvasAgg(fig).print_png(str(path))
 
 
 # ---------------------------------------------------------------- artefacts
@@ -468,11 +434,25 @@ def save_plots(directory: Path, faces: tuple[np.ndarray, np.ndarray], videos: tu
 
 
 @dataclass(frozen=True)
+class FoundationBranch:
+    """The foundation head fitted on the training faces, with the held-out splits' features and head logits."""
+
+    head: LinearHead
+    val_logits: np.ndarray
+    test_features: np.ndarray     # kept to score a champion's own head on the same test faces
+    test_logits: np.ndarray
+    record: dict                  # what it took: faces encoded and reused, pseudo-fakes, seconds
+
+
+@dataclass(frozen=True)
 class Evaluation:
-    threshold: float              # chosen on the validation split
+    threshold: float              # the calibrated decision threshold (0.5) the scores below are judged at
     validation: dict              # metrics at that threshold
     test: dict
-    test_scores: np.ndarray
+    test_scores: np.ndarray       # calibrated p_fake of the test faces
+    efficientnet_test_scores: np.ndarray   # EfficientNet's own probabilities (what its engines must reproduce)
+    detector: Detector
+    fusion: dict                  # how the fusion weight was chosen
 
 
 def choose_video_threshold(faces: ds.FaceSet, scores: np.ndarray, settings: ScoringSettings) -> float:
@@ -497,16 +477,108 @@ def choose_video_threshold(faces: ds.FaceSet, scores: np.ndarray, settings: Scor
     return threshold
 
 
-def evaluate(model: keras.Model, data: ds.LabelledDataset, image_size: int, scoring: ScoringSettings) -> Evaluation:
-    """Threshold from the validation split's videos; metrics per face and per video on both held-out splits."""
-    val_scores = np.array(predict_probabilities(model, data.val.jpegs, image_size))
-    threshold = choose_video_threshold(data.val, val_scores, scoring)
-    test_scores = np.array(predict_probabilities(model, data.test.jpegs, image_size))
-    validation = classification_metrics(data.val.labels, val_scores, threshold)
-    validation["video"] = video_metrics(data.val, val_scores, threshold, scoring)
-    test = classification_metrics(data.test.labels, test_scores, threshold)
-    test["video"] = video_metrics(data.test, test_scores, threshold, scoring)
-    return Evaluation(threshold, validation, test, test_scores)
+PSEUDO_FAKE_DRAW = 1 << 40   # the head's self-blended draws: apart from the training stream's (epoch x face)
+
+
+def fit_foundation(cfg: RealnessConfig, store: ObjectStore, data: ds.LabelledDataset,
+                   report: Progress) -> FoundationBranch | None:
+    """Fit the linear head on frozen foundation features of the training faces and their self-blended copies.
+
+    Features of stored crops come from the feature cache (computed once per crop); the
+    self-blended copies are made from every real training face (``pseudo_fakes_per_real`` each)
+    and encoded anew. None when ``REALNESS_FOUNDATION_ENCODER=none``.
+    """
+    settings = cfg.foundation
+    if not settings.enabled:
+        report("foundation branch: off (REALNESS_FOUNDATION_ENCODER=none): EfficientNet alone")
+        return None
+    started = time.monotonic()
+    encoder = load_encoder(settings.encoder_path, settings.threads)
+    cache = FeatureCache(store, cfg.features_prefix, encoder)
+    features = {name: cache.features(part.video_ids, part.jpegs, report)
+                for name, part in (("train", data.train), ("val", data.val), ("test", data.test))}
+    reals = data.train.take(np.flatnonzero(data.train.labels == 0))
+    maker = PseudoFakeMaker(reals, cfg.training.seed, cfg.crop.jpeg_quality)
+    blended = [maker.make(i, PSEUDO_FAKE_DRAW + copy * len(maker) + i)
+               for copy in range(settings.pseudo_fakes_per_real) for i in range(len(maker))]
+    report(f"foundation branch: {encoder.identity}; {cache.computed} faces encoded, {cache.reused} from the "
+           f"feature cache; encoding {len(blended)} self-blended copies of the {len(reals)} real training faces")
+    blended_features = encoder.embed_jpegs(blended, report) if blended else np.zeros((0, FEATURES), np.float32)
+    head = fit_linear_head(np.concatenate([features["train"], blended_features]),
+                           np.r_[data.train.labels, np.ones(len(blended), np.int32)], settings.head_c,
+                           encoder.identity)
+    seconds = time.monotonic() - started
+    report(f"foundation head fitted on {len(data.train)} training faces and {len(blended)} self-blended copies "
+           f"in {seconds:.0f} s")
+    return FoundationBranch(head, head.logits(features["val"]), features["test"], head.logits(features["test"]),
+                            {"encoder": encoder.identity, "faces_encoded": cache.computed,
+                             "faces_from_cache": cache.reused, "self_blended": len(blended),
+                             "head_c": settings.head_c, "seconds": round(seconds, 1)})
+
+
+def branch_video_auc(val: ds.FaceSet, val_scores: np.ndarray, test: ds.FaceSet, test_scores: np.ndarray,
+                     scoring: ScoringSettings) -> dict[str, float]:
+    """One branch's held-out AUCs on its own (threshold chosen on validation videos, as for the fused score)."""
+    threshold = choose_video_threshold(val, val_scores, scoring)
+    return {"face_auc": roc_auc(test.labels, test_scores),
+            "video_auc": video_metrics(test, test_scores, threshold, scoring)["auc"]}
+
+
+def choose_detector(val: ds.FaceSet, efficientnet_val: np.ndarray, branch: FoundationBranch | None,
+                    cfg: RealnessConfig) -> tuple[Detector, dict[str, Any]]:
+    """Fusion weight, raw threshold and temperature, all chosen on the validation split (see ``detector``)."""
+    scoring = cfg.scoring
+    efficientnet_scale = spread(log_odds(efficientnet_val))
+    head, head_scale, head_logits = None, 1.0, None
+    weights: tuple[float, ...] = (1.0,)
+    if branch is not None:
+        head, head_scale, head_logits = branch.head, spread(branch.val_logits), branch.val_logits
+        setting = cfg.foundation.fusion_weight
+        weights = FUSION_GRID if setting == "auto" else (float(setting),)
+
+    def uncalibrated(weight: float) -> Detector:
+        return Detector(weight, efficientnet_scale, head, head_scale, CALIBRATED_THRESHOLD, 1.0)
+
+    def validation_video_auc(weight: float) -> float:
+        raw = sigmoid(uncalibrated(weight).fused(efficientnet_val, head_logits))
+        return video_metrics(val, raw, choose_video_threshold(val, raw, scoring), scoring)["auc"]
+
+    weight, searched = choose_fusion_weight(validation_video_auc, weights)
+    fused = uncalibrated(weight).fused(efficientnet_val, head_logits)
+    raw_threshold = choose_video_threshold(val, sigmoid(fused), scoring)
+    temperature = fit_temperature(fused, val.labels, raw_threshold)
+    detector = Detector(weight, efficientnet_scale, head, head_scale, raw_threshold, temperature)
+    return detector, {"rule": "validation video AUC over EfficientNet weights, ties to the foundation head",
+                      "setting": cfg.foundation.fusion_weight, "validation_video_auc_by_weight": searched,
+                      "chosen": detector.describe()}
+
+
+def held_out_metrics(faces: ds.FaceSet, p_fake: np.ndarray, scoring: ScoringSettings) -> dict[str, Any]:
+    """Face and video metrics at the calibrated threshold, with the calibration of both (reliability, ECE)."""
+    result = classification_metrics(faces.labels, p_fake, CALIBRATED_THRESHOLD)
+    result["video"] = video_metrics(faces, p_fake, CALIBRATED_THRESHOLD, scoring)
+    video_labels, video_p, _ = video_scores(faces, p_fake, CALIBRATED_THRESHOLD, scoring)
+    result["calibration"] = {"faces": reliability(faces.labels, p_fake), "videos": reliability(video_labels, video_p)}
+    return result
+
+
+def evaluate(model: keras.Model, data: ds.LabelledDataset, cfg: RealnessConfig,
+             branch: FoundationBranch | None) -> Evaluation:
+    """Detector chosen on the validation split; calibrated metrics per face and per video on both held-out splits."""
+    image_size, scoring = cfg.training.image_size, cfg.scoring
+    efficientnet_val = np.array(predict_probabilities(model, data.val.jpegs, image_size))
+    efficientnet_test = np.array(predict_probabilities(model, data.test.jpegs, image_size))
+    detector, fusion = choose_detector(data.val, efficientnet_val, branch, cfg)
+    val_p = detector.calibrated(detector.fused(efficientnet_val, branch.val_logits if branch else None))
+    test_p = detector.calibrated(detector.fused(efficientnet_test, branch.test_logits if branch else None))
+    test = held_out_metrics(data.test, test_p, scoring)
+    test["branches"] = {"efficientnet": branch_video_auc(data.val, efficientnet_val, data.test, efficientnet_test,
+                                                         scoring)}
+    if branch is not None:
+        test["branches"]["foundation"] = branch_video_auc(data.val, sigmoid(branch.val_logits), data.test,
+                                                          sigmoid(branch.test_logits), scoring)
+    return Evaluation(CALIBRATED_THRESHOLD, held_out_metrics(data.val, val_p, scoring), test, test_p,
+                      efficientnet_test, detector, fusion)
 
 
 def calibration_faces(train: ds.FaceSet, image_size: int, seed: int, count: int = CALIBRATION_FACES) -> np.ndarray:
@@ -545,8 +617,9 @@ def export_engines(directory: Path, model: keras.Model, data: ds.LabelledDataset
         return engines
     calibration = calibration_faces(data.train, size, data.manifest["seed"])
     export_tflite(model, int8, "int8", calibration)
-    measured = engine_measurement(data.test, evaluation.test_scores, score_crops(TFLiteScorer(int8), data.test.jpegs),
-                                  evaluation.threshold, scoring)
+    measured = engine_measurement(data.test, evaluation.efficientnet_test_scores,
+                                  score_crops(TFLiteScorer(int8), data.test.jpegs), evaluation.detector.raw_threshold,
+                                  scoring)
     engines["int8"] = {"file": int8.name, "bytes": int8.stat().st_size, "calibration_faces": len(calibration),
                        **measured}
     log.info("int8 engine: %.1f MB (fp32 %.1f MB), max |difference| from Keras %.3g, video AUC %.4f (Keras %.4f)",
@@ -565,22 +638,25 @@ def write_version_folder(directory: Path, model: keras.Model, data: ds.LabelledD
         (directory / name).write_text(json.dumps(content, indent=1, default=str))
     video_labels, video_p, _ = video_scores(data.test, evaluation.test_scores, evaluation.threshold, cfg.scoring)
     save_plots(directory, (data.test.labels, evaluation.test_scores), (video_labels, video_p), evaluation.test, history)
+    save_reliability_plot(directory / "calibration.png", evaluation.test["calibration"])
 
 
 def publish(cfg: RealnessConfig, store: ObjectStore, db: Database, run_id: str, model: keras.Model,
             data: ds.LabelledDataset, manifest: dict, history: dict[str, list], evaluation: Evaluation,
-            backbone: Backbone, report: Progress) -> TrainingOutcome:
+            backbone: Backbone, branch: FoundationBranch | None, report: Progress) -> TrainingOutcome:
     """Compare with the champion, write the version folder and register it (promoting it if it won)."""
+    foundation_record = branch.record if branch is not None else None
     with scratch_dir(cfg.home, "realness-train") as tmp:
         workdir = Path(tmp)
-        decision = compare_with_champion(cfg, store, data.test, evaluation, workdir, report)
+        decision = compare_with_champion(cfg, store, data.test, evaluation, branch, workdir, report)
         created_at = registry.utc_now()
         config_record = {"training": asdict(cfg.training), "crop": asdict(cfg.crop), "code_version": code_version(),
                          "run_id": run_id, "backbone": asdict(backbone)}
         version = registry.new_version(created_at, json.dumps([run_id, config_record, manifest["shards"]],
                                                               sort_keys=True, default=str))
         metrics_file = {"version": version, "test": evaluation.test, "threshold": evaluation.threshold,
-                        "threshold_rule": THRESHOLD_RULE, "validation": evaluation.validation, "history": history,
+                        "threshold_rule": THRESHOLD_RULE, "detector": evaluation.detector.to_json(),
+                        "fusion": evaluation.fusion, "foundation": foundation_record, "validation": evaluation.validation, "history": history,
                         "backbone": asdict(backbone), "comparison": {"reason": decision.reason, **decision.comparison}}
         folder = workdir / version
         folder.mkdir()
@@ -593,7 +669,8 @@ def publish(cfg: RealnessConfig, store: ObjectStore, db: Database, run_id: str, 
             threshold=evaluation.threshold, metrics=evaluation.test, dataset_faces=data.total_faces,
             data_cutoff=data.listed_at, reason=decision.reason, backbone=backbone.name,
             backbone_weights=backbone.weights, crop_margin=cfg.crop.margin,
-            engines={name: engine["file"] for name, engine in metrics_file["engines"].items()})
+            engines={name: engine["file"] for name, engine in metrics_file["engines"].items()},
+            detector=evaluation.detector.to_json())
         registered, reason = registry.register(cfg, store, db, record, folder, decision)
     report(f"model {version} {'promoted' if registered.promoted else 'registered, not promoted'}: {reason}")
     return TrainingOutcome(version, registered.promoted, reason, evaluation.test, describe(backbone),
@@ -632,12 +709,16 @@ def run_training(cfg: RealnessConfig, run_id: str, *, progress: Progress | None 
                     "class_weights": ds.class_weights(np.r_[data.train.labels, np.ones(extra, np.int32)])}
         model, backbone, manifest["batchnorm_faces"] = prepared_classifier(cfg, data.train, report)
         history = fit(model, data.train, data.val, settings, pseudo_fakes=maker, report=report)
-        evaluation = evaluate(model, data, settings.image_size, cfg.scoring)
+        branch = fit_foundation(cfg, store, data, report)
+        evaluation = evaluate(model, data, cfg, branch)
         video = evaluation.test["video"]
+        report(f"detector: {evaluation.detector.describe()}, calibrated (temperature "
+               f"{evaluation.detector.temperature:.3g} around the validation videos' threshold "
+               f"{evaluation.detector.raw_threshold:.4f})")
         report(f"test: face AUC {evaluation.test['auc']:.4f}, video AUC {video['auc']:.4f} over {video['videos']} "
-               f"videos, F1(FAKE) {evaluation.test['f1_fake']:.4f} at threshold {evaluation.threshold:.4f} "
-               f"(chosen on validation)")
-        return publish(cfg, store, db, run_id, model, data, manifest, history, evaluation, backbone, report)
+               f"videos, F1(FAKE) {evaluation.test['f1_fake']:.4f} at p_fake 0.5; calibration error (ECE) "
+               f"{evaluation.test['calibration']['faces']['ece']:.3f} per face")
+        return publish(cfg, store, db, run_id, model, data, manifest, history, evaluation, backbone, branch, report)
     finally:
         db.dispose()
 

@@ -36,6 +36,7 @@ class FaceScore:
     p_fake: float
     label: str          # FAKE when p_fake >= the model's threshold
     confidence: float   # probability of ``label``: p_fake for FAKE, 1 - p_fake for REAL
+    p_raw: float | None = None   # the model's score before calibration (None: the model has no calibration)
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,11 @@ class VideoRow:
     height: int | None
 
 
-def face_score(video_id: str, frame_index: int, face_index: int, p_fake: float, threshold: float) -> FaceScore:
+def face_score(video_id: str, frame_index: int, face_index: int, p_fake: float, threshold: float,
+               p_raw: float | None = None) -> FaceScore:
     fake = p_fake >= threshold
     return FaceScore(video_id, int(frame_index), int(face_index), float(p_fake), FAKE if fake else REAL,
-                     float(p_fake if fake else 1.0 - p_fake))
+                     float(p_fake if fake else 1.0 - p_fake), None if p_raw is None else float(p_raw))
 
 
 def confident_score(p_fake: np.ndarray, threshold: float, settings: ScoringSettings) -> tuple[float, str]:
@@ -145,10 +147,11 @@ _UPSERT_VIDEO = sa.text("""
 
 _UPSERT_FACE_SCORE = sa.text("""
     INSERT INTO face_scores (video_id, frame_index, face_index, model_version, p_fake, label, confidence,
-                             run_id, scored_at)
-    VALUES (:video_id, :frame_index, :face_index, :model_version, :p_fake, :label, :confidence, :run_id, :now)
+                             run_id, scored_at, p_raw)
+    VALUES (:video_id, :frame_index, :face_index, :model_version, :p_fake, :label, :confidence, :run_id, :now,
+            :p_raw)
     ON CONFLICT (video_id, frame_index, face_index, model_version) DO UPDATE SET
-        p_fake = excluded.p_fake, label = excluded.label, confidence = excluded.confidence,
+        p_fake = excluded.p_fake, label = excluded.label, confidence = excluded.confidence, p_raw = excluded.p_raw,
         run_id = excluded.run_id, scored_at = excluded.scored_at
 """)
 

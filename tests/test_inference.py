@@ -126,7 +126,7 @@ def test_an_export_of_another_model_fails_the_agreement_check(classifier, export
 def test_the_int8_engine_is_quantised_smaller_and_ranks_held_out_faces_like_fp32(engines, face_crops):
     from scipy.stats import spearmanr
 
-    from realness_tasks.train import roc_auc
+    from realness_tasks.metrics import roc_auc
 
     images, labels = face_crops[0][1::2], face_crops[1][1::2]
     fp32 = TFLiteScorer(engines["fp32"]).predict(images)

@@ -299,3 +299,51 @@ def test_a_champion_without_its_engine_file_is_a_clear_error(tmp_path, brightnes
 
     with pytest.raises(FileNotFoundError, match="no model.tflite"):
         scoring.run_scoring(cfg, "run-1", RUN_DATE)
+
+
+def test_a_fusing_champion_stores_calibrated_p_fake_beside_the_raw_score_and_keeps_the_features(
+        tmp_path, brightness_tflite, crops):
+    from realness_tasks.detector import Detector, sigmoid
+    from realness_tasks.foundation import FeatureCache, LinearHead, load_encoder
+
+    cfg = make_config(tmp_path, "")
+    store = open_store(cfg.resolved_store_uri)
+    db = Database(cfg.resolved_database_url)
+    encoder = load_encoder(None, threads=2)
+    head = LinearHead(np.random.default_rng(5).normal(0, 3, 512), 0.2, 1.0, encoder.identity)
+    detector = Detector(0.4, 1.5, head, 0.8, 0.3, 2.0)
+    model = register_champion(cfg, store, brightness_tflite, "fused", 0.5, datetime(2025, 3, 1))
+    pointer = json.loads(store.get_bytes(registry.pointer_key(cfg)))
+    store.put_bytes(registry.pointer_key(cfg), json.dumps({**pointer, "detector": detector.to_json()}).encode())
+    faces = one_person(crops["real"][:2] + crops["fake"][:2])
+    write_shard(cfg, store, "mixed", faces)
+
+    outcome = scoring.run_scoring(cfg, "run-1", RUN_DATE)
+
+    assert outcome.faces_scored == 4 and model.threshold == 0.5
+    jpegs = [jpeg for _, _, jpeg in faces]
+    fused = detector.fused(np.array([expected_p_fake(j) for j in jpegs]), head.logits(encoder.embed_jpegs(jpegs)))
+    stored = {s["frame_index"]: s for s in rows(db, "face_scores")}
+    for frame, _, _ in faces:
+        assert stored[frame]["p_raw"] == pytest.approx(float(sigmoid(fused[frame])), abs=1e-3)
+        assert stored[frame]["p_fake"] == pytest.approx(float(detector.calibrated(fused)[frame]), abs=1e-3)
+        assert stored[frame]["confidence"] == pytest.approx(max(stored[frame]["p_fake"], 1 - stored[frame]["p_fake"]))
+    cache = FeatureCache(store, cfg.features_prefix, encoder)      # scoring kept each crop's features
+    cache.features(["mixed"] * 4, jpegs)
+    assert (cache.computed, cache.reused) == (0, 4)
+
+
+def test_a_fusing_champion_cannot_score_with_the_foundation_branch_off(tmp_path, brightness_tflite, crops):
+    from realness_tasks.config import ConfigurationError
+    from realness_tasks.detector import Detector
+    from realness_tasks.foundation import LinearHead
+
+    cfg = RealnessConfig.from_env({}, home=str(tmp_path / "home"), foundation={"encoder": "none"})
+    store = open_store(cfg.resolved_store_uri)
+    register_champion(cfg, store, brightness_tflite, "fused", 0.5, datetime(2025, 3, 1))
+    pointer = json.loads(store.get_bytes(registry.pointer_key(cfg)))
+    detector = Detector(0.0, 1.0, LinearHead(np.zeros(512), 0.0, 1.0, "clip_vit_b16_int8:x"), 1.0, 0.5, 1.0)
+    store.put_bytes(registry.pointer_key(cfg), json.dumps({**pointer, "detector": detector.to_json()}).encode())
+    write_shard(cfg, store, "real", one_person(crops["real"]))
+    with pytest.raises(ConfigurationError, match="REALNESS_FOUNDATION_ENCODER=none"):
+        scoring.run_scoring(cfg, "run-1", RUN_DATE)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from realness_tasks import dataset as ds
-from realness_tasks import registry, train
+from realness_tasks import metrics, registry, train
 from realness_tasks.config import RealnessConfig, ScoringSettings, TrainingSettings
 from realness_tasks.db import Database
 from realness_tasks.inference import TFLiteScorer
@@ -51,18 +51,18 @@ def test_roc_auc_matches_counting_pairs():
     scores = np.round(rng.random(60), 1)           # many ties
     pairs = [(p, n) for p, n in product(scores[labels == 1], scores[labels == 0])]
     expected = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs) / len(pairs)
-    assert train.roc_auc(labels, scores) == pytest.approx(expected)
-    assert np.isnan(train.roc_auc(np.ones(3), np.array([0.1, 0.2, 0.3])))
+    assert metrics.roc_auc(labels, scores) == pytest.approx(expected)
+    assert np.isnan(metrics.roc_auc(np.ones(3), np.array([0.1, 0.2, 0.3])))
 
 
 def test_threshold_separates_validation_scores_with_a_margin():
     labels = np.array([0, 0, 0, 1, 1, 1])
     scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
-    threshold = train.choose_threshold(labels, scores)
+    threshold = metrics.choose_threshold(labels, scores)
     assert threshold == pytest.approx(0.5)
-    m = train.classification_metrics(labels, scores, threshold)
+    m = metrics.classification_metrics(labels, scores, threshold)
     assert (m["accuracy"], m["f1_fake"], m["auc"], m["confusion"]) == (1.0, 1.0, 1.0, [[3, 0], [0, 3]])
-    noisy = train.classification_metrics(np.array([0, 0, 1, 1]), np.array([0.2, 0.6, 0.4, 0.9]), 0.5)
+    noisy = metrics.classification_metrics(np.array([0, 0, 1, 1]), np.array([0.2, 0.6, 0.4, 0.9]), 0.5)
     assert noisy["confusion"] == [[1, 1], [1, 1]] and noisy["precision_fake"] == 0.5 and noisy["recall_fake"] == 0.5
 
 
@@ -76,12 +76,12 @@ def test_threshold_is_the_log_odds_midpoint_of_the_class_medians():
     scores = np.array([0.01, 0.02, 0.03, 0.97, 0.98, 0.99, 0.995])
     real_median = (log_odds(0.02) + log_odds(0.03)) / 2   # of four: halfway between the middle two
     middle = (real_median + log_odds(0.99)) / 2
-    assert train.choose_threshold(labels, scores) == pytest.approx(1 / (1 + math.exp(-middle)))
-    assert train.choose_threshold(labels, scores) == pytest.approx(0.6120, abs=1e-4)
+    assert metrics.choose_threshold(labels, scores) == pytest.approx(1 / (1 + math.exp(-middle)))
+    assert metrics.choose_threshold(labels, scores) == pytest.approx(0.6120, abs=1e-4)
     # saturated scores are clipped to 1e-6 and 1 - 1e-6, so the midpoint stays finite
-    assert train.choose_threshold(np.array([0, 1]), np.array([0.0, 1.0])) == pytest.approx(0.5)
+    assert metrics.choose_threshold(np.array([0, 1]), np.array([0.0, 1.0])) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="real and fake"):
-        train.choose_threshold(np.array([0, 0]), np.array([0.1, 0.2]))
+        metrics.choose_threshold(np.array([0, 0]), np.array([0.1, 0.2]))
 
 
 def test_the_threshold_is_chosen_on_the_validation_videos_scores_under_the_verdict_rule():
@@ -97,12 +97,12 @@ def test_the_threshold_is_chosen_on_the_validation_videos_scores_under_the_verdi
     faces = face_set([int(video.startswith("fake")) for video in video_ids], video_ids)
     # on faces, the real median is 0.1; on videos, halfway between 0.1 and 0.9 in log-odds, i.e. 0.5
     on_faces = 1 / (1 + math.exp(-(log_odds(0.1) + log_odds(0.95)) / 2))
-    assert train.choose_threshold(faces.labels, scores) == pytest.approx(on_faces)   # 0.592
+    assert metrics.choose_threshold(faces.labels, scores) == pytest.approx(on_faces)   # 0.592
     threshold = train.choose_video_threshold(faces, scores, ScoringSettings())
     assert threshold == pytest.approx(1 / (1 + math.exp(-log_odds(0.95) / 2)))        # 0.813
     labels, video_p, _ = train.video_scores(faces, scores, threshold, ScoringSettings())
     assert video_p.tolist() == pytest.approx([0.95, 0.95, 0.1, 0.1, 0.9, 0.9])      # sorted by video id
-    assert train.choose_threshold(labels, video_p) == pytest.approx(threshold)      # it stopped where it is stable
+    assert metrics.choose_threshold(labels, video_p) == pytest.approx(threshold)      # it stopped where it is stable
 
 
 def tracked_epochs(keep: str, kernels_by_phase: dict[str, list[float]]) -> tuple[Any, list[str], Any]:
@@ -207,7 +207,14 @@ def test_first_model_is_registered_and_promoted_with_every_artefact(two_runs, tm
             assert store.get_bytes(store.key_for(uri))[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads(store.get_bytes(registry.artefact_key(cfg, first.version, "metrics.json")))
     assert metrics["test"] == first.metrics and metrics["threshold_rule"] == train.THRESHOLD_RULE
-    assert 0 < metrics["threshold"] < 1 and metrics["history"]["phase"][-1] == "fine-tune"
+    assert metrics["threshold"] == 0.5 and metrics["history"]["phase"][-1] == "fine-tune"
+    detector = metrics["detector"]      # fused and calibrated on the validation split; 0.5 is its threshold
+    assert 0 <= detector["efficientnet_weight"] <= 1 and detector["temperature"] > 0
+    assert 0 < detector["raw_threshold"] < 1 and detector["head"]["encoder"].startswith("clip_vit_b16_int8:")
+    assert metrics["foundation"]["self_blended"] > 0 and len(detector["head"]["weights"]) == 512
+    assert metrics["test"]["calibration"]["faces"]["count"] == metrics["test"]["faces"]
+    assert 0 <= metrics["test"]["calibration"]["videos"]["ece"] <= 1
+    assert set(metrics["test"]["branches"]) == {"efficientnet", "foundation"}
     assert metrics["history"]["epoch"] == list(range(1, 10))      # 8 frozen + 1 fine-tuning epoch, none skipped
     assert metrics["history"]["kept"] == [False] * 8 + [True]
     fp32, int8 = metrics["engines"]["fp32"], metrics["engines"]["int8"]

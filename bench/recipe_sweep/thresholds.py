@@ -6,7 +6,7 @@ Reads ``videos.jsonl`` from ``sweep.py`` (each run's last-epoch mean fake probab
 test and scored video), chooses a threshold on each run's validation videos by each rule, applies it
 to the scored people's videos and prints, per export, how many real videos each rule calls FAKE,
 how many fakes it catches and its balanced accuracy. ``median midpoint`` is the pipeline's rule
-(``realness_tasks.train.choose_threshold``, which the pipeline applies to its verdict rule's video
+(``realness_tasks.metrics.choose_threshold``, which the pipeline applies to its verdict rule's video
 scores, here to the mean per video); ``Youden's J`` was the pipeline's rule until 2026-11-27.
 Results: docs/training.md, "Decision threshold".
 """
@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT)]
 
-from realness_tasks.train import choose_threshold, log_odds, roc_curve  # noqa: E402
+from realness_tasks.metrics import choose_threshold, log_odds, roc_curve  # noqa: E402
 
 DEFAULT = Path(__file__).resolve().parent / "videos-2026-11-27-thresholds.jsonl"
 
