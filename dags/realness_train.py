@@ -10,6 +10,10 @@ the same held-out videos. A champion that cannot be loaded for that comparison f
 Runs weekly, and when `realness_face_shards` is updated, but an asset-triggered run trains only when
 at least `REALNESS_TRAINING_MIN_NEW_FACES` labelled faces arrived since the last model. A promotion
 updates the `realness_champion_model` asset, which makes `realness_score` rescore with the new model.
+
+Without any labelled fake (a first model trained on real footage and self-blended copies of it), the
+model is registered but not promoted. Trigger the DAG with `approve_version` (and `approve_reason`)
+to promote such a version instead of training: the operator's reason is recorded beside the gate's.
 See `docs/training.md`.
 """
 
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from realness_airflow import CHAMPION_MODEL, FACE_SHARDS, HEAVY_POOL, TRAIN_SCHEDULE, TRAINING_QUEUE
 
 
@@ -31,13 +35,16 @@ from realness_airflow import CHAMPION_MODEL, FACE_SHARDS, HEAVY_POOL, TRAIN_SCHE
     max_active_runs=1,
     doc_md=__doc__,
     tags=["realness", "training"],
+    params={"approve_version": Param("", type="string", description="promote this registered version instead of "
+                                                                      "training (an operator's approval)"),
+            "approve_reason": Param("", type="string", description="who approves it and on what evidence")},
     default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
 )
 def realness_train():
     @task.short_circuit
-    def enough_new_faces(dag_run=None) -> bool:
-        """Scheduled and manual runs always train; asset-triggered ones wait for enough new labels."""
-        if dag_run.run_type != "asset_triggered":  # a str enum: compares by value
+    def enough_new_faces(dag_run=None, params=None) -> bool:
+        """Scheduled and manual runs always train (or approve); asset-triggered ones wait for enough new labels."""
+        if dag_run.run_type != "asset_triggered" or params.get("approve_version"):  # a str enum: compares by value
             return True
         from realness_airflow import load_config
         from realness_tasks.ingest import open_run_resources
@@ -53,11 +60,14 @@ def realness_train():
         return new >= cfg.training.min_new_faces
 
     @task(pool=HEAVY_POOL, queue=TRAINING_QUEUE, execution_timeout=timedelta(hours=12))
-    def train_and_register(dag_run=None) -> dict:
+    def train_and_register(dag_run=None, params=None) -> dict:
         from dataclasses import asdict
 
         from realness_airflow import load_config
-        from realness_tasks.train import run_training
+        from realness_tasks.train import approve_version, run_training
+
+        if params.get("approve_version"):
+            return approve_version(load_config(), params["approve_version"], params.get("approve_reason") or "")
 
         outcome = run_training(load_config(), dag_run.run_id, progress=print)
         print(f"model {outcome.version} on {outcome.backbone}: "

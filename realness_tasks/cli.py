@@ -59,6 +59,26 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_approve(args) -> int:
+    from realness_tasks import registry
+    from realness_tasks.config import RealnessConfig
+    from realness_tasks.db import Database
+    from realness_tasks.storage import open_store
+
+    cfg = RealnessConfig.from_env()
+    db = Database(cfg.resolved_database_url)
+    try:
+        model = registry.approve(cfg, open_store(cfg.resolved_store_uri, cfg.s3), db, args.version, args.reason)
+    except (registry.UnknownVersion, ValueError) as exc:
+        print(f"realness approve: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
+    print(f"model {model.version} is the champion: {model.metrics.get('video', {}).get('auc', 'n/a')} held-out "
+          f"video AUC; realness score (or the realness_score DAG, through the champion asset) rescoring follows")
+    return 0
+
+
 def cmd_score(args) -> int:
     from realness_tasks.config import RealnessConfig
     from realness_tasks.reports import write_run_reports
@@ -247,13 +267,16 @@ def main(argv: list[str] | None = None) -> int:
                             help="DFDC metadata.json or a CSV with columns name,label (others: breakdown)")
     evaluation.add_argument("--prefix", help="only videos under this source URI prefix, or key prefix under "
                                              "landing/ (batch7/ and landing/batch7/ are the same)")
+    approve = sub.add_parser("approve", help="promote a registered model on an operator's word, with the reason")
+    approve.add_argument("version", help="the model version (model_versions.version)")
+    approve.add_argument("--reason", required=True, help="who approves it and on what evidence (recorded)")
     sub.add_parser("status", help="what the ledger, the registry and the verdict tables hold")
     demo = sub.add_parser("demo", help="run the whole pipeline locally through Airflow on sample videos")
     demo.add_argument("--home", default=".realness-demo", help="where the demo keeps everything")
     demo.add_argument("--videos", type=int, default=8, help="real (and as many fake) sample videos")
     args = parser.parse_args(argv)
     commands = {"ingest": cmd_ingest, "train": cmd_train, "score": cmd_score, "report": cmd_report,
-                "evaluate": cmd_evaluate, "status": cmd_status, "demo": cmd_demo}
+                "evaluate": cmd_evaluate, "status": cmd_status, "demo": cmd_demo, "approve": cmd_approve}
     try:
         return commands[args.command](args)
     except Exception as exc:  # noqa: BLE001 - known faults become one line; anything else is re-raised

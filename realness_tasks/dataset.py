@@ -40,7 +40,7 @@ SPLITS = ("train", "val", "test")
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
 MIN_GROUPS_PER_CLASS = 3
-COLUMNS = ["video_id", "face_index", "label", "crop_jpeg", "landmarks", "box_x", "box_y", "box_w", "box_h",
+COLUMNS = ["video_id", "source_uri", "face_index", "label", "crop_jpeg", "landmarks", "box_x", "box_y", "box_w", "box_h",
            "frame_width", "frame_height", "crop_width", "crop_margin"]
 
 
@@ -187,13 +187,41 @@ class FacesRead(NamedTuple):
     other_crop_margin: int    # labelled rows cut with another margin than the configured one, or none recorded
 
 
+def trusted_real_uris(cfg: RealnessConfig, store: ObjectStore) -> tuple[str, ...]:
+    """Source URI prefixes of the landing prefixes ``REALNESS_TRAINING_TRUSTED_REAL_PREFIXES`` declares real.
+
+    A prefix is read under the landing prefix (``archive/`` and ``landing/archive/`` name the same one).
+    """
+    out = []
+    for prefix in (p.strip().lstrip("/") for p in cfg.training.trusted_real_prefixes.split(",")):
+        if prefix:
+            key = prefix if prefix.startswith(cfg.landing_prefix) else cfg.landing_prefix + prefix
+            out.append(store.uri_for(key if key.endswith("/") else key + "/"))
+    return tuple(out)
+
+
+def apply_trusted_real(table: pa.Table, trusted: Sequence[str]) -> pa.Table:
+    """Rows without a label whose video lies under a trusted-real prefix take the label REAL."""
+    if not trusted:
+        return table
+    under = pc.fill_null(pc.or_kleene(*(pc.starts_with(table["source_uri"], t) for t in trusted))
+                         if len(trusted) > 1 else pc.starts_with(table["source_uri"], trusted[0]), False)
+    take = pc.and_(pc.is_null(table["label"]), under)
+    taken = _count(take)
+    if taken:
+        log.info("%d unlabelled faces under trusted-real prefixes train as REAL", taken)
+    index = table.schema.get_field_index("label")
+    return table.set_column(index, table.schema.field("label"), pc.if_else(take, "REAL", table["label"]))
+
+
 def read_faces(cfg: RealnessConfig, store: ObjectStore, shards: Sequence[dict],
                labels: Mapping[str, str | None] | None = None) -> FacesRead:
     """Read the labelled rows of ``shards`` that were cut with the configured crop margin.
 
     ``labels`` (video_id -> label, None for a withdrawn one) overrides the shards' own label column for
-    the videos it names; see :func:`realness_tasks.labels.for_training`. Rows cut with another margin
-    are left out (and logged): a model must see crops cut one way, the way scoring will see them.
+    the videos it names; see :func:`realness_tasks.labels.for_training`. Unlabelled videos under a
+    trusted-real prefix (:func:`trusted_real_uris`) count as REAL. Rows cut with another margin are
+    left out (and logged): a model must see crops cut one way, the way scoring will see them.
     """
     fs, base = store.pyarrow_filesystem()
     paths = [f"{base}/{shard['key']}" for shard in shards]
@@ -204,6 +232,7 @@ def read_faces(cfg: RealnessConfig, store: ObjectStore, shards: Sequence[dict],
     table = pads.dataset(paths, schema=SHARD_SCHEMA, filesystem=fs, format="parquet").to_table(columns=COLUMNS)
     if labels:
         table = apply_labels(table, labels)
+    table = apply_trusted_real(table, trusted_real_uris(cfg, store))
     known = _known_label(table)
     without_label = table.num_rows - _count(known)
     table = table.filter(known)
@@ -283,8 +312,11 @@ def load_dataset(cfg: RealnessConfig, store: ObjectStore, listed_at: datetime, d
     index = {v: name for name, videos in assignment.items() for v in videos}
     parts = {name: faces.take([i for i, v in enumerate(faces.video_ids) if index[str(v)] == name])
              for name in SPLITS}
+    # With no labelled fake at all, training makes its fakes (self-blended) and the held-out splits
+    # need only real videos: the model can be trained, but not promoted without an operator.
+    labelled_fakes = any(label == LABELS["FAKE"] for label in labels_by_video.values())
     for name, part in parts.items():
-        missing = [c for c, n in part.class_counts().items() if n == 0]
+        missing = [c for c, n in part.class_counts().items() if n == 0 and (labelled_fakes or c == "REAL")]
         if missing:
             left_out = (f"; {other_margin} labelled faces were left out for another crop margin than "
                         f"REALNESS_CROP_MARGIN={cfg.crop.margin} (or none recorded): re-ingest their videos "
@@ -296,7 +328,7 @@ def load_dataset(cfg: RealnessConfig, store: ObjectStore, listed_at: datetime, d
         "shards": list(shards), "faces_total": len(faces), "rows_without_label": skipped,
         "crop_margin": cfg.crop.margin, "faces_other_crop_margin": other_margin,
         "labels_from_table": sum(1 for v in set(faces.video_ids.tolist()) if v in table_labels),
-        "grouped": bool(groups), "videos_with_group": len(groups),
+        "grouped": bool(groups), "videos_with_group": len(groups), "labelled_fakes": labelled_fakes,
         "splits": {name: {"faces": part.class_counts(), "videos": assignment[name],
                           "videos_per_class": dict(Counter(LABEL_NAMES[labels_by_video[v]] for v in assignment[name])),
                           "groups": len({split_unit(v, groups) for v in assignment[name]})}

@@ -29,6 +29,7 @@ from realness_tasks.storage import ObjectStore
 log = logging.getLogger(__name__)
 
 POINTER_NAME = "champion.json"
+RECORD_NAME = "record.json"   # each version's registry record, which an operator's approval promotes
 # Every version's files besides its engine files, which its record names (ModelRecord.files).
 ARTEFACTS = ("model.keras", "metrics.json", "manifest.json", "training_config.json",
              "roc.png", "confusion_matrix.png", "training_curves.png", "calibration.png")
@@ -228,6 +229,7 @@ def register(cfg: RealnessConfig, store: ObjectStore, db: Database, record: Mode
         raise FileNotFoundError(f"version {record.version} lacks {missing} in {local_dir}")
     for name in record.files():
         store.upload(local_dir / name, prefix + name)
+    store.put_bytes(prefix + RECORD_NAME, json.dumps({**record.to_json(), "reason": decision.reason}, indent=1).encode())
     if decision.promote:
         current = read_pointer(cfg, store)
         current_version = current.version if current else None
@@ -244,6 +246,30 @@ def register(cfg: RealnessConfig, store: ObjectStore, db: Database, record: Mode
     mirror_promotion(db, promoted)
     log.info("model %s promoted to champion: %s", record.version, decision.reason)
     return promoted.model_version(promoted=True), decision.reason
+
+
+class UnknownVersion(LookupError):
+    """No registered version of that name (or one registered before records were kept in its folder)."""
+
+
+def approve(cfg: RealnessConfig, store: ObjectStore, db: Database, version: str, reason: str) -> ModelVersion:
+    """Promote a registered version on an operator's word, recording why (the gate's reason is kept beside it).
+
+    For a model the gate could not judge (no labelled held-out fakes) or an operator's rollback.
+    """
+    if not reason.strip():
+        raise ValueError("an approval needs a reason (who approved it and on what evidence)")
+    try:
+        record = ModelRecord.from_json(json.loads(store.get_bytes(version_prefix(cfg, version) + RECORD_NAME)))
+    except KeyError:
+        raise UnknownVersion(f"no registered version {version} with a {RECORD_NAME} in "
+                             f"{store.uri_for(version_prefix(cfg, version))}") from None
+    promoted = ModelRecord(**{**record.__dict__, "promoted_at": utc_now(),
+                              "reason": f"approved by an operator: {reason.strip()} (the gate said: {record.reason})"})
+    store.put_bytes(pointer_key(cfg), json.dumps(promoted.to_json(), indent=1).encode())
+    mirror_promotion(db, promoted)
+    log.info("model %s promoted by an operator: %s", version, promoted.reason)
+    return promoted.model_version(promoted=True)
 
 
 def _row(record: ModelRecord, reason: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import logging
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -516,6 +516,36 @@ def fit_foundation(cfg: RealnessConfig, store: ObjectStore, data: ds.LabelledDat
                              "head_c": settings.head_c, "seconds": round(seconds, 1)})
 
 
+SELF_BLENDED_VIDEO = "~self-blended"   # suffix of the video id of a held-out real video's self-blended twin
+
+
+def with_self_blended_twins(part: ds.FaceSet, seed: int, jpeg_quality: int, draw: int) -> ds.FaceSet:
+    """``part`` (real videos only) plus a FAKE twin of each video: a self-blended copy of each of its faces.
+
+    What the threshold, the calibration and the fusion weight are chosen on, and the held-out
+    metrics measured on, when the archive has no labelled fake: a proxy, which is why such a model
+    is never promoted without an operator (:func:`no_labelled_fakes_decision`).
+    """
+    maker = PseudoFakeMaker(part, seed, jpeg_quality)
+    twins = [maker.make(i, draw + i) for i in range(len(part))]
+    return ds.FaceSet(part.jpegs + twins, np.r_[part.labels, np.ones(len(part), np.int32)],
+                      np.r_[part.video_ids, np.char.add(part.video_ids.astype(str), SELF_BLENDED_VIDEO)],
+                      np.concatenate([part.boxes, part.boxes]), part.landmarks + part.landmarks,
+                      np.r_[part.face_index, part.face_index])
+
+
+def no_labelled_fakes_decision(cfg: RealnessConfig, store: ObjectStore, evaluation: Evaluation
+                               ) -> registry.PromotionDecision:
+    """Register without promoting: the gate needs labelled held-out videos, and there are no labelled fakes."""
+    current = registry.read_pointer(cfg, store)
+    return registry.PromotionDecision(
+        False, f"no labelled fake video: trained on real faces and self-blended copies of them, measured on "
+               f"self-blended copies of the held-out real videos only (video AUC "
+               f"{evaluation.test['video']['auc']:.4f}), which cannot gate a promotion; an operator may promote "
+               f"it: realness approve VERSION --reason TEXT (or the realness_train DAG's approve_version)",
+        current.version if current else None)
+
+
 def branch_video_auc(val: ds.FaceSet, val_scores: np.ndarray, test: ds.FaceSet, test_scores: np.ndarray,
                      scoring: ScoringSettings) -> dict[str, float]:
     """One branch's held-out AUCs on its own (threshold chosen on validation videos, as for the fused score)."""
@@ -648,7 +678,8 @@ def publish(cfg: RealnessConfig, store: ObjectStore, db: Database, run_id: str, 
     foundation_record = branch.record if branch is not None else None
     with scratch_dir(cfg.home, "realness-train") as tmp:
         workdir = Path(tmp)
-        decision = compare_with_champion(cfg, store, data.test, evaluation, branch, workdir, report)
+        decision = (compare_with_champion(cfg, store, data.test, evaluation, branch, workdir, report)
+                    if data.manifest["labelled_fakes"] else no_labelled_fakes_decision(cfg, store, evaluation))
         created_at = registry.utc_now()
         config_record = {"training": asdict(cfg.training), "crop": asdict(cfg.crop), "code_version": code_version(),
                          "run_id": run_id, "backbone": asdict(backbone)}
@@ -700,6 +731,13 @@ def run_training(cfg: RealnessConfig, run_id: str, *, progress: Progress | None 
     db = Database(cfg.resolved_database_url)
     try:
         data = ds.load_dataset(cfg, store, listed_at=registry.utc_now(), db=db)
+        if not data.manifest["labelled_fakes"]:
+            quality = cfg.crop.jpeg_quality
+            data = replace(data, val=with_self_blended_twins(data.val, settings.seed, quality, PSEUDO_FAKE_DRAW // 2),
+                           test=with_self_blended_twins(data.test, settings.seed, quality, PSEUDO_FAKE_DRAW // 4))
+            report("no labelled fake video: the held-out real videos get self-blended twins to choose the "
+                   "threshold on and to measure; the model will be registered, not promoted, until an operator "
+                   "approves it")
         splits = data.manifest["splits"]
         report(f"dataset: {data.total_faces} faces; " + ", ".join(
             f"{name} {split['faces']} in {len(split['videos'])} videos" for name, split in splits.items()))
@@ -721,6 +759,19 @@ def run_training(cfg: RealnessConfig, run_id: str, *, progress: Progress | None 
         return publish(cfg, store, db, run_id, model, data, manifest, history, evaluation, backbone, branch, report)
     finally:
         db.dispose()
+
+
+def approve_version(cfg: RealnessConfig, version: str, reason: str) -> dict[str, Any]:
+    """An operator's promotion of ``version`` (the training DAG's ``approve_version``), as the DAG's outcome."""
+    store = open_store(cfg.resolved_store_uri, cfg.s3)
+    db = Database(cfg.resolved_database_url)
+    try:
+        model = registry.approve(cfg, store, db, version, reason)
+        reason = registry.read_pointer(cfg, store).reason
+    finally:
+        db.dispose()
+    return {"version": model.version, "promoted": True, "reason": reason, "metrics": model.metrics,
+            "backbone": "approved by an operator"}
 
 
 def labelled_faces_since(cfg: RealnessConfig, store: ObjectStore, db: Database, since: datetime | None = None) -> int:

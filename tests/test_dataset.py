@@ -271,3 +271,43 @@ def test_too_few_groups_is_a_clear_error(local_config):
     with pytest.raises(ds.NotEnoughData, match=r"at least 3 labelled videos.*at least 3 groups.*"
                                                r"have \{'REAL': 2, 'FAKE': 2\} groups \(8 of the videos are grouped\)"):
         ds.load_dataset(local_config, store, datetime(2024, 5, 3))
+
+
+def test_unlabelled_videos_under_a_trusted_real_prefix_train_as_real_and_others_stay_out(local_config):
+    from realness_tasks import samples
+    from realness_tasks.shards import rows_to_table, shard_key, table_to_bytes
+    from tests.factories import labelled_rows
+
+    store = open_store(local_config.resolved_store_uri)
+    photo = samples.sample_photos()[0]
+    rng = np.random.default_rng(0)
+    for video_id, key in (("old1", "landing/archive/1990s/old1.mp4"), ("old2", "landing/archive/old2.mp4"),
+                          ("new", "landing/uploads/new.mp4"), ("near", "landing/archive-2/near.mp4")):
+        rows = [replace(row, source_uri=store.uri_for(key))
+                for row in labelled_rows(video_id, None, photo.image, photo.face_box, 2, 64, rng)]
+        store.put_bytes(shard_key(local_config.faces_prefix, "2024-05-01", video_id), table_to_bytes(rows_to_table(rows)))
+    shards = ds.list_shards(local_config, store)
+
+    untrusted, without_label, _ = ds.read_faces(local_config, store, shards)
+    assert len(untrusted) == 0 and without_label == 8
+    for prefixes in ("archive/", "landing/archive/, unused/", "/archive"):
+        cfg = replace(local_config, training=replace(local_config.training, trusted_real_prefixes=prefixes))
+        faces, without_label, _ = ds.read_faces(cfg, store, shards)
+        assert sorted(set(faces.video_ids.tolist())) == ["old1", "old2"], prefixes   # not archive-2/
+        assert faces.labels.tolist() == [0] * 4 and without_label == 4
+    # a label that says FAKE is not overridden by the prefix
+    cfg = replace(local_config, training=replace(local_config.training, trusted_real_prefixes="archive/"))
+    faces, _, _ = ds.read_faces(cfg, store, shards, {"old1": "FAKE"})
+    assert dict(zip(faces.video_ids.tolist(), faces.labels.tolist())) == {"old1": 1, "old2": 0}
+
+
+def test_a_dataset_without_any_labelled_fake_splits_its_real_videos_and_says_so(local_config):
+    store = open_store(local_config.resolved_store_uri)
+    labels = write_labelled_shards(store, videos_per_class=6, faces_per_video=2)
+    for video_id, label in labels.items():      # withdraw the fakes: only real videos stay labelled
+        if label == "FAKE":
+            store.delete(next(s["key"] for s in ds.list_shards(local_config, store) if video_id in s["key"]))
+    data = ds.load_dataset(local_config, store, datetime(2024, 5, 3))
+    assert data.manifest["labelled_fakes"] is False
+    assert all(part.class_counts() == {"REAL": len(part), "FAKE": 0} and len(part) for part in
+               (data.train, data.val, data.test))

@@ -362,3 +362,36 @@ def test_training_on_s3_and_postgresql_with_self_blended_fakes(s3_bucket_uri, s3
     assert registry.champion(cfg, store, db).version == outcome.version
     assert db.query("SELECT promoted FROM model_versions")[0]["promoted"] == 1
     db.dispose()
+
+
+def test_without_labelled_fakes_a_model_is_registered_not_promoted_until_an_operator_approves_it(tmp_path, capsys,
+                                                                                                   monkeypatch):
+    from realness_tasks.cli import main
+
+    cfg = RealnessConfig.from_env({}, home=str(tmp_path), training=quick_settings(
+        frozen_epochs=1, finetune_epochs=0, faces_per_epoch=32, min_video_auc=0.0))
+    store = open_store(cfg.resolved_store_uri)
+    for video_id, label in write_labelled_shards(store, videos_per_class=6, faces_per_video=2, crop_size=SIZE).items():
+        if label == "FAKE":
+            store.delete(next(s["key"] for s in ds.list_shards(cfg, store) if video_id in s["key"]))
+
+    outcome = train.run_training(cfg, "run-real-only")
+
+    assert not outcome.promoted and "no labelled fake video" in outcome.reason and "realness approve" in outcome.reason
+    # measured on self-blended twins of the held-out real videos: both classes, one twin per real video
+    video = outcome.metrics["video"]
+    assert video["confusion"][0][0] + video["confusion"][0][1] == video["confusion"][1][0] + video["confusion"][1][1]
+    db = Database(cfg.resolved_database_url)
+    assert registry.champion(cfg, store, db) is None
+
+    monkeypatch.setenv("REALNESS_HOME", str(tmp_path))
+    assert main(["approve", outcome.version, "--reason", " "]) == 2             # a reason is required
+    assert main(["approve", "20990101T000000Z-nothing", "--reason", "x"]) == 2  # an unknown version
+    assert "no registered version" in capsys.readouterr().err
+    assert main(["approve", outcome.version, "--reason", "checked 40 archive videos by hand (j.doe)"]) == 0
+    champion = registry.champion(cfg, store, db)
+    assert champion is not None and champion.version == outcome.version
+    row = db.query("SELECT promoted, reason FROM model_versions WHERE version = :v", {"v": outcome.version})[0]
+    assert row["promoted"] == 1 and row["reason"].startswith("approved by an operator: checked 40 archive videos")
+    assert "no labelled fake video" in row["reason"]          # the gate's own reason stays beside the approval
+    db.dispose()
