@@ -19,6 +19,14 @@ def test_temperature_scaling_recovers_the_temperature_that_generated_the_labels(
     assert fit_temperature(fused, labels, raw_threshold) == pytest.approx(2.5, rel=0.05)
 
 
+def test_a_perfectly_separated_validation_split_does_not_make_probabilities_certain():
+    fused = np.r_[np.linspace(-8, -1, 40), np.linspace(1, 8, 40)]     # every real below, every fake above
+    labels = np.r_[np.zeros(40), np.ones(40)]
+    temperature = fit_temperature(fused, labels, 0.5)
+    assert temperature > 0.2                     # hard 0/1 targets would drive it to the 0.05 bound
+    assert calibrate(np.array([8.0]), 0.5, temperature)[0] < 0.999
+
+
 def test_the_calibrated_threshold_is_the_raw_threshold_and_ranks_are_kept():
     fused = np.array([-3.0, -1.0, 0.2, 2.0])
     raw_threshold = float(sigmoid(0.2))
