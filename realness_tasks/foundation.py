@@ -18,7 +18,6 @@ import hashlib
 import importlib.util
 import io
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +77,7 @@ def encoder_path(configured: str | None = None) -> Path:
         raise EncoderUnavailable(f"the foundation encoder's package {ENCODER_PACKAGE} is not installed: "
                                  f"{ENCODER_REQUIREMENT}; or set REALNESS_FOUNDATION_ENCODER=none to train and "
                                  f"score with EfficientNet alone")
-    path = Path(list(spec.submodule_search_locations)[0]) / ENCODER_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / ENCODER_FILE
     if not path.is_file():
         raise EncoderUnavailable(f"foundation encoder {path} missing from the installed {ENCODER_PACKAGE} package")
     return path
@@ -87,14 +86,10 @@ def encoder_path(configured: str | None = None) -> Path:
 class ClipEncoder:
     """CLIP ViT-B/16's image tower on ONNX Runtime: 224 px RGB face crops -> L2-normalised 512-d features."""
 
-    def __init__(self, path: Path, threads: int = 2, expected_sha256: str | None = ENCODER_SHA256):
+    def __init__(self, path: Path, threads: int = 2):
         import onnxruntime as ort
 
         self.sha256 = sha256_file(path)
-        if expected_sha256 and self.sha256 != expected_sha256 and path.name == Path(ENCODER_FILE).name \
-                and ENCODER_PACKAGE in path.parts:
-            raise EncoderUnavailable(f"{path} has sha256 {self.sha256}, not the pinned {expected_sha256}: "
-                                     f"reinstall {ENCODER_REQUIREMENT}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -142,7 +137,12 @@ def l2_normalise(features: np.ndarray) -> np.ndarray:
 
 
 def load_encoder(configured: str | None, threads: int) -> ClipEncoder:
-    return ClipEncoder(encoder_path(configured), threads)
+    """The encoder ``REALNESS_FOUNDATION_ENCODER_PATH`` names, else the pinned package's, which must have its sha256."""
+    encoder = ClipEncoder(encoder_path(configured), threads)
+    if not configured and encoder.sha256 != ENCODER_SHA256:
+        raise EncoderUnavailable(f"{encoder.path} has sha256 {encoder.sha256}, not the pinned {ENCODER_SHA256}: "
+                                 f"reinstall {ENCODER_REQUIREMENT}")
+    return encoder
 
 
 # ---------------------------------------------------------------- the feature cache
@@ -259,8 +259,3 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, c: float, encoder:
 
     result = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B", options={"maxiter": 1000})
     return LinearHead(result.x[:-1], float(result.x[-1]), float(c), encoder)
-
-
-def set_threads_from_env() -> int:
-    """Threads for the encoder when nothing else says: the CPUs this process may use."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
