@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from realness_tasks.lite0 import sha256_file
 from realness_tasks.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,6 @@ Progress = Callable[[str], None]
 
 class EncoderUnavailable(RuntimeError):
     """The foundation encoder's file is missing or is not the pinned one: nothing falls back silently."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def encoder_path(configured: str | None = None) -> Path:
