@@ -62,6 +62,7 @@ def realness_ingest():
     @task(pool=HEAVY_POOL, queue=DETECTION_QUEUE, execution_timeout=timedelta(hours=2))
     def extract_faces(batch: list[dict]) -> list[dict]:
         from realness_airflow import load_config, run_id_from_context
+        from realness_tasks.embeddings import build_embedder
         from realness_tasks.faces import build_detector
         from realness_tasks.ingest import BatchProgress, VideoRef, open_run_resources, process_video
 
@@ -74,8 +75,9 @@ def realness_ingest():
         detector = build_detector(cfg)
         progress = BatchProgress([VideoRef(**ref) for ref in batch], logging.getLogger("realness.ingest").info)
         try:
+            embedder = build_embedder(cfg)
             return [process_video(cfg, store, db, ref, run_id=run_id, run_date=run_date, detector=detector,
-                                  progress=progress).to_dict() for ref in progress]
+                                  progress=progress, embedder=embedder).to_dict() for ref in progress]
         except AzureAuthError as exc:  # a configuration error: retrying cannot help
             raise AirflowFailException(str(exc)) from exc
         finally:

@@ -79,6 +79,54 @@ def cmd_approve(args) -> int:
     return 0
 
 
+def cmd_identities(args) -> int:
+    """List, name, merge, split or forget identities (REALNESS_IDENTITY_ENABLED); see docs/identities.md."""
+    from realness_tasks import identities, registry
+    from realness_tasks.config import RealnessConfig
+    from realness_tasks.db import Database
+    from realness_tasks.storage import open_store
+
+    cfg = RealnessConfig.from_env()
+    db = Database(cfg.resolved_database_url)
+    try:
+        if args.action == "list":
+            rows = identities.list_identities(db)
+            print(f"{len(rows)} identities")
+            for row in rows:
+                print(f"  {row['identity_id']:>6}  {row['name'] or '-':<24} {row['videos']:>5} video(s) "
+                      f"{row['embedded_faces']:>6} embedded face(s)  last seen {row['last_seen_at']}")
+        elif args.action == "name":
+            identities.name(db, args.identity, args.name)
+            print(f"identity {args.identity} named {args.name!r}")
+        elif args.action == "merge":
+            identities.merge(db, args.identity, args.other, registry.utc_now())
+            print(f"identity {args.other} merged into {args.identity}")
+        elif args.action == "split":
+            store = open_store(cfg.resolved_store_uri, cfg.s3)
+            keys = sorted(identities.video_shards(store, [cfg.faces_prefix], [args.video]).get(args.video, []))
+            if not keys:
+                raise identities.UnknownIdentity(f"no shard of video {args.video} under {cfg.faces_prefix}")
+            new_id = identities.split(db, args.identity, args.video, identities.shard_embeddings(store, keys[-1]),
+                                      registry.utc_now())
+            print(f"video {args.video} of identity {args.identity} is now identity {new_id}")
+        elif args.action == "forget":
+            if not args.yes:
+                print("realness identities forget: deletes this person's embeddings and identity for good; "
+                      "repeat with --yes", file=sys.stderr)
+                return 2
+            store = open_store(cfg.resolved_store_uri, cfg.s3)
+            done = identities.forget(db, store, [cfg.faces_prefix, cfg.staging_prefix, cfg.quarantine_prefix],
+                                     args.identity)
+            print(f"identity {done.identity_id} forgotten: {done.faces} face assignment(s) deleted, embeddings "
+                  f"removed from {len(done.shards_rewritten)} shard(s)")
+    except (identities.UnknownIdentity, ValueError) as exc:
+        print(f"realness identities {args.action}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
+    return 0
+
+
 def cmd_score(args) -> int:
     from realness_tasks.config import RealnessConfig
     from realness_tasks.reports import write_run_reports
@@ -270,13 +318,30 @@ def main(argv: list[str] | None = None) -> int:
     approve = sub.add_parser("approve", help="promote a registered model on an operator's word, with the reason")
     approve.add_argument("version", help="the model version (model_versions.version)")
     approve.add_argument("--reason", required=True, help="who approves it and on what evidence (recorded)")
+    people = sub.add_parser("identities", help="list, name, merge, split or forget identities "
+                                               "(REALNESS_IDENTITY_ENABLED; docs/identities.md)")
+    actions = people.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="every identity with its videos and embedded faces")
+    named = actions.add_parser("name", help="give an identity a name (shown in reports and views)")
+    named.add_argument("identity", type=int)
+    named.add_argument("name", help="the name; empty clears it")
+    merged = actions.add_parser("merge", help="make two identities one (the second joins the first)")
+    merged.add_argument("identity", type=int)
+    merged.add_argument("other", type=int)
+    split = actions.add_parser("split", help="make one video's faces of an identity a new identity")
+    split.add_argument("identity", type=int)
+    split.add_argument("--video", required=True, help="the video id (sha256) whose faces are split off")
+    forget = actions.add_parser("forget", help="delete one identity's embeddings, assignments and row for good")
+    forget.add_argument("identity", type=int)
+    forget.add_argument("--yes", action="store_true", help="confirm the deletion")
     sub.add_parser("status", help="what the ledger, the registry and the verdict tables hold")
     demo = sub.add_parser("demo", help="run the whole pipeline locally through Airflow on sample videos")
     demo.add_argument("--home", default=".realness-demo", help="where the demo keeps everything")
     demo.add_argument("--videos", type=int, default=8, help="real (and as many fake) sample videos")
     args = parser.parse_args(argv)
     commands = {"ingest": cmd_ingest, "train": cmd_train, "score": cmd_score, "report": cmd_report,
-                "evaluate": cmd_evaluate, "status": cmd_status, "demo": cmd_demo, "approve": cmd_approve}
+                "evaluate": cmd_evaluate, "status": cmd_status, "demo": cmd_demo, "approve": cmd_approve,
+                "identities": cmd_identities}
     try:
         return commands[args.command](args)
     except Exception as exc:  # noqa: BLE001 - known faults become one line; anything else is re-raised

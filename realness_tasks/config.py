@@ -212,6 +212,35 @@ class FoundationSettings:
 
 
 @dataclass(frozen=True)
+class IdentitySettings:
+    """Identity-aware verdicts: faces clustered into people, each judged against that person's real footage.
+
+    Face embeddings and identities are biometric data, so the feature is off until an archive
+    turns it on (docs/identities.md: what is kept, and how one person's data is deleted).
+    """
+
+    enabled: bool = _setting(False, "Embed faces at ingest (dlib's face descriptor), cluster them into identities "
+                                    "when scoring, and judge a face against its identity's reference faces.")
+    embedded_frames: int = _setting(8, "Sampled frames per video whose faces get an embedding, spread evenly; "
+                                       "the other faces take the identity of the nearest embedded face.")
+    match_distance: float = _setting(0.5, "Largest embedding distance from a face group to an identity's centroid "
+                                          "for it to join; identities closer than this merge.")
+    min_reference_faces: int = _setting(8, "Reference faces (in other videos labelled REAL or under trusted-real "
+                                           "prefixes) an identity needs before its faces are judged against them.")
+    shrinkage_faces: float = _setting(16.0, "How far a small reference is trusted: the person's offset is scaled "
+                                            "by n / (n + this) for n reference faces.")
+
+    def __post_init__(self) -> None:
+        if self.embedded_frames < 1:
+            raise ConfigurationError(f"REALNESS_IDENTITY_EMBEDDED_FRAMES={self.embedded_frames}: at least 1")
+        if not 0 < self.match_distance < 2:
+            raise ConfigurationError(f"REALNESS_IDENTITY_MATCH_DISTANCE={self.match_distance}: between 0 and 2")
+        if self.min_reference_faces < 1 or self.shrinkage_faces < 0:
+            raise ConfigurationError("REALNESS_IDENTITY_MIN_REFERENCE_FACES must be at least 1 and "
+                                     "REALNESS_IDENTITY_SHRINKAGE_FACES at least 0")
+
+
+@dataclass(frozen=True)
 class ScoringSettings:
     """Turning face scores into verdicts."""
 
@@ -287,6 +316,7 @@ class RealnessConfig:
     crop: CropSettings = field(default_factory=CropSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     foundation: FoundationSettings = field(default_factory=FoundationSettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
 

@@ -42,6 +42,7 @@ from realness_tasks.storage import ObjectStore, open_store, safe_key
 from realness_tasks.workspace import scratch_dir
 
 if TYPE_CHECKING:  # validation imports OpenCV; the gate imports it when it runs
+    from realness_tasks.embeddings import FaceEmbedder
     from realness_tasks.validation import ValidationReport
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ SIDECAR_NAMES = {"metadata.json"}
 # Where a video's ingest time goes (VideoOutcome.stage_seconds, summed in the run report).
 # The load_* stages are one-off: MTCNN, paid by a task's first video; Great Expectations, paid by the process's
 # first validation run and, like each run's validate seconds, split evenly over that run's shards.
-STAGES = ("load_detector", "download", "decode", "detect", "crop", "write", "load_checks", "validate", "publish")
+STAGES = ("load_detector", "download", "decode", "detect", "crop", "embed", "write", "load_checks", "validate", "publish")
 # Shards per Great Expectations run: its cost is per run; the run's DataFrame holds their rows without the crops.
 SHARDS_PER_VALIDATION_RUN = 200
 LABEL_DIRECTORIES = {"real": "REAL", "fake": "FAKE"}
@@ -429,13 +430,28 @@ def _pixel_box(box: Sequence[float], width: int, height: int) -> tuple[int, int,
     return x0, y0, x1 - x0, y1 - y0
 
 
+def embedding_targets(planned: Sequence[int], count: int) -> list[int]:
+    """``count`` frame indices spread evenly over the planned ones: the first sampled frame with a face
+    at or after each gets its faces embedded (see :func:`extract_face_rows`)."""
+    import numpy as np
+
+    if not planned:
+        return []
+    picks = np.linspace(0, len(planned) - 1, min(count, len(planned))).round().astype(int)
+    return sorted({planned[i] for i in picks})
+
+
 def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: str, source_uri: str,
                       label: str | None, run_id: str, progress: BatchProgress | None = None,
-                      stage_seconds: dict[str, float] | None = None):
+                      stage_seconds: dict[str, float] | None = None, embedder: FaceEmbedder | None = None):
     """Sample, detect and crop one video; returns (info, rows, frames sampled, frame the stream ended at).
 
-    ``stage_seconds`` (if given) accumulates the seconds spent decoding, detecting and cropping.
+    With ``embedder``, the faces of ``REALNESS_IDENTITY_EMBEDDED_FRAMES`` frames spread over the
+    video get a face-recognition embedding (the first frame with a face at or after each target).
+    ``stage_seconds`` (if given) accumulates the seconds spent decoding, detecting, cropping and embedding.
     """
+    import cv2
+
     from realness_tasks.faces import crop_face, dominant_faces, encode_jpeg
     from realness_tasks.frames import FrameSampler, probe_video
 
@@ -447,6 +463,7 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: st
     sampled = 0
     created = datetime.now(timezone.utc)
     chunks = _chunks(iter(sampler), _frames_per_batch(cfg, info.width, info.height))
+    targets = embedding_targets(sampler.planned, cfg.identity.embedded_frames) if embedder else []
     while True:
         chunk = next(chunks, None)
         clock = _lap(timings, "decode", clock)
@@ -454,9 +471,18 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: st
             break
         found = detector.detect([frame.image for frame in chunk])
         clock = _lap(timings, "detect", clock)
+        embedded_seconds = 0.0
         for frame, frame_faces in zip(chunk, found):
             height, width = frame.image.shape[:2]
-            for face_index, det in enumerate(dominant_faces(frame_faces.detections, cfg.detection.max_faces_per_frame)):
+            faces = dominant_faces(frame_faces.detections, cfg.detection.max_faces_per_frame)
+            embeddings: list[list[float] | None] = [None] * len(faces)
+            if faces and targets and frame.index >= targets[0]:
+                started = time.monotonic()
+                rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
+                embeddings = [[float(v) for v in e] for e in embedder.embed(rgb, [det.box for det in faces])]
+                targets = [t for t in targets if t > frame.index]
+                embedded_seconds += time.monotonic() - started
+            for face_index, det in enumerate(faces):
                 crop = crop_face(frame.image, det.box, cfg.crop)
                 x, y, w, h = _pixel_box(det.box, width, height)
                 rows.append(FaceRow(
@@ -467,9 +493,13 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: st
                     landmarks=[float(v) for v in det.landmarks] if det.landmarks else None,
                     crop_jpeg=encode_jpeg(crop, cfg.crop.jpeg_quality), crop_width=crop.shape[1],
                     crop_height=crop.shape[0], crop_margin=cfg.crop.margin, label=label,
-                    azure_status=frame_faces.azure_status, run_id=run_id, created_at=created))
+                    azure_status=frame_faces.azure_status, run_id=run_id, created_at=created,
+                    embedding=embeddings[face_index]))
         sampled += len(chunk)
         clock = _lap(timings, "crop", clock)
+        if embedder:
+            _add_seconds(timings, "crop", -embedded_seconds)
+            _add_seconds(timings, "embed", embedded_seconds)
         if progress:
             progress.frames(sampled, len(sampler.planned), len(rows))
     return info, rows, sampled, sampler.ended_early_at
@@ -491,8 +521,11 @@ def _stats_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int
 
 
 def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: VideoRef, *, run_id: str,
-                  run_date: str, detector, progress: BatchProgress | None = None) -> VideoOutcome:
-    """Turn one landing object into a staged shard, or a ledger row explaining why not."""
+                  run_date: str, detector, progress: BatchProgress | None = None,
+                  embedder: FaceEmbedder | None = None) -> VideoOutcome:
+    """Turn one landing object into a staged shard, or a ledger row explaining why not.
+
+    ``embedder`` (``build_embedder``: None unless REALNESS_IDENTITY_ENABLED) embeds faces for identities."""
     from realness_tasks.frames import VideoError
 
     source_uri = store.uri_for(ref.key)
@@ -543,7 +576,7 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
         try:
             info, rows, sampled, ended_early_at = extract_face_rows(
                 path, cfg, detector, video_id=video_id, source_uri=source_uri, label=ref.label,
-                run_id=run_id, progress=progress, stage_seconds=timings)
+                run_id=run_id, progress=progress, stage_seconds=timings, embedder=embedder)
         except VideoError as exc:
             return finish(Status(exc.status), exc.reason, video_id=video_id)
         ledger.upsert_video(db, VideoRecord(video_id, source_uri, path.stat().st_size, ref.label, info.width,
@@ -710,6 +743,7 @@ def report_key(cfg: RealnessConfig, run_id: str) -> str:
 def run_ingest(cfg: RealnessConfig, *, run_id: str, run_date: str, reprocess: bool = False,
                progress: Progress | None = None) -> dict[str, Any]:
     """The whole ingest in one process (the ``realness ingest`` command): same steps as the DAG."""
+    from realness_tasks.embeddings import build_embedder
     from realness_tasks.faces import build_detector
 
     started = datetime.now(timezone.utc)
@@ -717,9 +751,10 @@ def run_ingest(cfg: RealnessConfig, *, run_id: str, run_date: str, reprocess: bo
     try:
         found = scan_landing(cfg, store, db, reprocess=reprocess, run_id=run_id)
         detector = build_detector(cfg) if found.refs else None
+        embedder = build_embedder(cfg) if found.refs else None
         tracker = BatchProgress(found.refs, progress or log.debug)
         staged = [process_video(cfg, store, db, ref, run_id=run_id, run_date=run_date, detector=detector,
-                                progress=tracker) for ref in tracker]
+                                progress=tracker, embedder=embedder) for ref in tracker]
         outcomes = found.recorded + validate_and_publish(cfg, store, db, staged, run_id=run_id, run_date=run_date)
         return summarize(cfg, store, db, outcomes, run_id=run_id, dag_id="realness_ingest", started_at=started,
                          skipped=found.skipped)

@@ -16,20 +16,21 @@ import logging
 import posixpath
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from realness_tasks import registry, verdicts
+from realness_tasks import identities, registry, verdicts
 from realness_tasks.config import ConfigurationError, RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.detector import Detector, sigmoid
 from realness_tasks.faults import checkpoint
 from realness_tasks.foundation import FeatureCache, load_encoder
 from realness_tasks.inference import TFLiteScorer
+from realness_tasks.metrics import log_odds
 from realness_tasks.model import crop_decoder
 from realness_tasks.ledger import Status
 from realness_tasks.registry import ModelVersion
@@ -79,6 +80,9 @@ class ShardVideo:
     frame_index: np.ndarray
     face_index: np.ndarray
     p_fake: np.ndarray                  # EfficientNet's probability (the engine's output)
+    timestamps: np.ndarray
+    boxes: np.ndarray                   # (x, y, w, h) per face, frame pixels
+    embeddings: list[np.ndarray | None]  # face-recognition embedding per face (None: not embedded)
     head_logits: np.ndarray | None = None   # the foundation head's logit per face, when the model fuses it
 
     @classmethod
@@ -86,10 +90,19 @@ class ShardVideo:
         def first(column: str) -> Any:
             return table.column(column)[0].as_py() if table.num_rows else None
 
+        embeddings = (table.column("embedding").to_pylist() if "embedding" in table.column_names
+                      else [None] * table.num_rows)
+        boxes = np.stack([table.column(c).to_numpy() for c in ("box_x", "box_y", "box_w", "box_h")], axis=1) \
+            if table.num_rows else np.zeros((0, 4))
         return cls(key, first("video_id") or shard_video_id(key), first("source_uri") or "", first("label"),
                    first("frame_width"), first("frame_height"),
                    table.column("frame_index").to_numpy(), table.column("face_index").to_numpy(),
-                   np.full(table.num_rows, np.nan, dtype=np.float32))
+                   np.full(table.num_rows, np.nan, dtype=np.float32), table.column("timestamp_s").to_numpy(),
+                   boxes, [None if e is None else np.asarray(e, np.float32) for e in embeddings])
+
+    def identity_faces(self) -> identities.VideoFaces:
+        return identities.VideoFaces(self.video_id, self.frame_index, self.face_index, self.timestamps, self.boxes,
+                                     self.embeddings)
 
 
 def shard_video_id(key: str) -> str:
@@ -216,27 +229,93 @@ def ledger_verdicts(db: Database, version: str, skip: set[str]) -> list[verdicts
     return [v for video_id, v in sorted(latest.items()) if video_id not in decided and video_id not in skip]
 
 
+def face_log_odds(video: ShardVideo, model: ModelVersion) -> np.ndarray:
+    """The model's raw log-odds per face: the detector's fused score, else the engine's output as log-odds."""
+    if not model.detector:
+        return log_odds(video.p_fake)
+    return Detector.from_json(model.detector).fused(video.p_fake, video.head_logits)
+
+
+def probabilities(z: np.ndarray, model: ModelVersion) -> np.ndarray:
+    """Stored ``p_fake`` for raw log-odds ``z``: calibrated by the model's detector, else sigmoid."""
+    return Detector.from_json(model.detector).calibrated(z) if model.detector else sigmoid(z)
+
+
 def face_probabilities(video: ShardVideo, model: ModelVersion) -> tuple[np.ndarray, np.ndarray | None]:
     """(p_fake, p_raw) of a video's faces: fused and calibrated by the model's detector, else the engine's output."""
     if not model.detector:
         return video.p_fake, None
-    detector = Detector.from_json(model.detector)
-    fused = detector.fused(video.p_fake, video.head_logits)
-    return detector.calibrated(fused), sigmoid(fused)
+    z = face_log_odds(video, model)
+    return probabilities(z, model), sigmoid(z)
 
 
-def judge(videos: Sequence[ShardVideo], model: ModelVersion, cfg: RealnessConfig
-          ) -> tuple[list[verdicts.FaceScore], list[verdicts.VideoVerdict]]:
-    """Face labels and video verdicts from scored shards."""
+@dataclass(frozen=True)
+class IdentityJudging:
+    """What judging faces against their person's reference needs in one run (see ``identities``)."""
+
+    rule: identities.IdentityRule
+    identities: dict[str, np.ndarray]           # video id -> identity per face (-1: none)
+    references: dict[int, identities.Reference]
+    population_mean: float | None               # None: no reference face anywhere yet
+
+    def judge(self, video: ShardVideo, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(identity per face, reference faces used per face, identity-relative log-odds or None)."""
+        ids = self.identities.get(video.video_id, np.full(len(z), -1, np.int64))
+        if self.population_mean is None:
+            return ids, np.zeros(len(z), np.int64), None
+        offsets, used = self.rule.offsets(video.video_id, ids, self.references, self.population_mean)
+        return ids, used, (z - offsets) if used.any() else None
+
+
+def identity_judging(cfg: RealnessConfig, store: ObjectStore, db: Database, videos: Sequence[ShardVideo],
+                     model: ModelVersion) -> IdentityJudging | None:
+    """Assign the run's faces to identities and gather every identity's reference under ``model``;
+    None when ``REALNESS_IDENTITY_ENABLED`` is off."""
+    if not cfg.identity.enabled:
+        return None
+    from realness_tasks.dataset import trusted_real_uris
+    from realness_tasks.embeddings import EMBEDDER_NAME
+
+    assigned = identities.assign(db, [v.identity_faces() for v in videos], embedder=EMBEDDER_NAME,
+                                 match_distance=cfg.identity.match_distance, now=registry.utc_now())
+    trusted = trusted_real_uris(cfg, store)
+    in_run = []
+    for video in videos:
+        if video.label == verdicts.REAL or (trusted and video.source_uri.startswith(trusted)):
+            in_run += [(int(i), video.video_id, float(z))
+                       for i, z in zip(assigned[video.video_id], face_log_odds(video, model), strict=True) if i >= 0]
+    references = identities.references(db, model.version, trusted, in_run)
+    rule = identities.IdentityRule(cfg.identity.shrinkage_faces, cfg.identity.min_reference_faces)
+    log.info("identities: %d faces in %d videos assigned; %d identities have reference faces",
+             sum(len(a) for a in assigned.values()), len(assigned), len(references))
+    return IdentityJudging(rule, assigned, references, identities.population_mean(references))
+
+
+def judge(videos: Sequence[ShardVideo], model: ModelVersion, cfg: RealnessConfig,
+          identity: IdentityJudging | None = None) -> tuple[list[verdicts.FaceScore], list[verdicts.VideoVerdict]]:
+    """Face labels and video verdicts from scored shards; with ``identity``, faces whose person has a
+    reference are labelled by their identity-relative score and the verdict's reason names the reference."""
     faces: list[verdicts.FaceScore] = []
     decided: list[verdicts.VideoVerdict] = []
     for video in videos:
         p_fake, p_raw = face_probabilities(video, model)
-        raw = p_raw if p_raw is not None else [None] * len(p_fake)
-        video_faces = [verdicts.face_score(video.video_id, frame, face, p, model.threshold, r)
-                       for frame, face, p, r in zip(video.frame_index, video.face_index, p_fake, raw, strict=True)]
+        n = len(p_fake)
+        raw = p_raw if p_raw is not None else [None] * n
+        ids, used, relative = (identity.judge(video, face_log_odds(video, model)) if identity is not None
+                               else (np.full(n, -1), np.zeros(n, np.int64), None))
+        p_identity = probabilities(relative, model) if relative is not None else np.full(n, np.nan)
+        video_faces = [verdicts.face_score(video.video_id, video.frame_index[i], video.face_index[i], p_fake[i],
+                                           model.threshold, raw[i], identity_id=int(ids[i]) if ids[i] >= 0 else None,
+                                           reference_faces=int(used[i]) if used[i] else None,
+                                           p_identity=float(p_identity[i]) if used[i] else None)
+                       for i in range(n)]
         faces.extend(video_faces)
-        decided.append(verdicts.aggregate(video.video_id, video.source_uri, video_faces, model.threshold, cfg.scoring))
+        verdict = verdicts.aggregate(video.video_id, video.source_uri, video_faces, model.threshold, cfg.scoring)
+        if used.any():
+            judged = sorted({(int(i), int(u)) for i, u in zip(ids, used, strict=True) if u})
+            verdict = replace(verdict, reason=f"{verdict.reason}; judged against " + ", ".join(
+                f"identity {i} ({u} reference faces)" for i, u in judged))
+        decided.append(verdict)
     return faces, decided
 
 
@@ -319,7 +398,7 @@ def run_scoring(cfg: RealnessConfig, run_id: str, run_date: str, *, model: Model
                 scorer = load_scorer(cfg, model, Path(workdir))
                 scored, errors = score_shards(store, keys, scorer, model, cfg.scoring.batch_size, progress,
                                               foundation_scorer(cfg, store, model))
-        faces, decided = judge(scored, model, cfg)
+        faces, decided = judge(scored, model, cfg, identity_judging(cfg, store, db, scored, model))
         decided += errors
         decided += ledger_verdicts(db, model.version, skip={shard_video_id(k) for k in keys}
                                    | {v.video_id for v in decided})

@@ -38,6 +38,7 @@ SHARD_SCHEMA = pa.schema([
     pa.field("azure_status", pa.string()),                   # null when Azure is off; else ok / skipped / failed reason
     pa.field("run_id", pa.string(), nullable=False),
     pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("embedding", pa.list_(pa.float32())),           # face-recognition embedding (REALNESS_IDENTITY_ENABLED), else null
 ])
 
 
@@ -67,6 +68,7 @@ class FaceRow:
     azure_status: str | None
     run_id: str
     created_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
+    embedding: list[float] | None = None
 
 
 if [f.name for f in fields(FaceRow)] != SHARD_SCHEMA.names:

@@ -37,6 +37,14 @@ class FaceScore:
     label: str          # FAKE when p_fake >= the model's threshold
     confidence: float   # probability of ``label``: p_fake for FAKE, 1 - p_fake for REAL
     p_raw: float | None = None   # the model's score before calibration (None: the model has no calibration)
+    identity_id: int | None = None       # the person the face shows (REALNESS_IDENTITY_ENABLED), else None
+    reference_faces: int | None = None   # reference faces of that identity it was judged against (None: none)
+    p_identity: float | None = None      # p_fake relative to that reference; label and verdict use it when set
+
+    @property
+    def p_judged(self) -> float:
+        """The probability the label and the verdict use: identity-relative when the face had a reference."""
+        return self.p_fake if self.p_identity is None else self.p_identity
 
 
 @dataclass(frozen=True)
@@ -62,10 +70,14 @@ class VideoRow:
 
 
 def face_score(video_id: str, frame_index: int, face_index: int, p_fake: float, threshold: float,
-               p_raw: float | None = None) -> FaceScore:
-    fake = p_fake >= threshold
+               p_raw: float | None = None, *, identity_id: int | None = None, reference_faces: int | None = None,
+               p_identity: float | None = None) -> FaceScore:
+    """A scored face, labelled by ``p_identity`` when it was judged against a reference, else by ``p_fake``."""
+    judged = p_fake if p_identity is None else p_identity
+    fake = judged >= threshold
     return FaceScore(video_id, int(frame_index), int(face_index), float(p_fake), FAKE if fake else REAL,
-                     float(p_fake if fake else 1.0 - p_fake), None if p_raw is None else float(p_raw))
+                     float(judged if fake else 1.0 - judged), None if p_raw is None else float(p_raw),
+                     identity_id, reference_faces, None if p_identity is None else float(p_identity))
 
 
 def confident_score(p_fake: np.ndarray, threshold: float, settings: ScoringSettings) -> tuple[float, str]:
@@ -117,7 +129,7 @@ def aggregate(video_id: str, source_uri: str | None, faces: Sequence[FaceScore],
     if not faces:
         return VideoVerdict(video_id, source_uri, NO_FACE, None, 0, 0, "no face crops in the shard")
     face_index = np.array([f.face_index for f in faces])
-    p_fake = np.array([f.p_fake for f in faces], dtype=np.float64)
+    p_fake = np.array([f.p_judged for f in faces], dtype=np.float64)
     dominant = int(face_index.min())
     best: tuple[float, str] | None = None
     for track in np.unique(face_index):
@@ -147,12 +159,13 @@ _UPSERT_VIDEO = sa.text("""
 
 _UPSERT_FACE_SCORE = sa.text("""
     INSERT INTO face_scores (video_id, frame_index, face_index, model_version, p_fake, label, confidence,
-                             run_id, scored_at, p_raw)
+                             run_id, scored_at, p_raw, identity_id, reference_faces, p_identity)
     VALUES (:video_id, :frame_index, :face_index, :model_version, :p_fake, :label, :confidence, :run_id, :now,
-            :p_raw)
+            :p_raw, :identity_id, :reference_faces, :p_identity)
     ON CONFLICT (video_id, frame_index, face_index, model_version) DO UPDATE SET
         p_fake = excluded.p_fake, label = excluded.label, confidence = excluded.confidence, p_raw = excluded.p_raw,
-        run_id = excluded.run_id, scored_at = excluded.scored_at
+        identity_id = excluded.identity_id, reference_faces = excluded.reference_faces,
+        p_identity = excluded.p_identity, run_id = excluded.run_id, scored_at = excluded.scored_at
 """)
 
 _UPSERT_VERDICT = sa.text("""

@@ -344,3 +344,36 @@ def test_the_run_report_splits_the_time_by_stage(ingested):
     assert set(stages) == {"load_detector", "download", "decode", "detect", "crop", "write", "load_checks",
                            "validate", "publish"}
     assert stages["decode"] > 0 and stages["detect"] > 0 and all(seconds >= 0 for seconds in stages.values())
+
+
+def test_embedding_targets_spread_over_the_planned_frames():
+    from realness_tasks.ingest import embedding_targets
+
+    assert embedding_targets(list(range(0, 100, 10)), 3) == [0, 40, 90]   # positions 0, 4.5 (to even), 9
+    assert embedding_targets([4, 8], 5) == [4, 8]
+    assert embedding_targets([], 3) == []
+
+
+def test_with_identities_on_the_faces_of_a_few_frames_get_the_persons_embedding(tmp_path):
+    import cv2
+    import numpy as np
+
+    from realness_tasks.embeddings import FaceEmbedder
+    from realness_tasks.samples import face_video, sample_photos
+
+    photo = next(p for p in sample_photos() if p.name == "obama")
+    cfg = _config(tmp_path, identity={"enabled": True, "embedded_frames": 3})
+    store = open_store(cfg.resolved_store_uri)
+    clip = face_video(tmp_path / "obama.mp4", photo.image, seconds=2.0, fps=8.0)
+    store.upload(clip.path, "landing/obama.mp4")
+
+    summary = run_ingest(cfg, run_id="run-1", run_date="2026-11-26")
+
+    assert summary["statuses"] == {"PUBLISHED": 1} and summary["stage_seconds"]["embed"] > 0
+    shard = read_shard(store.get_bytes(next(o.key for o in store.list(cfg.faces_prefix))))
+    embedded = [(f, e) for f, e in zip(shard.column("frame_index").to_pylist(), shard.column("embedding").to_pylist())
+                if e is not None]
+    assert len(embedded) == 3 and shard.num_rows == 8
+    assert [f for f, _ in embedded] == [0, 8, 14]      # first, middle and last of frames 0, 2, ..., 14
+    reference = FaceEmbedder().embed(cv2.cvtColor(photo.image, cv2.COLOR_BGR2RGB), [photo.face_box])[0]
+    assert max(np.linalg.norm(np.asarray(e) - reference) for _, e in embedded) < 0.4

@@ -347,3 +347,103 @@ def test_a_fusing_champion_cannot_score_with_the_foundation_branch_off(tmp_path,
     write_shard(cfg, store, "real", one_person(crops["real"]))
     with pytest.raises(ConfigurationError, match="REALNESS_FOUNDATION_ENCODER=none"):
         scoring.run_scoring(cfg, "run-1", RUN_DATE)
+
+
+def write_person_shard(cfg: RealnessConfig, store: ObjectStore, video_id: str, jpegs: list[bytes],
+                       embedding: np.ndarray, label: str | None) -> None:
+    """A one-person shard whose even faces carry the person's embedding (the odd ones inherit it)."""
+    rows = [FaceRow(video_id, f"s3://landing/{video_id}.mp4", frame, frame / 8.0, 0, "mtcnn", 0.99, 10, 10, 40, 40,
+                    640, 360, None, jpeg, 48, 48, MARGIN, label, None, "ingest-run",
+                    embedding=[float(v) for v in embedding] if frame % 2 == 0 else None)
+            for frame, jpeg in enumerate(jpegs)]
+    store.put_bytes(shard_key(cfg.faces_prefix, RUN_DATE, video_id), table_to_bytes(rows_to_table(rows)))
+
+
+def test_a_face_is_judged_against_its_persons_reference_and_forgetting_the_person_removes_it(
+        tmp_path, database_url, brightness_tflite, monkeypatch):
+    from realness_tasks import cli
+    from realness_tasks.embeddings import FaceEmbedder
+    from realness_tasks.metrics import log_odds
+
+    photos = {p.name: p for p in sample_photos()}
+    embedder = FaceEmbedder()
+    embedding = {n: embedder.embed(cv2.cvtColor(p.image, cv2.COLOR_BGR2RGB), [p.face_box])[0]
+                 for n, p in photos.items()}
+    settings = CropSettings(size=48)
+
+    def crops_of(name: str, wash: tuple[float, int] | None) -> list[bytes]:
+        crop = crop_face(photos[name].image, photos[name].face_box, settings)
+        if wash:   # brighter looks faker to the model: a soft, bright camera, or a manipulation
+            crop = cv2.convertScaleAbs(crop, alpha=wash[0], beta=wash[1])
+        return [encode_jpeg(crop, 92)] * 8
+
+    soft = (0.4, 150)
+
+    cfg = RealnessConfig.from_env({}, home=str(tmp_path / "home"), database_url=database_url,
+                                  identity={"enabled": True, "min_reference_faces": 4, "shrinkage_faces": 4.0})
+    store = open_store(cfg.resolved_store_uri)
+    db = Database(database_url)
+    register_champion(cfg, store, brightness_tflite, "v1", 0.5, datetime(2025, 3, 1))
+    write_person_shard(cfg, store, "obama-ref", crops_of("obama", soft), embedding["obama"], "REAL")
+    write_person_shard(cfg, store, "biden-ref", crops_of("biden", None), embedding["biden"], "REAL")
+    write_person_shard(cfg, store, "obama-new", crops_of("obama2", soft), embedding["obama2"], None)
+    write_person_shard(cfg, store, "astro-new", crops_of("astronaut", (0.15, 225)), embedding["astronaut"], None)
+
+    scoring.run_scoring(cfg, "run-1", RUN_DATE)
+
+    scores = {}
+    for row in rows(db, "face_scores"):
+        scores.setdefault(row["video_id"], []).append(row)
+    obama = {r["identity_id"] for r in scores["obama-ref"]}
+    assert obama == {r["identity_id"] for r in scores["obama-new"]} and len(obama) == 1 and None not in obama
+    assert len({r["identity_id"] for v in scores.values() for r in v}) == 3
+    # Reference faces: 8 of Obama (bright), 8 of Biden; the offset is Obama's mean above everyone's, shrunk 8/12.
+    z_obama = log_odds(np.array([r["p_fake"] for r in scores["obama-ref"]])).mean()
+    z_all = log_odds(np.array([r["p_fake"] for v in ("obama-ref", "biden-ref") for r in scores[v]])).mean()
+    offset = 8 / (8 + 4) * (z_obama - z_all)
+    assert offset > 1
+    for row in scores["obama-new"]:
+        expected = 1 / (1 + np.exp(-(log_odds(np.array([row["p_fake"]]))[0] - offset)))
+        assert row["p_identity"] == pytest.approx(expected, abs=1e-6) and row["reference_faces"] == 8
+        assert row["label"] == ("FAKE" if row["p_identity"] >= 0.5 else "REAL")
+    for video_id in ("obama-ref", "biden-ref", "astro-new"):   # no reference beside their own video
+        assert all(r["p_identity"] is None and r["reference_faces"] is None for r in scores[video_id])
+    decided = {v["video_id"]: v for v in rows(db, "verdicts")}
+    assert f"judged against identity {obama.pop()} (8 reference faces)" in decided["obama-new"]["reason"]
+    assert decided["obama-new"]["p_fake"] < max(r["p_fake"] for r in scores["obama-new"])
+    assert "judged against" not in decided["astro-new"]["reason"]
+    obama_id = scores["obama-new"][0]["identity_id"]
+    assert {r["video_id"] for r in db.query("SELECT video_id FROM identity_videos WHERE identity_id = :i",
+                                            {"i": obama_id})} == {"obama-ref", "obama-new"}
+
+    from realness_tasks.db import SQL_DIR
+
+    def query(name: str, **params) -> list[dict]:
+        return db.query((SQL_DIR / "queries" / f"{name}.sql").read_text(), params)
+
+    astronaut = scores["astro-new"][0]["identity_id"]
+    fakes = {r["identity_id"]: r for r in query("fakes_per_identity", since=RUN_DATE)}
+    assert decided["astro-new"]["verdict"] == "FAKE" and fakes[astronaut]["fakes"] == 1
+    assert all(r["fakes"] == sum(decided[v]["verdict"] == "FAKE" for v in decided
+                                 if scores.get(v) and scores[v][0]["identity_id"] == i) for i, r in fakes.items())
+    judged = query("faces_judged_against_reference", video_id="obama-new")
+    assert len(judged) == 8 and {r["reference_faces"] for r in judged} == {8}
+    assert query("fakes_per_identity", since="2999-01-01") == []
+
+    monkeypatch.setenv("REALNESS_HOME", cfg.home)
+    monkeypatch.setenv("REALNESS_DATABASE_URL", database_url)
+    assert cli.main(["identities", "forget", str(obama_id)]) == 2      # needs --yes
+    assert cli.main(["identities", "forget", str(obama_id), "--yes"]) == 0
+
+    for video_id in ("obama-ref", "obama-new"):
+        shard = pq.read_table(io.BytesIO(store.get_bytes(shard_key(cfg.faces_prefix, RUN_DATE, video_id))))
+        assert shard.column("embedding").null_count == shard.num_rows == 8
+        assert shard.column("crop_jpeg").null_count == 0
+    biden = pq.read_table(io.BytesIO(store.get_bytes(shard_key(cfg.faces_prefix, RUN_DATE, "biden-ref"))))
+    assert biden.column("embedding").null_count == 4
+    assert db.query("SELECT * FROM face_identities WHERE identity_id = :i", {"i": obama_id}) == []
+    assert db.query("SELECT * FROM identities WHERE identity_id = :i", {"i": obama_id}) == []
+    assert all(r["identity_id"] is None and r["p_identity"] is None
+               for r in db.query("SELECT * FROM face_scores WHERE video_id LIKE 'obama%'"))
+    assert cli.main(["identities", "forget", str(obama_id), "--yes"]) == 2    # gone: a clear error, not a crash
+    db.dispose()
