@@ -59,6 +59,13 @@ class ReportFace:
     p_fake: float
     label: str
     confidence: float
+    identity: str | None = None          # "identity 12 (Name)" when identities are on
+    reference_faces: int | None = None   # reference faces of that identity it was judged against
+    p_identity: float | None = None      # its score relative to that reference
+
+    @property
+    def p_judged(self) -> float:
+        return self.p_fake if self.p_identity is None else self.p_identity
 
 
 def report_key(cfg: RealnessConfig, video_id: str, model_version: str) -> str:
@@ -153,7 +160,7 @@ def timeline_png(faces: Sequence[ReportFace], threshold: float) -> bytes:
 
 def _draw_timeline(axes: Any, faces: Sequence[ReportFace], threshold: float) -> None:
     for track in sorted({f.face_index for f in faces}):
-        points = sorted((f.timestamp_s, f.p_fake) for f in faces if f.face_index == track)
+        points = sorted((f.timestamp_s, f.p_judged) for f in faces if f.face_index == track)
         axes.plot([t for t, _ in points], [p for _, p in points], marker="o", markersize=3, label=f"face {track}")
     axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:.2f}")
     axes.set(ylim=(-0.02, 1.02), xlabel="time in the video (s)", ylabel="fake probability")
@@ -164,8 +171,9 @@ def load_faces(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id: 
                model_version: str) -> list[ReportFace]:
     """The video's scored faces: scores from ``face_scores``, crops and detections from its newest shard."""
     scores = {(r["frame_index"], r["face_index"]): r for r in db.query(
-        "SELECT frame_index, face_index, p_fake, label, confidence FROM face_scores "
-        "WHERE video_id = :v AND model_version = :m", {"v": video_id, "m": model_version})}
+        "SELECT s.frame_index, s.face_index, s.p_fake, s.label, s.confidence, s.identity_id, s.reference_faces, "
+        "s.p_identity, i.name FROM face_scores s LEFT JOIN identities i ON i.identity_id = s.identity_id "
+        "WHERE s.video_id = :v AND s.model_version = :m", {"v": video_id, "m": model_version})}
     key = newest_shards(cfg, store).get(video_id)
     if not scores or key is None:
         return []
@@ -175,12 +183,27 @@ def load_faces(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id: 
         if score is not None:
             faces.append(ReportFace(row["frame_index"], row["face_index"], row["timestamp_s"], row["detector"],
                                     row["confidence"], row["crop_jpeg"], score["p_fake"], score["label"],
-                                    score["confidence"]))
+                                    score["confidence"], identity_label(score["identity_id"], score["name"]),
+                                    score["reference_faces"], score["p_identity"]))
     return sorted(faces, key=lambda f: (f.timestamp_s, f.face_index))
 
 
+def identity_label(identity_id: int | None, name: str | None) -> str | None:
+    if identity_id is None:
+        return None
+    return f"identity {identity_id}" + (f" ({name})" if name else "")
+
+
+def references_used(faces: Sequence[ReportFace]) -> str:
+    """Which references the faces were judged against, for the report's summary."""
+    used = sorted({(f.identity, f.reference_faces) for f in faces if f.reference_faces})
+    if not used:
+        return "none: every face judged against all faces (no identity with enough reference faces)"
+    return "; ".join(f"{identity}: {count} reference faces" for identity, count in used)
+
+
 def most_suspicious(faces: Sequence[ReportFace], count: int) -> list[ReportFace]:
-    return sorted(faces, key=lambda f: (-f.p_fake, f.timestamp_s, f.face_index))[:count]
+    return sorted(faces, key=lambda f: (-f.p_judged, f.timestamp_s, f.face_index))[:count]
 
 
 def render(verdict: dict[str, Any], threshold: float, faces: Sequence[ReportFace],
@@ -206,6 +229,9 @@ def render(verdict: dict[str, Any], threshold: float, faces: Sequence[ReportFace
     if not faces:
         parts.append("<p>No scored faces for this video.</p></body></html>")
         return "\n".join(parts)
+    if any(f.identity for f in faces):
+        parts.insert(parts.index("</dl>"), f"<dt>judged against</dt><dd id=\"references\">"
+                                           f"{escaped(references_used(faces))}</dd>")
     parts += ["<h2>Fake probability over time</h2>",
               embedded_image(timeline_png(faces, threshold), "image/png", "fake probability per face track over time")]
     if heatmaps:
@@ -217,13 +243,15 @@ def render(verdict: dict[str, Any], threshold: float, faces: Sequence[ReportFace
                          f"<figcaption>{caption}</figcaption></figure>")
     parts += ["<h2>Faces</h2>", '<table id="faces"><thead><tr><th>crop</th><th>time (s)</th><th>frame</th>'
               "<th>face</th><th>detector</th><th>label</th><th>confidence</th><th>p_fake</th>"
-              "<th>detection confidence</th></tr></thead><tbody>"]
+              "<th>identity</th><th>p_fake vs reference</th><th>detection confidence</th></tr></thead><tbody>"]
     for face in faces:
         detector = DETECTOR_NAMES.get(face.detector, face.detector)
         parts.append(f"<tr><td>{embedded_image(face.crop_jpeg, 'image/jpeg', 'face crop', 'crop')}</td>"
                      f"<td>{face.timestamp_s:.2f}</td><td>{face.frame_index}</td><td>{face.face_index}</td>"
                      f"<td>{escaped(detector)}</td><td class=\"{escaped(face.label)}\">{escaped(face.label)}</td>"
                      f"<td>{face.confidence:.3f}</td><td>{face.p_fake:.3f}</td>"
+                     f"<td>{escaped(face.identity or '')}</td>"
+                     f"<td>{'' if face.p_identity is None else f'{face.p_identity:.3f}'}</td>"
                      f"<td>{face.detection_confidence:.2f}</td></tr>")
     parts.append("</tbody></table></body></html>")
     return "\n".join(parts)

@@ -219,3 +219,28 @@ def test_names_and_reasons_are_escaped_in_the_report():
     assert "<img src=x" not in page and "<script>" not in page
     assert page.count(html.escape(evil)) == 5   # title, heading, source, version, run
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_the_report_names_the_reference_each_face_was_judged_against():
+    import cv2
+
+    crop = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))[1].tobytes()
+    verdict = {"video_id": "abc", "source_uri": "s3://landing/a.mp4", "verdict": "REAL", "p_fake": 0.2,
+               "reason": "face 0: mean of all 2 faces; judged against identity 3 (12 reference faces)",
+               "model_version": "v1", "faces_scored": 3, "fake_faces": 0, "decided_at": "2025-04-01", "run_id": "r"}
+    faces = [reports.ReportFace(0, 0, 0.0, "mtcnn", 0.99, crop, 0.81, "REAL", 0.7, "identity 3 (<b>Anchor</b>)", 12,
+                                0.3),
+             reports.ReportFace(8, 0, 1.0, "mtcnn", 0.99, crop, 0.79, "REAL", 0.75, "identity 3 (<b>Anchor</b>)", 12,
+                                0.25),
+             reports.ReportFace(8, 1, 1.0, "mtcnn", 0.99, crop, 0.1, "REAL", 0.9, "identity 4", None, None)]
+
+    page = reports.render(verdict, 0.5, faces, {})
+
+    summary = page.split('id="references">', 1)[1].split("</dd>", 1)[0]
+    assert summary == "identity 3 (&lt;b&gt;Anchor&lt;/b&gt;): 12 reference faces"
+    assert "<b>Anchor" not in page and page.count("<td>identity 4</td>") == 1
+    assert "<td>0.300</td>" in page and "<td>0.250</td>" in page
+    assert [f.p_judged for f in reports.most_suspicious(faces, 2)] == [0.3, 0.25]
+
+    without = reports.render(verdict, 0.5, [reports.ReportFace(0, 0, 0.0, "mtcnn", 0.99, crop, 0.8, "FAKE", 0.8)], {})
+    assert 'id="references"' not in without
