@@ -533,6 +533,13 @@ def imported_distributions() -> dict[str, set[str]]:
                     modules.add(node.module.split(".")[0])
     modules -= set(sys.stdlib_module_names) | {"__future__", "realness_tasks", "realness_airflow"}
     providers = packages_distributions()
+    unlisted = modules - providers.keys()   # top_level.txt may omit a package (dlib-bin lists only its .so)
+    if unlisted:
+        from importlib.metadata import distributions
+
+        for dist in distributions():
+            for top in {f.parts[0].removesuffix(".py") for f in dist.files or []} & unlisted:
+                providers.setdefault(top, []).append(dist.metadata["Name"])
     return {module: {canonicalize_name(name) for name in providers.get(module, [])} for module in modules}
 
 
