@@ -3,8 +3,9 @@
 The app is served at ``/realness/`` by the api-server (plugin ``fastapi_apps``) and linked from the
 UI's navigation (``external_views``, under Browse). Every route depends on Airflow's own
 ``get_user`` (the UI's session cookie or a Bearer token), so an unauthenticated request is
-refused with 401; uploads trigger ``realness_ingest`` through Airflow's REST API as the caller.
-Airflow's ``[api] base_url`` is used to reach that API when set, else the server that got the request.
+refused with 401; uploads trigger ``realness_ingest`` through Airflow's REST API as the caller, at
+``REALNESS_REPORT_AIRFLOW_API_URL``, else Airflow's ``[api] base_url`` (the public address, which
+inside the api-server's container may not reach it).
 
 Every Airflow process (scheduler, dag-processor, each task) imports its plugins, but only the
 api-server serves the page, so this module imports nothing but the plugin base class: the app,
@@ -23,9 +24,11 @@ def verdicts_app():
     from airflow.api_fastapi.core_api.security import get_user
     from airflow.configuration import conf
     from realness_airflow import load_config
+    from realness_tasks.config import RealnessConfig
     from realness_tasks.verdicts_page import AirflowRuns, create_app
 
-    runs = AirflowRuns(conf.get("api", "base_url", fallback=None), cookie_name=COOKIE_NAME_JWT_TOKEN)
+    api_url = RealnessConfig.from_env().report.airflow_api_url or conf.get("api", "base_url", fallback=None)
+    runs = AirflowRuns(api_url, cookie_name=COOKIE_NAME_JWT_TOKEN)
     return create_app(load_config, get_user, runs, session_cookie=COOKIE_NAME_JWT_TOKEN)
 
 

@@ -268,7 +268,11 @@ class ReportSettings:
                                                "empty: none (realness report still writes one on demand).")
     gradcam_faces: int = _setting(4, "The most suspicious faces of a video that get a Grad-CAM heatmap.")
     page_size: int = _setting(50, "Verdicts per page in the Airflow UI's verdicts page.")
-    upload_max_bytes: int = _setting(512 * 1024 * 1024, "Largest video the verdicts page accepts for upload.")
+    upload_max_bytes: int = _setting(512 * 1024 * 1024, "Largest video the verdicts page accepts for upload (the "
+                                                        "deployment's nginx allows as much; docs/deploy.md).")
+    airflow_api_url: str = _setting("", "Where the api-server reaches Airflow's REST API itself, to start an uploaded "
+                                        "video's ingest run (the deployment: http://localhost:8080); empty: Airflow's "
+                                        "[api] base_url. Neither set: uploads answer 503.")
 
     @property
     def verdict_set(self) -> frozenset[str]:

@@ -22,22 +22,36 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets a busy timeout so parallel tasks queue instead of failing."""
+class DatabaseNotMigrated(RuntimeError):
+    """A read-only handle found migrations missing, which only a writer (airflow-init, any task) applies."""
+
+
+def create_db_engine(url: str, read_only: bool = False) -> Engine:
+    """An engine for ``url``; SQLite gets a busy timeout so parallel tasks queue instead of failing.
+
+    ``read_only``: every session refuses writes (PostgreSQL's ``default_transaction_read_only``, SQLite's
+    ``query_only``), whatever the role may do, and a missing SQLite file's folder is not created.
+    """
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
+        if path and path != ":memory:" and not read_only:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 60})
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # WAL lets readers run beside the one writer
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            if read_only:
+                cursor.execute("PRAGMA query_only=ON")
+            else:
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
         return engine
+    if read_only:
+        return sa.create_engine(url, pool_pre_ping=True,
+                                connect_args={"options": "-c default_transaction_read_only=on"})
     return sa.create_engine(url, pool_pre_ping=True)
 
 
@@ -69,13 +83,39 @@ def migrate(engine: Engine) -> list[str]:
     return applied_now
 
 
-class Database:
-    """A migrated database handle; every write happens inside :meth:`transaction`."""
+_apply_migrations = migrate   # inside Database.__init__ its ``migrate`` argument hides this function's name
 
-    def __init__(self, url: str):
+
+def unapplied_migrations(engine: Engine) -> list[str]:
+    """The migrations ``schema_migrations`` does not record (all of them when the table is missing)."""
+    versions = [path.stem for path in sorted(MIGRATIONS_DIR.glob("*.sql"))]
+    if not sa.inspect(engine).has_table("schema_migrations"):
+        return versions
+    with engine.connect() as conn:
+        applied = set(conn.execute(sa.text("SELECT version FROM schema_migrations")).scalars())
+    return [version for version in versions if version not in applied]
+
+
+class Database:
+    """A migrated database handle; every write happens inside :meth:`transaction`.
+
+    ``migrate=False`` opens a read-only handle for a reader whose role may not change the schema (the
+    verdicts page): it applies nothing, refuses writes, and raises :class:`DatabaseNotMigrated` when a
+    migration is missing, instead of failing later on a missing table.
+    """
+
+    def __init__(self, url: str, migrate: bool = True):
         self.url = url
-        self.engine = create_db_engine(url)
-        migrate(self.engine)
+        self.engine = create_db_engine(url, read_only=not migrate)
+        if migrate:
+            _apply_migrations(self.engine)
+            return
+        missing = unapplied_migrations(self.engine)
+        if missing:
+            self.engine.dispose()
+            raise DatabaseNotMigrated(
+                f"the verdict database {url.split('@')[-1]} lacks migrations {', '.join(missing)}: a writer applies "
+                "them (airflow-init, or any realness task or command)")
 
     @property
     def dialect(self) -> str:

@@ -32,6 +32,7 @@ import logging
 import posixpath
 import re
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,8 +44,8 @@ from urllib.parse import urlencode
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from realness_tasks.config import RealnessConfig
-from realness_tasks.db import Database
+from realness_tasks.config import ConfigurationError, RealnessConfig
+from realness_tasks.db import Database, DatabaseNotMigrated
 from realness_tasks.html_pages import STYLE, embedded_image, escaped, line_chart
 from realness_tasks.storage import open_store
 
@@ -230,7 +231,10 @@ class AirflowRuns:
     """Triggers and follows DAG runs through Airflow's REST API (v2), as the calling user.
 
     The caller's credential (``Authorization`` header or the UI's ``_token`` cookie) is passed
-    on, so Airflow decides whether this user may trigger the DAG.
+    on, so Airflow decides whether this user may trigger the DAG. ``base_url`` is where the
+    api-server reaches that API itself (``REALNESS_REPORT_AIRFLOW_API_URL``, else Airflow's
+    ``[api] base_url``): never the address the request came to, which behind a proxy is the
+    proxy's, unreachable from inside the api-server's container.
     """
 
     def __init__(self, base_url: str | None, cookie_name: str = SESSION_COOKIE):
@@ -238,8 +242,10 @@ class AirflowRuns:
         self.cookie_name = cookie_name
 
     def _api(self, request) -> str:
-        """``base_url``, or else the server that received the request (the api-server itself)."""
-        return f"{self.base_url or f'{request.url.scheme}://{request.url.netloc}'}/api/v2/dags"
+        if not self.base_url:
+            raise HTTPException(503, "the verdicts page does not know where Airflow's REST API is: set "
+                                     "REALNESS_REPORT_AIRFLOW_API_URL (or Airflow's [api] base_url) for the api-server")
+        return f"{self.base_url}/api/v2/dags"
 
     def _headers(self, request) -> dict[str, str]:
         auth = request.headers.get("authorization")
@@ -360,13 +366,27 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
     """The FastAPI app; ``authenticate`` is a FastAPI dependency that refuses unauthenticated requests,
     ``session_cookie`` the name of the cookie that carries the UI's session (see :func:`upload_token`).
 
+    The configuration and a read-only database handle (``Database(url, migrate=False)``: the page's
+    role may only read) are made on the first request that succeeds and kept for the process: not a
+    connection lookup and an engine per request. A configuration or database the page cannot use
+    answers 503 with the reason.
+
     (FastAPI resolves the handlers' annotations in this module's namespace: hence its imports at the top.)
     """
     app = FastAPI(title="Realness verdicts", dependencies=[Depends(authenticate)], docs_url=None, redoc_url=None,
                   openapi_url=None)
+    opened: list[tuple[RealnessConfig, Database]] = []
+    opening = threading.Lock()
 
-    def open_db(cfg: RealnessConfig) -> Database:
-        return Database(cfg.resolved_database_url)
+    def resources() -> tuple[RealnessConfig, Database]:
+        with opening:
+            if not opened:
+                try:
+                    cfg = load_config()
+                    opened.append((cfg, Database(cfg.resolved_database_url, migrate=False)))
+                except (ConfigurationError, DatabaseNotMigrated) as exc:
+                    raise HTTPException(503, f"the verdicts page is not configured: {exc}") from None
+            return opened[0]
 
     def form_token(request: Request) -> str:
         """The upload token of the request's session; empty for a caller with no session cookie (a script
@@ -374,35 +394,27 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
         session = request.cookies.get(session_cookie)
         return upload_token(session) if session else ""
 
-    def list_page(params: dict[str, str], token: str, message: str = "") -> str:
-        cfg = load_config()
-        filters = Filters.parse(params)
-        db = open_db(cfg)
-        try:
-            rows, total = verdict_rows(db, cfg.resolved_store_uri, filters, cfg.report.page_size)
-            versions = [r["model_version"] for r in db.query(
-                "SELECT DISTINCT model_version FROM verdicts ORDER BY model_version DESC")]
-            rates = daily_fake_rates(db, filters)
-        finally:
-            db.dispose()
+    def list_page(filters: Filters, token: str, message: str = "") -> str:
+        cfg, db = resources()
+        rows, total = verdict_rows(db, cfg.resolved_store_uri, filters, cfg.report.page_size)
+        versions = [r["model_version"] for r in db.query(
+            "SELECT DISTINCT model_version FROM verdicts ORDER BY model_version DESC")]
+        rates = daily_fake_rates(db, filters)
         return render_list(rows, total, filters, cfg.report.page_size, versions,
                            fake_rate_chart(rates) if rates else None, token, message)
 
     @app.get("/", response_class=HTMLResponse)
     async def verdicts_page(request: Request) -> str:
         try:
-            return await asyncio.to_thread(list_page, dict(request.query_params), form_token(request))
+            filters = Filters.parse(dict(request.query_params))
         except ValueError as exc:
             raise HTTPException(400, f"bad filter: {exc}") from None
+        return await asyncio.to_thread(list_page, filters, form_token(request))
 
     def stored_report(video_id: str, model_version: str) -> str:
-        cfg = load_config()
-        db = open_db(cfg)
-        try:
-            rows = db.query("SELECT report_uri FROM verdicts WHERE video_id = :v AND model_version = :m",
-                            {"v": video_id, "m": model_version})
-        finally:
-            db.dispose()
+        cfg, db = resources()
+        rows = db.query("SELECT report_uri FROM verdicts WHERE video_id = :v AND model_version = :m",
+                        {"v": video_id, "m": model_version})
         if not rows or not rows[0]["report_uri"]:
             raise HTTPException(404, "no report for this verdict (realness report VIDEO_ID writes one)")
         store = open_store(cfg.resolved_store_uri, cfg.s3)
@@ -419,7 +431,7 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
         if not bearer_authenticated(request) and not (expected and hmac.compare_digest(token, expected)):
             raise HTTPException(403, "upload refused: the form does not belong to this session (a request from "
                                      "another site, or a page opened before the session was renewed: reload it)")
-        cfg = load_config()
+        cfg, _ = await asyncio.to_thread(resources)
         name = safe_upload_name(video.filename)
         key = f"{cfg.landing_prefix}uploads/{datetime.now(timezone.utc):%Y-%m-%d}/{uuid.uuid4().hex[:12]}-{name}"
 
@@ -431,7 +443,7 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
                 path, _ = await asyncio.to_thread(receive_upload, video.file, cfg.report.upload_max_bytes,
                                                   Path(workdir))
             except UploadRejected as exc:
-                page = await asyncio.to_thread(list_page, {}, expected, f"{name} was not accepted: {exc}")
+                page = await asyncio.to_thread(list_page, Filters(), expected, f"{name} was not accepted: {exc}")
                 return HTMLResponse(page, status_code=exc.status)
             store = open_store(cfg.resolved_store_uri, cfg.s3)
             await asyncio.to_thread(store.upload, path, key)
@@ -441,13 +453,10 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
         return RedirectResponse("check?" + urlencode({"source_uri": source_uri, "run_id": run_id}), status_code=303)
 
     def upload_progress(source_uri: str) -> tuple[str | None, dict | None]:
-        db = open_db(load_config())
-        try:
-            ledger = db.query("SELECT status FROM ingest_ledger WHERE source_uri = :s", {"s": source_uri})
-            verdict = db.query("SELECT * FROM latest_verdicts WHERE source_uri = :s ORDER BY decided_at DESC",
-                               {"s": source_uri})
-        finally:
-            db.dispose()
+        _, db = resources()
+        ledger = db.query("SELECT status FROM ingest_ledger WHERE source_uri = :s", {"s": source_uri})
+        verdict = db.query("SELECT * FROM latest_verdicts WHERE source_uri = :s ORDER BY decided_at DESC",
+                           {"s": source_uri})
         return (ledger[0]["status"] if ledger else None), (verdict[0] if verdict else None)
 
     @app.get("/check", response_class=HTMLResponse)

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+import sqlalchemy as sa
+
 from realness_tasks import ledger
-from realness_tasks.db import MIGRATIONS_DIR, Database, migrate, split_statements
+from realness_tasks.db import MIGRATIONS_DIR, Database, DatabaseNotMigrated, migrate, split_statements
 from realness_tasks.ledger import LedgerEntry, Status
 
 
@@ -15,6 +18,25 @@ def test_migrations_apply_once_on_both_engines(database_url):
     for table in ("runs", "videos", "ingest_ledger", "ingest_failures"):
         assert db.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"] == 0
     db.dispose()
+
+
+def test_a_read_only_handle_neither_migrates_nor_writes(database_url):
+    """What the verdicts page opens: its role may only read, so it must not try to migrate, and says
+    which migrations are missing instead of failing later on a missing table."""
+    with pytest.raises(DatabaseNotMigrated, match="lacks migrations 001"):
+        Database(database_url, migrate=False)
+    engine = sa.create_engine(database_url)
+    assert sa.inspect(engine).get_table_names() == [], "the read-only open created something"
+    engine.dispose()
+    writer = Database(database_url)
+
+    reader = Database(database_url, migrate=False)
+    assert reader.query("SELECT COUNT(*) AS n FROM latest_verdicts") == [{"n": 0}]
+    with pytest.raises(sa.exc.DBAPIError):
+        reader.execute("INSERT INTO schema_migrations (version) VALUES ('written by a reader')")
+    assert [r["version"] for r in writer.query("SELECT version FROM schema_migrations WHERE version LIKE 'written%'")] == []
+    reader.dispose()
+    writer.dispose()
 
 
 def test_statement_splitting_ignores_comments():

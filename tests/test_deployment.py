@@ -326,24 +326,30 @@ def test_every_airflow_service_runs_the_image_built_from_the_dockerfile():
 
 
 def test_airflow_runs_celery_on_the_compose_redis_and_postgres():
+    """The metadata database (its owner role) where Airflow opens it; Celery's broker and its result
+    backend (a database and role of its own) where Celery runs; never the cluster superuser."""
     postgres = service_env("postgres")
-    redis_command = command_of("redis")
-    redis_password = redis_command[redis_command.index("--requirepass") + 1]
+    redis_password = service_env("redis")["REDISCLI_AUTH"]
+    expected = {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": ("postgresql+psycopg2", "AIRFLOW_DB", METADATA_DB_HOLDERS),
+        "AIRFLOW__CELERY__RESULT_BACKEND": ("db+postgresql", "CELERY_DB", CELERY_RESULT_HOLDERS),
+    }
     for name in airflow_services():
         env = service_env(name)
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
-
-        broker = urlsplit(env["AIRFLOW__CELERY__BROKER_URL"])
-        assert (broker.scheme, broker.hostname, broker.port) == ("redis", "redis", 6379), name
-        assert unquote(broker.password) == redis_password, f"{name}: broker password is not Redis's"
-
-        for key, scheme in (("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql+psycopg2"),
-                            ("AIRFLOW__CELERY__RESULT_BACKEND", "db+postgresql")):
+        if name in CELERY_BROKER_HOLDERS:
+            broker = urlsplit(env["AIRFLOW__CELERY__BROKER_URL"])
+            assert (broker.scheme, broker.hostname, broker.port) == ("redis", "redis", 6379), name
+            assert unquote(broker.password) == redis_password, f"{name}: broker password is not Redis's"
+        for key, (scheme, prefix, holders) in expected.items():
+            if name not in holders:
+                continue
             url = urlsplit(env[key])
             assert (url.scheme, url.hostname) == (scheme, "postgres"), f"{name} {key}"
             assert (unquote(url.username), unquote(url.password), url.path.lstrip("/")) == (
-                postgres["AIRFLOW_DB_USER"], postgres["AIRFLOW_DB_PASSWORD"], postgres["AIRFLOW_DB_NAME"]), f"{name} {key}"
+                postgres[f"{prefix}_USER"], postgres[f"{prefix}_PASSWORD"], postgres[f"{prefix}_NAME"]), f"{name} {key}"
             assert unquote(url.username) != "postgres", f"{name} connects as the cluster superuser"
+    assert postgres["CELERY_DB_USER"] != postgres["AIRFLOW_DB_USER"], "the result backend has a role of its own"
 
 
 def test_every_airflow_setting_in_compose_is_a_real_airflow_option():
@@ -358,10 +364,27 @@ def test_every_airflow_setting_in_compose_is_a_real_airflow_option():
 # Which Airflow components hold which Airflow secret. JWT: the scheduler's executor signs task tokens,
 # the api-server checks them; triggerer and dag-processor call the execution API in process, unsigned.
 # API secret key: the api-server signs its log requests with it, the log servers of workers and the
-# triggerer check them. Fernet key: every component that may read connections from the database.
+# triggerer check them. Metadata database and Fernet key: the components that open that database (and
+# may decrypt what is stored there); not the Celery workers, which in Airflow 3 reach it through the
+# execution API (the provider's `celery worker` skips the database check on Airflow 3), nor Flower.
+# Celery: the scheduler sends and the workers take tasks, Flower watches the broker; the result backend
+# is written by workers, read by the scheduler. Remote logs (the S3 key): written by workers and the
+# triggerer, read by the api-server (which also serves the verdicts page from the store).
+WORKERS = {"airflow-worker", "airflow-worker-training"}
+METADATA_DB_HOLDERS = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+                       "airflow-init", "airflow-cli"}
+CELERY_BROKER_HOLDERS = {"airflow-scheduler", "flower", "airflow-cli"} | WORKERS
+CELERY_RESULT_HOLDERS = {"airflow-scheduler"} | WORKERS
+REMOTE_LOG_HOLDERS = {"airflow-apiserver", "airflow-triggerer"} | WORKERS
 SECRET_HOLDERS = {
     "AIRFLOW__API_AUTH__JWT_SECRET": {"airflow-apiserver", "airflow-scheduler"},
-    "AIRFLOW__API__SECRET_KEY": {"airflow-apiserver", "airflow-worker", "airflow-worker-training", "airflow-triggerer"},
+    "AIRFLOW__API__SECRET_KEY": {"airflow-apiserver", "airflow-triggerer"} | WORKERS,
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": METADATA_DB_HOLDERS,
+    "AIRFLOW__CORE__FERNET_KEY": METADATA_DB_HOLDERS,
+    "AIRFLOW__CELERY__BROKER_URL": CELERY_BROKER_HOLDERS,
+    "AIRFLOW__CELERY__RESULT_BACKEND": CELERY_RESULT_HOLDERS,
+    "AIRFLOW_CONN_AWS_DEFAULT": REMOTE_LOG_HOLDERS,
+    "AIRFLOW__LOGGING__REMOTE_LOGGING": REMOTE_LOG_HOLDERS,
 }
 
 
@@ -374,8 +397,7 @@ def test_execution_api_and_secrets_reach_exactly_the_airflow_components_that_use
         env = service_env(name)
         url = urlsplit(env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
         assert (url.hostname, url.port, url.path) == (api_service, api_port, "/execution/"), name
-        assert env.get("AIRFLOW__CORE__FERNET_KEY"), f"{name} has no Fernet key"
-        for key in ("AIRFLOW__CORE__FERNET_KEY", *SECRET_HOLDERS):
+        for key in SECRET_HOLDERS:
             if key in env:
                 shared.setdefault(key, set()).add(env[key])
     assert all(len(values) == 1 for values in shared.values()), "components disagree on a shared secret"
@@ -395,13 +417,59 @@ def test_each_secret_reaches_only_the_services_that_need_it():
         "AIRFLOW_ADMIN_PASSWORD": {"airflow-init"},
         "ANALYST_DB_PASSWORD": {"postgres"},
         "POSTGRES_SUPERUSER_PASSWORD": {"postgres"},
+        "AIRFLOW_DB_PASSWORD": {"postgres"} | METADATA_DB_HOLDERS,
+        "AIRFLOW_FERNET_KEY": METADATA_DB_HOLDERS,
+        "CELERY_DB_PASSWORD": {"postgres"} | CELERY_RESULT_HOLDERS,
+        "REDIS_PASSWORD": {"redis"} | CELERY_BROKER_HOLDERS,
         "VERDICT_DB_PASSWORD": {"postgres", "airflow-init"} | workers,
-        "S3_SECRET_ACCESS_KEY": {"minio-init"} | set(airflow_services()),
+        "PAGE_DB_PASSWORD": {"postgres", "airflow-apiserver"},
+        "S3_SECRET_ACCESS_KEY": {"minio-init"} | REMOTE_LOG_HOLDERS,
         "FLOWER_BASIC_AUTH": {"flower"},
     }
+    assert workers == WORKERS
     for key, services in expected.items():
         assert services_seeing(env[key], env) == services | {"preflight"}, key
     assert compose(env)["services"]["preflight"]["network_mode"] == "none"
+
+
+def test_no_secret_is_on_a_command_line_or_in_a_health_check():
+    """`ps` and `docker inspect` show commands and health checks: secrets go in the environment or files."""
+    env = operator_env()
+    secrets_ = {key: value for key, value in env.items() if PLACEHOLDER in env_example().get(key, "")}
+    for name, service in compose(env)["services"].items():
+        shown = compose_strings({key: service.get(key) or [] for key in ("command", "entrypoint", "healthcheck")})
+        leaked = sorted(key for key, value in secrets_.items() if any(value in text for text in shown))
+        assert not leaked, f"{name} shows {leaked} on a command line or in its health check"
+
+
+def test_redis_reads_its_password_from_a_file_only_it_can_read(tmp_path):
+    """docker/redis-start.sh with stand-ins for chown and the image's entrypoint (Redis does not run here)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "chown").write_text("#!/bin/sh\n")
+    (bin_dir / "docker-entrypoint.sh").write_text(f'#!/bin/sh\necho "$@" > "{tmp_path}/argv"\n')
+    for script in bin_dir.iterdir():
+        script.chmod(0o755)
+    redis = compose(operator_env())["services"]["redis"]
+    env = {**service_env("redis", operator_env()), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "REDIS_CONF": str(tmp_path / "redis.conf")}
+    assert redis["entrypoint"] == ["/bin/sh", "/opt/realness/redis-start.sh"]
+    assert "./docker/redis-start.sh:/opt/realness/redis-start.sh:ro" in redis["volumes"]
+
+    done = subprocess.run(["sh", str(ROOT / "docker" / "redis-start.sh")], env=env, capture_output=True, text=True,
+                          timeout=30)
+
+    assert done.returncode == 0, done.stderr
+    password = env["REDISCLI_AUTH"]
+    assert (tmp_path / "argv").read_text().split() == ["redis-server", str(tmp_path / "redis.conf")]
+    assert (tmp_path / "redis.conf").read_text() == f'requirepass "{password}"\n'
+    assert (tmp_path / "redis.conf").stat().st_mode & 0o077 == 0
+
+
+def test_jwt_issuer_is_set_and_alike_where_tokens_are_signed_and_checked():
+    issuers = {name: service_env(name).get("AIRFLOW__API_AUTH__JWT_ISSUER") for name in airflow_services()}
+    assert all(issuers.values()), f"jwt_issuer unset in {[name for name, value in issuers.items() if not value]}"
+    assert len(set(issuers.values())) == 1
 
 
 # ---------------------------------------------------------------- what the DAGs need from the deployment
@@ -468,6 +536,54 @@ def test_remote_logs_go_to_the_store_bucket():
     store = urlsplit(env["REALNESS_STORE_URI"])
     assert (logs.scheme, logs.netloc) == (store.scheme, store.netloc)
     assert env["AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID"] == plugin_connection_ids()["AWS"]
+
+
+_PAGE_PROBE = """
+import json
+import realness_airflow
+c = realness_airflow.load_config()
+print("RESULT " + json.dumps({"db": c.resolved_database_url, "store": c.resolved_store_uri,
+                              "upload_max_bytes": c.report.upload_max_bytes, "api_url": c.report.airflow_api_url}))
+"""
+
+
+@cache
+def page_config() -> dict:
+    """What the verdicts page's load_config() gives in the api-server's container."""
+    with tempfile.TemporaryDirectory() as home:
+        env = {**service_env("airflow-apiserver"), "PATH": os.environ["PATH"], "HOME": home,
+               "AIRFLOW_HOME": str(Path(home, "airflow")), "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'plugins'}"}
+        done = subprocess.run([sys.executable, "-c", _PAGE_PROBE], env=env, cwd=home, capture_output=True, text=True,
+                              timeout=120)
+    assert done.returncode == 0, f"the verdicts page's configuration fails in the api-server: {done.stderr[-3000:]}"
+    return json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
+
+
+def test_verdicts_page_reads_the_verdict_database_with_its_read_only_role():
+    """The api-server serves the page: it gets the verdict database, as the page's own role (created by
+    docker/postgres/20-...), never the owner's credentials."""
+    page = urlsplit(page_config()["db"])
+    postgres = service_env("postgres")
+    assert (page.scheme, page.hostname, page.path.lstrip("/")) == ("postgresql+psycopg2", "postgres",
+                                                                   postgres["VERDICT_DB_NAME"])
+    assert (unquote(page.username), unquote(page.password)) == (postgres["PAGE_DB_USER"], postgres["PAGE_DB_PASSWORD"])
+    assert page_config()["store"] == deployed_plugin()["config"]["store"], "the page shows the tasks' store"
+    assert postgres["PAGE_DB_USER"] not in (postgres["VERDICT_DB_USER"], postgres["ANALYST_DB_USER"])
+
+
+def test_the_page_reaches_airflows_api_inside_the_api_server_and_users_at_the_base_url():
+    """Uploads start their run at REALNESS_REPORT_AIRFLOW_API_URL: the api-server itself, not the
+    address the request came through (nginx's). Airflow's own base_url is the address users open."""
+    api_port = int(airflow_default("api", "port"))
+    api_url = urlsplit(page_config()["api_url"])
+    assert (api_url.scheme, api_url.hostname, api_url.port) == ("http", "localhost", api_port)
+    env = operator_env()
+    base_url = urlsplit(service_env("airflow-apiserver", env)["AIRFLOW__API__BASE_URL"])
+    assert base_url.path in ("", "/"), "a path in base_url moves the whole UI under it"
+    published = {port.rsplit(":", 2)[1] for port in compose(env)["services"]["nginx"]["ports"]}
+    assert str(base_url.port or {"http": 80, "https": 443}[base_url.scheme]) in published
+    for name in airflow_services():
+        assert service_env(name, env)["AIRFLOW__API__BASE_URL"] == env["AIRFLOW_BASE_URL"], name
 
 
 # ---------------------------------------------------------------- the image
@@ -592,7 +708,7 @@ def test_runtime_requirements_resolve_from_the_package_index(tmp_path):
 def test_dockerfile_installs_the_runtime_requirements_on_the_pinned_airflow():
     pin = requirement_pins(RUNTIME_REQUIREMENTS)["apache-airflow"]
     base = next(rest for keyword, rest in dockerfile_instructions() if keyword == "FROM")
-    match = re.fullmatch(r"apache/airflow:(?P<airflow>[\w.]+)-python(?P<python>\d+\.\d+)", base)
+    match = re.fullmatch(r"apache/airflow:(?P<airflow>[\w.]+)-python(?P<python>\d+\.\d+)(@sha256:[0-9a-f]{64})?", base)
     assert match, f"base image {base} is not an official apache/airflow image"
     assert match["airflow"] == pin, f"image has Airflow {match['airflow']}, requirements.txt pins {pin}"
     assert match["python"] == f"{sys.version_info.major}.{sys.version_info.minor}", "requirements were frozen on another Python"
@@ -622,18 +738,64 @@ def test_dockerfile_puts_the_code_where_airflow_and_python_find_it():
             assert target not in (copies["dags"], copies["plugins"]), f"{name} mounts over {target}"
 
 
-def test_build_context_keeps_what_the_dockerfile_copies():
-    patterns = [line.strip() for line in (ROOT / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
+def build_context_excludes(path: str) -> bool:
+    """Whether the root .dockerignore keeps ``path`` out of the build context, as Docker decides: the last
+    pattern that matches the path or a folder above it wins."""
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
-    assert "*" in patterns, "the build context should exclude everything not copied (.venv is huge)"
+    parts = path.strip("/").split("/")
+    excluded = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        if any(fnmatch("/".join(parts[:i]), pattern) for i in range(1, len(parts) + 1)):
+            excluded = not negated
+    return excluded
+
+
+def test_build_context_keeps_what_the_dockerfile_copies_and_nothing_else():
+    """One ignore file, at the root, which BuildKit and the legacy builder both read."""
+    assert not list((ROOT / "docker").glob("*.dockerignore")), "a Dockerfile-specific file would shadow the root one"
     for source in dockerfile_copies():
         assert (ROOT / source).exists(), f"COPY {source}: no such file"
-        included = True
-        for pattern in patterns:
-            negated = pattern.startswith("!")
-            if fnmatch(source, pattern.lstrip("!").rstrip("/")):
-                included = negated
-        assert included, f"{source} is excluded from the build context"
+        assert not build_context_excludes(source), f"{source} is excluded from the build context"
+    for private in (".env", "airflow.env", ".venv/bin/python", "out/report.html", ".realness/realness.db",
+                    ".realness-demo/store", "test-artefacts/verdicts-page.png", "tests/test_db.py", ".git/config",
+                    "docker/tls/privkey.pem", "realness_tasks/__pycache__/db.cpython-311.pyc"):
+        assert build_context_excludes(private), f"{private} would be sent to the builder"
+
+
+def realness_imports(module: str) -> set[str]:
+    """The realness_tasks modules ``module`` imports, directly or not (``realness_tasks/x.py`` paths)."""
+    import ast
+
+    seen, pending = set(), [module]
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse((ROOT / path).read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            pending += [name.replace(".", "/") + ".py" for name in names
+                        if name.startswith("realness_tasks.") and (ROOT / (name.replace(".", "/") + ".py")).exists()]
+    return seen | {"realness_tasks/__init__.py"}
+
+
+def test_code_changes_do_not_rerun_the_mtcnn_conversion():
+    """The conversion (TensorFlow, minutes) is a layer that only the modules it imports come before."""
+    steps = dockerfile_instructions()
+    convert = next(i for i, (keyword, rest) in enumerate(steps) if keyword == "RUN" and "realness_tasks.mtcnn_lite" in rest)
+    copied_before = set()
+    for keyword, rest in steps[:convert]:
+        if keyword == "COPY":
+            copied_before.update(arg.rstrip("/") for arg in rest.split()[:-1] if not arg.startswith("--"))
+    assert "realness_tasks" not in copied_before, "COPY realness_tasks/ before the conversion reruns it on every change"
+    assert {path for path in copied_before if path.startswith("realness_tasks/")} == realness_imports(
+        "realness_tasks/mtcnn_lite.py")
+    assert any(keyword == "COPY" and rest.split()[-2].rstrip("/") == "realness_tasks"
+               for keyword, rest in steps[convert:]), "the whole package is copied after the conversion"
 
 
 # ---------------------------------------------------------------- ports, nginx, TLS, mounts
@@ -700,7 +862,9 @@ def test_nginx_proxies_to_the_api_server():
 
 
 def test_nginx_serves_plain_http_until_a_certificate_is_mounted(tmp_path):
-    assert nginx_site(tmp_path, with_certificate=False) == (NGINX_DIR / "http.conf").read_text()
+    site = nginx_site(tmp_path, with_certificate=False)
+    limit = re.search(r"client_max_body_size (\d+);", site).group(1)
+    assert site == (NGINX_DIR / "http.conf").read_text().replace("@CLIENT_MAX_BODY_SIZE@", limit)
     assert "${TLS_CERT_DIR:-./docker/tls}:/etc/nginx/tls:ro" in raw_compose()["services"]["nginx"]["volumes"]
     assert (ROOT / "docker" / "tls").is_dir()
 
@@ -715,6 +879,21 @@ def test_nginx_serves_https_with_a_mounted_certificate(tmp_path):
     assert f"return 301 https://$host:{https_port}$request_uri;" in conf
     assert conf.count("proxy_pass") == 1, "only the HTTPS server proxies; port 80 redirects"
     assert f":{https_port}:443" in " ".join(compose()["services"]["nginx"]["ports"])
+
+
+@pytest.mark.parametrize("with_certificate", [False, True])
+def test_nginx_lets_through_every_upload_the_verdicts_page_accepts(tmp_path, with_certificate):
+    """One setting, REALNESS_REPORT_UPLOAD_MAX_BYTES, gives the page's limit and nginx's: nginx passes
+    what the page accepts (the file and the form's other fields), so the page, not nginx's bare 413,
+    answers a file that is too large."""
+    from realness_tasks.verdicts_page import UPLOAD_CHUNK
+
+    conf = included(nginx_site(tmp_path, with_certificate))
+    limits = re.findall(r"client_max_body_size\s+([^;]+);", conf)
+    page_limit = page_config()["upload_max_bytes"]
+    assert limits and all(limit.isdigit() for limit in limits), limits
+    assert {int(limit) for limit in limits} == {page_limit + UPLOAD_CHUNK}
+    assert page_limit == int(service_env("nginx")["REALNESS_REPORT_UPLOAD_MAX_BYTES"])
 
 
 def test_api_server_trusts_forwarded_headers_from_nginx_only():
@@ -739,6 +918,69 @@ def test_api_server_health_check_asks_the_monitor_endpoint():
     path = urlsplit(next(part for part in test if part.startswith("http"))).path
     routes = {route.path for route in public_router.routes}
     assert path == "/api/v2/monitor/health" and path in routes, "the health check must touch the metadata database"
+
+
+def depends_on_closure(name: str) -> set[str]:
+    """The services ``docker compose run`` / ``up`` starts before ``name``."""
+    services = raw_compose()["services"]
+    found, pending = set(), list(services[name].get("depends_on", {}))
+    while pending:
+        other = pending.pop()
+        if other not in found:
+            found.add(other)
+            pending.extend(services[other].get("depends_on", {}))
+    return found
+
+
+def test_a_one_off_cli_command_does_not_run_airflow_init_again():
+    """airflow-init resets the admin's password and migrates: `docker compose run airflow-cli ...` must not run it."""
+    assert "airflow-init" not in depends_on_closure("airflow-cli")
+    assert {"postgres", "redis"} <= depends_on_closure("airflow-cli")
+    assert "airflow-init" in depends_on_closure("airflow-scheduler"), "the long-running services still wait for it"
+
+
+def test_every_named_volume_is_used_and_the_workers_state_is_on_one():
+    resolved = compose(operator_env())
+    mounted: dict[str, set[str]] = {}
+    for name, service in resolved["services"].items():
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if not source.startswith(("./", "/", "$")):
+                mounted.setdefault(source, set()).add(name)
+                assert source in resolved["volumes"], f"{name} mounts {source}, which is not declared"
+    unused = sorted(set(resolved["volumes"]) - set(mounted))
+    assert not unused, f"declared but mounted by no service: {unused}"
+    for name in worker_queues():
+        env = service_env(name)
+        targets = {volume.split(":")[1] for volume in resolved["services"][name]["volumes"]}
+        assert env.get("REALNESS_HOME") in targets, f"{name}: REALNESS_HOME (scratch, Azure cache) is in the container layer"
+
+
+def duration_s(value: str) -> float:
+    """A compose duration (``1h30m``, ``90s``, ``500ms``) in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", value)
+    assert parts and "".join(number + unit for number, unit in parts) == value, f"not a duration: {value}"
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def test_workers_shut_down_warmly_with_time_for_their_running_tasks():
+    """docker stop sends SIGTERM to Celery's main process alone (DUMB_INIT_SETSID=0): a warm shutdown
+    that waits for the running tasks, for stop_grace_period (Docker's default, 10 s, kills them)."""
+    services = compose()["services"]
+    for name in worker_queues():
+        assert service_env(name)["DUMB_INIT_SETSID"] == "0", name
+        assert duration_s(services[name]["stop_grace_period"]) >= 30 * 60, name
+
+
+def test_paths_in_deploy_md_settings_exist_in_the_containers():
+    """A file a setting in docs/deploy.md points to lies on a volume of the workers, where it can be put."""
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    paths = re.findall(r"^REALNESS_\w+=(/\S+)$", doc, re.M)
+    assert paths
+    targets = {volume.split(":")[1] for name in worker_queues() for volume in compose()["services"][name]["volumes"]}
+    for path in paths:
+        assert any(path.startswith(target + "/") for target in targets), f"docs/deploy.md: no volume holds {path}"
 
 
 def test_files_mounted_from_the_repository_exist():
@@ -852,14 +1094,14 @@ def test_preflight_runs_before_any_service_stores_a_secret():
     assert all(waits_for_preflight(name) for name in stateful), "a service with a volume could start before the check"
 
 
-def run_postgres_init(admin_url, names: dict[str, str], env: dict[str, str]) -> None:
-    """docker/postgres/10-roles-and-databases.sh as PostgreSQL's entrypoint runs it, as the superuser."""
+def run_postgres_init(admin_url, names: dict[str, str], env: dict[str, str], scripts: str = "*.sh") -> None:
+    """The scripts of docker/postgres/ in order, as PostgreSQL's entrypoint runs them, as the superuser."""
     postgres_env = {**service_env("postgres", env), **names}
     postgres_env.update(PATH=os.environ["PATH"], PGHOST=admin_url.host or "127.0.0.1", PGPORT=str(admin_url.port or 5432),
                         PGPASSWORD=admin_url.password or "", POSTGRES_USER=admin_url.username, POSTGRES_DB=admin_url.database)
-    done = subprocess.run(["bash", str(ROOT / "docker" / "postgres" / "10-roles-and-databases.sh")], env=postgres_env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    for script in sorted((ROOT / "docker" / "postgres").glob(scripts)):
+        done = subprocess.run(["bash", str(script)], env=postgres_env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{script.name}: {done.stderr}"
 
 
 def run_airflow_init(init_env: dict[str, str], tmp_path: Path) -> None:
@@ -881,22 +1123,26 @@ def admin_password_matches(metadata, username: str, password: str) -> bool:
 
 
 def test_startup_creates_databases_roles_pools_and_admin(tmp_path, postgres_server_url):
-    """docker/postgres/10-roles-and-databases.sh, then docker/airflow-init.sh twice (the second time after
+    """The scripts of docker/postgres/, then docker/airflow-init.sh twice (the second time after
     the admin's password changed in .env), against the local PostgreSQL server, connecting as the
     roles the deployment gives Airflow and the tasks."""
     import sqlalchemy as sa
+
+    from realness_tasks.db import Database
 
     admin_url = sa.engine.make_url(postgres_server_url)
     env = operator_env()
     suffix = uuid.uuid4().hex[:8]
     names = {key: f"{env[key]}_{suffix}" for key in ("AIRFLOW_DB_NAME", "AIRFLOW_DB_USER", "VERDICT_DB_NAME",
-                                                      "VERDICT_DB_USER", "ANALYST_DB_USER")}
+                                                      "VERDICT_DB_USER", "ANALYST_DB_USER", "PAGE_DB_USER",
+                                                      "CELERY_DB_NAME", "CELERY_DB_USER")}
+    roles = ("AIRFLOW_DB_USER", "VERDICT_DB_USER", "ANALYST_DB_USER", "PAGE_DB_USER", "CELERY_DB_USER")
     admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
     try:
         run_postgres_init(admin_url, names, env)
         with admin.connect() as conn:
             superusers = set(conn.execute(sa.text("SELECT rolname FROM pg_roles WHERE rolsuper OR rolcreaterole OR rolcreatedb")).scalars())
-        assert not superusers & {names["AIRFLOW_DB_USER"], names["VERDICT_DB_USER"], names["ANALYST_DB_USER"]}
+        assert not superusers & {names[role] for role in roles}
 
         init_env = service_env("airflow-init", env)
         metadata_url = admin_url.set(username=names["AIRFLOW_DB_USER"], password=None, database=names["AIRFLOW_DB_NAME"])
@@ -933,17 +1179,33 @@ def test_startup_creates_databases_roles_pools_and_admin(tmp_path, postgres_serv
         assert applied == {path.stem for path in (ROOT / "sql" / "migrations").glob("*.sql")}
         assert owners == {names["VERDICT_DB_USER"]}
 
-        analyst = sa.create_engine(verdict_url.set(username=names["ANALYST_DB_USER"], password=None))
-        with analyst.connect() as conn:
-            for relation in relations:
-                conn.execute(sa.text(f'SELECT count(*) FROM "{relation}"')).scalar_one()
-        with pytest.raises(sa.exc.DBAPIError), analyst.begin() as conn:
-            conn.execute(sa.text("INSERT INTO schema_migrations (version) VALUES ('analyst-write')"))
-        analyst.dispose()
+        for reader in ("ANALYST_DB_USER", "PAGE_DB_USER"):   # SELECT on every table and view, nothing else
+            engine = sa.create_engine(verdict_url.set(username=names[reader], password=None))
+            with engine.connect() as conn:
+                for relation in relations:
+                    conn.execute(sa.text(f'SELECT count(*) FROM "{relation}"')).scalar_one()
+            with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+                conn.execute(sa.text("SET TRANSACTION READ WRITE"))   # past the session's read-only default
+                conn.execute(sa.text("INSERT INTO schema_migrations (version) VALUES ('reader-write')"))
+            engine.dispose()
+        page = Database(verdict_url.set(username=names["PAGE_DB_USER"], password=None).render_as_string(False),
+                        migrate=False)   # what the verdicts page opens
+        assert page.query("SELECT COUNT(*) AS n FROM latest_verdicts") == [{"n": 0}]
+        page.dispose()
+
+        celery = sa.create_engine(admin_url.set(username=names["CELERY_DB_USER"], password=None,
+                                                database=names["CELERY_DB_NAME"]))
+        with celery.begin() as conn:   # Celery's result backend creates its own tables
+            conn.execute(sa.text("CREATE TABLE celery_taskmeta_probe (id INT)"))
+        celery.dispose()
+        with pytest.raises(sa.exc.DBAPIError):
+            sa.create_engine(metadata_url.set(username=names["CELERY_DB_USER"])).connect()
+
+        run_postgres_init(admin_url, names, env, scripts="20-*.sh")   # an existing volume runs it by hand: it converges
     finally:
         with admin.connect() as conn:
-            for database in (names["VERDICT_DB_NAME"], names["AIRFLOW_DB_NAME"]):
+            for database in (names["VERDICT_DB_NAME"], names["AIRFLOW_DB_NAME"], names["CELERY_DB_NAME"]):
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-            for role in (names["ANALYST_DB_USER"], names["VERDICT_DB_USER"], names["AIRFLOW_DB_USER"]):
+            for role in reversed(roles):
                 conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
         admin.dispose()

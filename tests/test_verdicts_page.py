@@ -179,6 +179,54 @@ def test_a_cross_site_upload_is_refused_and_lands_nothing(site, tmp_path):
     assert site.runs.triggered == [(INGEST_DAG, {}, f"Bearer {site.token}")]
 
 
+def test_the_page_reads_without_migrating_and_loads_its_configuration_once(tmp_path):
+    """The page's role may only read: it opens the database read-only, once per process, and a database
+    no writer has migrated yet is a 503 that says so (never a migration, nor a "bad filter")."""
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from realness_tasks.config import RealnessConfig
+    from realness_tasks.db import Database
+
+    url = f"sqlite:///{tmp_path / 'verdicts.db'}"
+    cfg = RealnessConfig.from_env({}, home=str(tmp_path / "home"), database_url=url)
+    loads = []
+
+    def load_config():
+        loads.append(1)
+        return cfg
+
+    client = TestClient(create_app(load_config, lambda: None, RecordingRuns()))
+    refused = client.get("/")
+    assert refused.status_code == 503 and "lacks migrations" in refused.text
+    engine = sa.create_engine(url)
+    assert sa.inspect(engine).get_table_names() == [], "the page migrated the database"
+    engine.dispose()
+
+    Database(url).dispose()   # a writer (airflow-init, a task) migrates
+    assert [client.get("/").status_code for _ in range(3)] == [200, 200, 200]
+    assert client.get("/", params={"date_from": "yesterday"}).status_code == 400
+    assert client.get("/report", params={"video_id": "v", "model_version": "m"}).status_code == 404
+    assert len(loads) == 2, "one configuration per process (after the refused first try), not one per request"
+
+
+def test_runs_are_started_at_the_configured_api_never_at_the_requests_host():
+    """Behind nginx the request's host is the proxy's (https://airflow.example.com:8443), which the
+    api-server's container need not reach: the page calls the API where it is configured, or refuses."""
+    from fastapi import HTTPException
+    from starlette.requests import Request
+
+    from realness_tasks.verdicts_page import AirflowRuns
+
+    behind_proxy = Request({"type": "http", "method": "POST", "scheme": "https", "path": "/realness/upload",
+                            "query_string": b"", "server": ("airflow.example.com", 8443),
+                            "headers": [(b"host", b"airflow.example.com:8443")]})
+    assert AirflowRuns("http://localhost:8080/")._api(behind_proxy) == "http://localhost:8080/api/v2/dags"
+    with pytest.raises(HTTPException) as refused:
+        AirflowRuns(None)._api(behind_proxy)
+    assert refused.value.status_code == 503 and "REALNESS_REPORT_AIRFLOW_API_URL" in refused.value.detail
+
+
 # --- in a browser -----------------------------------------------------------------------------------------
 
 
