@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
-from realness_tasks.config import S3Settings
+from realness_tasks.config import S3Settings, local_store_path
 
 log = logging.getLogger(__name__)
 
@@ -305,5 +305,5 @@ def open_store(uri: str, s3: S3Settings | None = None) -> ObjectStore:
             raise ValueError(f"S3 URI without a bucket: {uri}")
         return S3Store(parsed.netloc, parsed.path, s3 or S3Settings())
     if parsed.scheme in ("file", ""):
-        return LocalStore(Path(unquote(parsed.path) if parsed.scheme else uri))
+        return LocalStore(local_store_path(uri))
     raise ValueError(f"unsupported store URI {uri!r}: use s3://bucket/prefix or file:///path")

@@ -65,6 +65,91 @@ def test_fault_local_store_with_embedded_database_needs_no_permission(tmp_path):
     RealnessConfig.from_env({}, home=str(tmp_path)).check_database_placement()
 
 
+def test_fault_required_connection_not_found_fails_the_task(plugin, monkeypatch):
+    """The Task SDK answers "not defined" when its lookup channel fails: a required connection must not fall back."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    def swallowed(cls, conn_id):  # what execution_api.py's backend makes of an unreachable API server
+        raise AirflowNotFoundException(f"The conn_id `{conn_id}` isn't defined")
+
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(swallowed))
+    monkeypatch.setenv("REALNESS_REQUIRED_CONNECTIONS", "realness_db, aws_default")
+    with pytest.raises(ConfigurationError, match="'aws_default' was not found, and REALNESS_REQUIRED_CONNECTIONS"):
+        plugin.load_config()
+    monkeypatch.setenv("REALNESS_REQUIRED_CONNECTIONS", "realness-db")  # a typo would require nothing
+    with pytest.raises(ConfigurationError, match="REALNESS_REQUIRED_CONNECTIONS names realness-db"):
+        plugin.load_config()
+    monkeypatch.setenv("REALNESS_REQUIRED_CONNECTIONS", "")
+    assert plugin.load_config().resolved_database_url.startswith("sqlite:///")  # optional ones still fall back
+
+
+def test_fault_cli_refuses_embedded_database_beside_a_remote_store(tmp_path, monkeypatch, capsys):
+    from realness_tasks.cli import main
+
+    monkeypatch.setenv("REALNESS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("REALNESS_STORE_URI", "s3://archive/realness")
+    monkeypatch.delenv("REALNESS_DATABASE_URL", raising=False)
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("realness status: configuration: the verdict database is a local SQLite file")
+    assert "REALNESS_ALLOW_EMBEDDED_DATABASE" in err and not (tmp_path / "home" / "realness.db").exists()
+
+
+def test_fault_missing_local_store_folder_is_refused(tmp_path, monkeypatch, capsys):
+    """A typo in REALNESS_STORE_URI must not scan a new, empty folder and report success."""
+    from realness_tasks.cli import main
+
+    monkeypatch.setenv("REALNESS_HOME", str(tmp_path / "home"))
+    for uri in ((tmp_path / "stroe").as_uri(), str(tmp_path / "stroe")):
+        monkeypatch.setenv("REALNESS_STORE_URI", uri)
+        assert main(["ingest"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"REALNESS_STORE_URI={uri!r}" in err and "is not an existing folder" in err
+        assert not (tmp_path / "stroe").exists()
+    (tmp_path / "store").mkdir()
+    monkeypatch.setenv("REALNESS_STORE_URI", (tmp_path / "store").as_uri())
+    assert main(["ingest"]) == 0  # an existing (empty) folder is a store
+
+
+USER_FIXABLE_SETTINGS = {
+    "REALNESS_STORE_URI=s3://": ({"REALNESS_STORE_URI": "s3://"}, "REALNESS_STORE_URI='s3://' names no bucket"),
+    "REALNESS_STORE_URI=ftp://": ({"REALNESS_STORE_URI": "ftp://host/videos"},
+                                  "REALNESS_STORE_URI='ftp://host/videos': the scheme 'ftp' is not supported"),
+    "REALNESS_DATABASE_URL=mysql://": ({"REALNESS_DATABASE_URL": "mysql://u:hunter2@db/realness"},
+                                       "REALNESS_DATABASE_URL (or the realness_db connection) uses 'mysql'"),
+    "REALNESS_SAMPLING_EVERY_SECONDS<0": ({"REALNESS_SAMPLING_EVERY_SECONDS": "-1"},
+                                          "REALNESS_SAMPLING_EVERY_SECONDS=-1.0: a gap above 0 seconds"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USER_FIXABLE_SETTINGS))
+def test_fault_unusable_setting_is_one_line_naming_it(case, tmp_path, monkeypatch, capsys):
+    from realness_tasks.cli import main
+
+    environ, expected = USER_FIXABLE_SETTINGS[case]
+    monkeypatch.setenv("REALNESS_HOME", str(tmp_path / "home"))
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert main(["ingest"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"realness ingest: configuration: {expected}"), err
+    assert "hunter2" not in err
+
+
+def test_fault_invalid_champion_pointer_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    from realness_tasks.cli import main
+
+    monkeypatch.setenv("REALNESS_HOME", str(tmp_path / "home"))
+    store = open_store((tmp_path / "home" / "store").as_uri())
+    for broken in (b"{bad", b'{"version": "v1"}', b"[]"):
+        store.put_bytes("models/champion.json", broken)
+        assert main(["score"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "models/champion.json is not a valid champion pointer" in err, err
+        assert "realness approve" in err
+
+
 # ---------------------------------------------------------------- shared helpers
 
 import io  # noqa: E402
