@@ -641,6 +641,62 @@ def test_fault_hung_s3_endpoint_fails_fast_with_the_read_timeout(tmp_path, hung_
     assert S3Settings().read_timeout_s <= 10 < S3Settings().transfer_timeout_s
 
 
+@pytest.fixture
+def stalling_s3():
+    """An S3 endpoint that answers HEAD and never answers GET (a download that hangs); counts the GETs."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    stop, gets = threading.Event(), []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(200)
+            for name, value in (("Content-Length", "1000"), ("ETag", '"abc"'), ("Content-Type", "video/mp4"),
+                                ("Last-Modified", "Mon, 01 Dec 2026 00:00:00 GMT")):
+                self.send_header(name, value)
+            self.end_headers()
+
+        def do_GET(self):
+            gets.append(self.path)
+            stop.wait(5)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", gets
+    stop.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_fault_stalled_s3_download_is_unavailable_after_the_documented_attempts(tmp_path, stalling_s3):
+    from realness_tasks.config import S3Settings
+
+    endpoint, gets = stalling_s3
+    settings = S3Settings(endpoint_url=endpoint, access_key_id="x", secret_access_key="y", transfer_timeout_s=0.3)
+    store = open_store("s3://bucket/root", settings)
+    with pytest.raises(StorageUnavailable, match="unreachable"):
+        store.download("landing/a.mp4", tmp_path / "a.mp4")
+    assert len(gets) == settings.max_attempts == 3  # boto3's transfer manager would repeat it 5 times over
+
+
+def test_fault_missing_model_file_gets_its_own_hint_not_free_space():
+    import errno
+
+    from realness_tasks.cli import explain
+
+    missing = FileNotFoundError("model v1 has no model.tflite (fp32 engine) in file:///s/models/v1/: export it "
+                                "with realness_tasks.inference.export_tflite")
+    assert explain(missing) == str(missing)
+    refused = PermissionError(errno.EACCES, "Permission denied", "/home/r/scratch")
+    assert explain(refused) == ("Permission denied (/home/r/scratch). Check that REALNESS_HOME and the store root "
+                                "are writable folders (not files)")
+
+
 def test_fault_not_enough_data_to_train_is_one_clear_line(tmp_path, monkeypatch, capsys):
     from realness_tasks.cli import main
 
