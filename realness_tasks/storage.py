@@ -36,6 +36,11 @@ class StoredObject:
     problem: str | None = None  # set when the entry cannot be read as an object (a local symlink that is refused)
 
 
+def loggable(key: str) -> str:
+    """``key`` with control characters escaped (``\\n``), so a key cannot split or forge a log line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
+
+
 def safe_key(key: str) -> str:
     """Reject keys that would escape the store root (``..`` segments, absolute paths)."""
     parts = key.split("/")

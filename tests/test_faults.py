@@ -270,6 +270,68 @@ def test_fault_malformed_sidecars_are_recorded_and_videos_go_on_unlabelled(tmp_p
     assert_rerun_changes_nothing(cfg)
 
 
+def test_fault_sidecar_entries_naming_no_listed_video_are_reported(tmp_path, clips):
+    """Entries are normalised like originals; those naming nothing listed are counted apart and shown."""
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/batch/a.mp4", clips["obama"])
+    store.put_bytes("landing/batch/metadata.json", json.dumps({
+        "./a.mp4": {"label": "FAKE"}, "missing.mp4": {"label": "REAL"}, "sub/../typo.mp4": {"label": "REAL"},
+        **{f"m{i}.mp4": {"label": "REAL"} for i in range(5)}}).encode())
+
+    run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+
+    assert statuses(cfg)["landing/batch/metadata.json"] == (
+        "SIDECAR", "1 label(s); 7 entries naming no listed video: m0.mp4, m1.mp4, m2.mp4, m3.mp4, m4.mp4, ...")
+    assert [(r["label"], r["source_uri"].rsplit("/", 1)[-1]) for r in snapshot(cfg)["labels"]] == [("FAKE", "a.mp4")]
+    assert_rerun_changes_nothing(cfg)
+
+
+def test_fault_oversized_sidecar_is_not_read(tmp_path, clips, monkeypatch):
+    cfg = config(tmp_path, sidecar_max_megabytes=1)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/big/a.mp4", clips["obama"])
+    entries = {f"v{i:07d}.mp4": {"label": "REAL"} for i in range(40_000)} | {"a.mp4": {"label": "FAKE"}}
+    store.put_bytes("landing/big/metadata.json", json.dumps(entries).encode())
+    size = len(store.get_bytes("landing/big/metadata.json"))
+    read, get_bytes = [], type(store).get_bytes
+    monkeypatch.setattr(type(store), "get_bytes", lambda self, key: read.append(key) or get_bytes(self, key))
+
+    summary = run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+
+    assert "landing/big/metadata.json" not in read and size > 1024 * 1024
+    assert statuses(cfg)["landing/big/metadata.json"] == (
+        "BAD_SIDECAR", f"{size} bytes, over REALNESS_SIDECAR_MAX_MEGABYTES (1048576 bytes): not read; split it "
+                       "per folder, or raise the limit")
+    assert statuses(cfg)["landing/big/a.mp4"][0] == "PUBLISHED" and snapshot(cfg)["labels"] == []
+    assert {p["status"] for p in summary["problems"]} == {"BAD_SIDECAR"}
+    assert_rerun_changes_nothing(cfg)
+
+
+def test_fault_deleted_sidecar_is_marked_gone_and_its_labels_stay(tmp_path, clips):
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/batch/a.mp4", clips["obama"])
+    store.put_bytes("landing/batch/metadata.json", json.dumps({"a.mp4": {"label": "FAKE"}}).encode())
+    run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+    labels_before = snapshot(cfg)["labels"]
+
+    store.delete("landing/batch/metadata.json")
+    summary = run_ingest(cfg, run_id="run-2", run_date="2026-12-02")
+    assert statuses(cfg)["landing/batch/metadata.json"] == (
+        "SIDECAR_GONE", "no longer listed (was SIDECAR); the labels it gave stay")
+    assert summary["statuses"] == {"SIDECAR_GONE": 1} and summary["problems"] == []
+    assert snapshot(cfg)["labels"] == labels_before
+    db = Database(cfg.resolved_database_url)
+    assert db.query("SELECT * FROM ingest_failures") == []
+    db.dispose()
+    assert_rerun_changes_nothing(cfg)
+
+    store.put_bytes("landing/batch/metadata.json", json.dumps({"a.mp4": {"label": "FAKE"}}).encode())
+    run_ingest(cfg, run_id="run-3", run_date="2026-12-03")
+    assert statuses(cfg)["landing/batch/metadata.json"] == ("SIDECAR", "1 label(s)")
+
+
 # ---------------------------------------------------------------- bad input: late and corrected labels
 
 def test_fault_late_and_corrected_sidecars_label_without_reingesting(tmp_path, clips, database_url):
@@ -371,6 +433,21 @@ def test_fault_hidden_temporary_and_refused_links_are_accounted_for(tmp_path, cl
     assert_rerun_changes_nothing(cfg)
 
 
+def test_fault_newline_in_a_key_cannot_split_log_lines(tmp_path, clips, caplog):
+    import logging
+
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/a\nINFO forged line.mp4", clips["room"])
+    with caplog.at_level(logging.INFO):
+        run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+    assert statuses(cfg)["landing/a\nINFO forged line.mp4"][0] == "NO_FACE"  # the row keeps the real key
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("a\\nINFO forged line.mp4 -> NO_FACE" in m for m in messages)
+    assert not [m for m in messages if "\n" in m]
+    assert_rerun_changes_nothing(cfg)
+
+
 def test_fault_local_store_files_follow_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
@@ -411,6 +488,53 @@ def test_fault_new_bytes_under_a_key_supersede_its_verdict(database_url):
     ledger.record(db, ledger.LedgerEntry(other, "etag-3", ledger.Status.EMPTY, "r3", None, "zero-byte object"))
     assert {r["video_id"] for r in db.query("SELECT video_id FROM latest_verdicts")} == {"new", "source:abc"}
     db.dispose()
+
+
+def test_fault_content_still_under_a_duplicate_key_keeps_its_verdict(database_url):
+    """Copy a.mp4 to dup.mp4, overwrite a.mp4: dup.mp4's content keeps a latest verdict, under dup.mp4."""
+    db = Database(database_url)
+    key, dup = "s3://b/landing/a.mp4", "s3://b/landing/dup.mp4"
+    for video_id in ("old", "new"):
+        db.execute("INSERT INTO verdicts (video_id, model_version, run_id, run_date, source_uri, verdict, p_fake, "
+                   "faces_scored, fake_faces, reason, decided_at) VALUES (:v, 'm1', 'r', '2026-12-01', :u, 'FAKE', "
+                   "0.9, 3, 3, 'x', :now)", {"v": video_id, "u": key, "now": datetime(2026, 12, 1)})
+    ledger.record(db, ledger.LedgerEntry(key, "etag-1", ledger.Status.PUBLISHED, "r1", "old"))
+    ledger.record(db, ledger.LedgerEntry(dup, "etag-1", ledger.Status.DUPLICATE, "r1", "old", f"same content as {key}"))
+    assert db.query("SELECT video_id, source_uri FROM latest_verdicts WHERE video_id = 'old'") == [
+        {"video_id": "old", "source_uri": key}]
+
+    ledger.record(db, ledger.LedgerEntry(key, "etag-2", ledger.Status.PUBLISHED, "r2", "new"))
+    latest = db.query("SELECT video_id, source_uri FROM latest_verdicts ORDER BY video_id")
+    assert latest == [{"video_id": "new", "source_uri": key}, {"video_id": "old", "source_uri": dup}]
+
+    ledger.record(db, ledger.LedgerEntry(dup, "etag-3", ledger.Status.EMPTY, "r3", None, "zero-byte object"))
+    assert [r["video_id"] for r in db.query("SELECT video_id FROM latest_verdicts")] == ["new"]  # nobody holds it
+    db.dispose()
+
+
+def test_fault_reprocess_on_another_date_keeps_one_shard_per_video(tmp_path, clips):
+    from realness_tasks import dataset
+
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/fake/a.mp4", clips["obama"])
+    store.put_bytes("landing/real/b.mp4", clips["astronaut"])
+    run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+    first = dataset.read_faces(cfg, store, dataset.list_shards(cfg, store)).faces
+
+    summary = run_ingest(cfg, run_id="run-2", run_date="2026-12-08", reprocess=True)
+
+    assert summary["statuses"] == {"PUBLISHED": 2}
+    shards = snapshot(cfg)["faces/"]
+    assert [k.split("/")[1] for k in shards] == ["date=2026-12-08"] * 2
+    assert sorted(r["shard_uri"].rsplit("/", 2)[-2] for r in snapshot(cfg)["ingest_ledger"]) == ["date=2026-12-08"] * 2
+    assert len(dataset.read_faces(cfg, store, dataset.list_shards(cfg, store)).faces) == len(first)
+
+    # An older shard left beside the newest (published before this fix, or a run killed between publishing
+    # and removing) is not read: the reader takes each video's newest shard.
+    store.copy(shards[0], shards[0].replace("date=2026-12-08", "date=2026-12-01"))
+    assert [s["key"] for s in dataset.list_shards(cfg, store)] == shards
+    assert len(dataset.read_faces(cfg, store, dataset.list_shards(cfg, store)).faces) == len(first)
 
 
 def test_fault_same_key_new_bytes_is_ingested_as_new_content(tmp_path, clips):
