@@ -17,6 +17,10 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from realness_tasks.config import RealnessConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,11 +37,24 @@ def _today() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d")
 
 
-def cmd_ingest(args) -> int:
+def _config() -> RealnessConfig:
+    """The configuration from the environment, refused as the Airflow plugin refuses it.
+
+    A local SQLite database beside an ``s3://`` store, or a local store folder that does not exist
+    (a typo), would otherwise run and report success while writing where nobody looks.
+    """
     from realness_tasks.config import RealnessConfig
+
+    cfg = RealnessConfig.from_env()
+    cfg.check_database_placement()
+    cfg.check_store_root()
+    return cfg
+
+
+def cmd_ingest(args) -> int:
     from realness_tasks.ingest import run_ingest
 
-    summary = run_ingest(RealnessConfig.from_env(), run_id=args.run_id or _run_id("cli"), run_date=args.date or _today(),
+    summary = run_ingest(_config(), run_id=args.run_id or _run_id("cli"), run_date=args.date or _today(),
                          reprocess=args.reprocess, progress=_progress)
     print(f"ingest: {summary['videos']} object(s): {summary['statuses']}; {summary['faces']} faces published")
     for problem in summary["problems"]:
@@ -48,10 +65,9 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from realness_tasks.config import RealnessConfig
     from realness_tasks.train import run_training
 
-    outcome = run_training(RealnessConfig.from_env(), args.run_id or _run_id("cli"), progress=_progress)
+    outcome = run_training(_config(), args.run_id or _run_id("cli"), progress=_progress)
     print(f"model {outcome.version}: {'PROMOTED' if outcome.promoted else 'not promoted'} ({outcome.reason})")
     print(f"  backbone: {outcome.backbone}")
     for level, metrics in (("faces", outcome.metrics), ("videos", outcome.metrics["video"])):
@@ -61,11 +77,10 @@ def cmd_train(args) -> int:
 
 def cmd_approve(args) -> int:
     from realness_tasks import registry
-    from realness_tasks.config import RealnessConfig
     from realness_tasks.db import Database
     from realness_tasks.storage import open_store
 
-    cfg = RealnessConfig.from_env()
+    cfg = _config()
     db = Database(cfg.resolved_database_url)
     try:
         model = registry.approve(cfg, open_store(cfg.resolved_store_uri, cfg.s3), db, args.version, args.reason)
@@ -128,11 +143,10 @@ def cmd_identities(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from realness_tasks.config import RealnessConfig
     from realness_tasks.reports import write_run_reports
     from realness_tasks.scoring import run_scoring
 
-    cfg = RealnessConfig.from_env()
+    cfg = _config()
     outcome = run_scoring(cfg, args.run_id or _run_id("cli"), args.date or _today(), progress=_progress)
     print(f"score: {outcome}")
     written = write_run_reports(cfg, outcome.run_id, progress=_progress)
@@ -141,15 +155,13 @@ def cmd_score(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from realness_tasks.config import RealnessConfig
     from realness_tasks.reports import write_video_report
 
-    print(write_video_report(RealnessConfig.from_env(), args.video, args.model_version))
+    print(write_video_report(_config(), args.video, args.model_version))
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from realness_tasks.config import RealnessConfig
     from realness_tasks.evaluation import (AUC_LEGEND, METRIC_COLUMNS, LabelsError, evaluate, metrics_row,
                                            read_labels, write_evaluation)
 
@@ -158,7 +170,7 @@ def cmd_evaluate(args) -> int:
     except LabelsError as exc:
         print(f"realness evaluate: {exc}", file=sys.stderr)
         return 2
-    cfg = RealnessConfig.from_env()
+    cfg = _config()
     result = evaluate(cfg, labels, args.prefix, labels_file=args.labels, evaluated_at=datetime.now(timezone.utc))
     overall = result.overall
     versions = ", ".join(f"{version} ({n})" for version, n in result.model_versions.items()) or "none"
@@ -200,10 +212,9 @@ def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
 
 def cmd_status(args) -> int:
     from realness_tasks import ledger
-    from realness_tasks.config import RealnessConfig
     from realness_tasks.db import Database
 
-    cfg = RealnessConfig.from_env()
+    cfg = _config()
     db = Database(cfg.resolved_database_url)
     print(f"store    {cfg.resolved_store_uri}\ndatabase {cfg.resolved_database_url.split('@')[-1]}\n")
     print("ingest ledger:")
@@ -376,15 +387,26 @@ def explain(exc: BaseException) -> str | None:
                 "(a metadata.json or real/ and fake/ folders) and run realness ingest")
     if isinstance(exc, (BackboneUnavailable, ChampionUnavailable)):
         return first
-    if isinstance(exc, ConfigurationError):
-        return f"configuration: {first}"
+    if isinstance(exc, ConfigurationError):  # our own message, whole: its advice comes last
+        return f"configuration: {str(exc).strip().splitlines()[0]}"
     if isinstance(exc, ValueError) and str(exc).startswith("REALNESS_"):
         return f"configuration: {first}"
     if isinstance(exc, OSError):
-        name = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        return (f"{exc.strerror or first}{name}. Check free space and that REALNESS_HOME and the store root "
-                "are writable folders (not files)")
+        return _explain_os_error(exc, first)
     return None
+
+
+def _explain_os_error(exc: OSError, first: str) -> str:
+    """The hint that fits the error: free space for a full disk, writable folders for a refused write; an
+    error raised with a message of ours (a model file missing from the registry) says what to do itself."""
+    import errno
+
+    if exc.errno is None:
+        return first
+    name = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{exc.strerror}{name}. Check free space under REALNESS_HOME and the store root"
+    return f"{exc.strerror or first}{name}. Check that REALNESS_HOME and the store root are writable folders (not files)"
 
 
 def _save_traceback(command: str) -> str | None:

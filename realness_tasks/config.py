@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 
 BACKBONES = ("efficientnet_lite0", "efficientnet_b0")
@@ -54,7 +55,8 @@ class S3Settings:
     read_timeout_s: float = _setting(10.0, "Seconds without a byte before a metadata call or small read (list, head, "
                                            "get of sidecars and shards) fails; a hung endpoint fails fast.")
     transfer_timeout_s: float = _setting(60.0, "Seconds without a byte before a video download or an upload fails.")
-    max_attempts: int = _setting(3, "boto3 retry attempts for one request.")
+    max_attempts: int = _setting(3, "Attempts at one request, the first included (boto3's total_max_attempts); a "
+                                    "video download is one such request.")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,13 @@ class SamplingSettings:
     max_frames: int = _setting(64, "Upper bound on sampled frames per video.")
     max_pixels: int = _setting(7680 * 4320 - 1, "Most pixels a frame may have; larger videos are TOO_LARGE. The default "
                                                 "is one under 8K UHD (7680x4320): 6K is accepted, 8K is rejected.")
+
+    def __post_init__(self) -> None:
+        # A gap of 0 or less would sample every frame (up to max_frames) instead of failing.
+        if not self.every_seconds > 0:
+            raise ConfigurationError(f"REALNESS_SAMPLING_EVERY_SECONDS={self.every_seconds!r}: a gap above 0 seconds")
+        if self.frames_per_video < 0:
+            raise ConfigurationError(f"REALNESS_SAMPLING_FRAMES_PER_VIDEO={self.frames_per_video!r}: 0 (off) or more")
 
 
 @dataclass(frozen=True)
@@ -286,6 +295,9 @@ class RealnessConfig:
     home: str = _setting(str(Path.home() / ".realness"), "Working directory for local state (embedded store, database, scratch).")
     store_uri: str = _setting("", "Object store root: s3://bucket/prefix or file:///path; empty: file://<home>/store.")
     landing_prefix: str = _setting("landing/", "Where new videos arrive.")
+    sidecar_max_megabytes: int = _setting(16, "Largest metadata.json (label sidecar) discovery reads, in MB (every "
+                                              "run re-reads each sidecar); a larger one is BAD_SIDECAR with its size "
+                                              "and is not read: split it per folder, or raise this.")
     faces_prefix: str = _setting("faces/", "Validated face shards (Hive-partitioned by date).")
     staging_prefix: str = _setting("staging/", "Shards waiting for validation.")
     quarantine_prefix: str = _setting("quarantine/", "Shards that failed validation, with the report beside them.")
@@ -313,6 +325,11 @@ class RealnessConfig:
     database_url: str = _setting("", "Verdict database (SQLAlchemy URL); empty: sqlite:///<home>/realness.db.")
     allow_embedded_database: bool = _setting(False, "Allow a SQLite verdict database with a remote (s3://) store; "
                                                     "off, such a task refuses to run instead of writing to a local file.")
+    required_connections: str = _setting("", "Comma-separated Airflow connection ids that must exist (e.g. aws_default,"
+                                             "realness_db): a task fails when one is not found instead of using the "
+                                             "environment's settings. Needed to tell a missing connection from a "
+                                             "lookup that failed: Airflow's Task SDK reports both as not defined. "
+                                             "Empty: none required.")
     s3: S3Settings = field(default_factory=S3Settings)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     detection: DetectionSettings = field(default_factory=DetectionSettings)
@@ -323,6 +340,14 @@ class RealnessConfig:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
+
+    def __post_init__(self) -> None:
+        check_store_uri(self.store_uri)
+        check_database_url(self.database_url)
+
+    @property
+    def required_connection_ids(self) -> tuple[str, ...]:
+        return tuple(c.strip() for c in self.required_connections.split(",") if c.strip())
 
     @property
     def resolved_store_uri(self) -> str:
@@ -350,6 +375,19 @@ class RealnessConfig:
                 f"remote ({self.resolved_store_uri}): set the realness_db connection or REALNESS_DATABASE_URL to the "
                 "shared database, or REALNESS_ALLOW_EMBEDDED_DATABASE=true if a local file is really meant")
 
+    def check_store_root(self) -> None:
+        """Refuse a local ``REALNESS_STORE_URI`` that is not an existing folder.
+
+        A typo would otherwise give a new, empty store: ingest would list nothing and succeed. The
+        default store (``<home>/store``) is Realness's own and is made on first use.
+        """
+        if not self.store_uri or urlparse(self.store_uri).scheme == "s3":
+            return
+        root = local_store_path(self.store_uri)
+        if not root.is_dir():
+            raise ConfigurationError(f"REALNESS_STORE_URI={self.store_uri!r}: {root} is not an existing folder; create "
+                                     "it, or correct the setting")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> RealnessConfig:
         """Build the configuration from ``REALNESS_*`` variables, then apply ``overrides``.
@@ -368,6 +406,34 @@ class RealnessConfig:
     def redacted(self) -> dict[str, Any]:
         """The configuration as a dict with secrets masked, for logs and run reports."""
         return _redact(self)
+
+
+STORE_SCHEMES = ("s3", "file", "")
+DATABASE_SCHEMES = ("sqlite", "postgresql")
+
+
+def local_store_path(uri: str) -> Path:
+    """The folder a ``file://`` URI or a bare path names."""
+    parsed = urlparse(uri)
+    return Path(unquote(parsed.path) if parsed.scheme else uri)
+
+
+def check_store_uri(uri: str) -> None:
+    """Refuse a store URI that no store can open (an unknown scheme, ``s3://`` without a bucket)."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in STORE_SCHEMES:
+        raise ConfigurationError(f"REALNESS_STORE_URI={uri!r}: the scheme {parsed.scheme!r} is not supported; use "
+                                 "s3://bucket/prefix or file:///path")
+    if parsed.scheme == "s3" and not parsed.netloc:
+        raise ConfigurationError(f"REALNESS_STORE_URI={uri!r} names no bucket: use s3://bucket/prefix")
+
+
+def check_database_url(url: str) -> None:
+    """Refuse a database URL of an engine the migrations are not written for (only its scheme is shown)."""
+    scheme = url.split("://", 1)[0] if "://" in url else url
+    if url and scheme.split("+", 1)[0] not in DATABASE_SCHEMES:
+        raise ConfigurationError(f"REALNESS_DATABASE_URL (or the realness_db connection) uses {scheme!r}: the "
+                                 "verdict database is sqlite:///path or postgresql+psycopg2://user@host/db")
 
 
 def _section_types(cls: type) -> dict[str, Any]:

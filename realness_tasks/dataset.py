@@ -27,7 +27,7 @@ import pyarrow.dataset as pads
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.faces import crop_box
-from realness_tasks.shards import SHARD_SCHEMA
+from realness_tasks.shards import SHARD_SCHEMA, current_shards
 from realness_tasks.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -174,9 +174,9 @@ def to_crop_pixels(points: np.ndarray, box: tuple[float, float, float, float], f
 
 
 def list_shards(cfg: RealnessConfig, store: ObjectStore) -> list[dict]:
-    """The validated shards, as ``{"key", "etag", "size"}`` records for the manifest."""
+    """The newest validated shard of each video, as ``{"key", "etag", "size"}`` records for the manifest."""
     return [{"key": o.key, "etag": o.etag, "size": o.size}
-            for o in store.list(cfg.faces_prefix) if o.key.endswith(".parquet")]
+            for o in sorted(current_shards(store, cfg.faces_prefix).values(), key=lambda o: o.key)]
 
 
 class FacesRead(NamedTuple):

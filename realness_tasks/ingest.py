@@ -37,8 +37,8 @@ from realness_tasks.faults import checkpoint
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.ledger import LedgerEntry, Status, VideoRecord
-from realness_tasks.shards import FaceRow, rows_to_table, shard_key, table_to_bytes
-from realness_tasks.storage import ObjectStore, open_store, safe_key
+from realness_tasks.shards import FaceRow, rows_to_table, shard_key, shard_video_id, table_to_bytes
+from realness_tasks.storage import ObjectStore, loggable, open_store, safe_key
 from realness_tasks.workspace import scratch_dir
 
 if TYPE_CHECKING:  # validation imports OpenCV; the gate imports it when it runs
@@ -117,8 +117,8 @@ def parse_sidecar(key: str, etag: str, data: bytes) -> Sidecar:
         return Sidecar(key, etag, {}, f"JSON {type(metadata).__name__} where an object of video names was expected")
     folder = posixpath.dirname(key)
 
-    def video_key(name: str) -> str:
-        return posixpath.join(folder, name) if folder else name
+    def video_key(name: str) -> str:  # "./a.mp4" and "x/../a.mp4" name the listed key "a.mp4"
+        return posixpath.normpath(posixpath.join(folder, name) if folder else name)
 
     labels: dict[str, str] = {}
     groups: dict[str, str] = {}
@@ -137,7 +137,7 @@ def parse_sidecar(key: str, etag: str, data: bytes) -> Sidecar:
         if group is not None:
             groups[video_key(name)] = group
         if original is not None:
-            originals[video_key(name)] = posixpath.normpath(video_key(original))
+            originals[video_key(name)] = video_key(original)
     if metadata and not labels:
         problem = (f"none of its {len(metadata)} entries has a REAL/FAKE label"
                    if set(ignored.values()) == {WITHOUT_LABEL}
@@ -156,27 +156,49 @@ def describe_ignored(ignored: dict[str, str]) -> str:
     return "; ".join(clauses)
 
 
-def sidecar_reason(sidecar: Sidecar) -> str:
+def sidecar_reason(sidecar: Sidecar, unmatched: Sequence[str] = ()) -> str:
+    """The ledger reason of a sidecar: its labels, then the entries that give none, then those naming no listed
+    video (``unmatched``: their labels wait for the video to arrive)."""
     if sidecar.problem:
         return sidecar.problem
-    text = f"{len(sidecar.labels)} label(s)"
+    text = f"{len(sidecar.labels) - len(unmatched)} label(s)"
     if sidecar.ignored:
         text += f"; {describe_ignored(sidecar.ignored)}"
+    if unmatched:
+        folder = posixpath.dirname(sidecar.key)
+        names = [loggable(posixpath.relpath(key, folder or ".")) for key in unmatched[:5]]
+        text += (f"; {len(unmatched)} entr{'y' if len(unmatched) == 1 else 'ies'} naming no listed video: "
+                 f"{', '.join(names)}{', ...' if len(unmatched) > 5 else ''}")
     return text
 
 
-def read_sidecars(store: ObjectStore, objects: Sequence) -> list[Sidecar]:
-    """Every sidecar among ``objects`` (``StoredObject`` or plain keys), parsed; bad ones carry their problem."""
+def unmatched_entries(sidecar: Sidecar, listed: set[str]) -> list[str]:
+    """The keys a sidecar labels that the listing does not hold (a typo, a video not uploaded yet), sorted."""
+    return sorted(key for key in sidecar.labels if key not in listed)
+
+
+def read_sidecars(store: ObjectStore, objects: Sequence, max_bytes: int | None = None) -> list[Sidecar]:
+    """Every sidecar among ``objects`` (``StoredObject`` or plain keys), parsed; bad ones carry their problem.
+
+    A listed sidecar over ``max_bytes`` is not read (every run re-reads every sidecar): it is a bad
+    sidecar whose problem gives its size. Plain keys carry no size and are read whole.
+    """
     sidecars = []
     for obj in objects:
         key, etag = (obj, "") if isinstance(obj, str) else (obj.key, obj.etag)
-        if posixpath.basename(key) in SIDECAR_NAMES:
-            try:
-                data = store.get_bytes(key)
-            except KeyError:  # removed since it was listed: the next run sees what is there then
-                log.warning("sidecar %s vanished while it was being read", key)
-                continue
-            sidecars.append(parse_sidecar(key, etag, data))
+        if posixpath.basename(key) not in SIDECAR_NAMES:
+            continue
+        if max_bytes is not None and not isinstance(obj, str) and obj.size > max_bytes:
+            sidecars.append(Sidecar(key, etag, {}, f"{obj.size} bytes, over REALNESS_SIDECAR_MAX_MEGABYTES "
+                                                   f"({max_bytes} bytes): not read; split it per folder, or raise "
+                                                   "the limit"))
+            continue
+        try:
+            data = store.get_bytes(key)
+        except KeyError:  # removed since it was listed: the next run sees what is there then
+            log.warning("sidecar %s vanished while it was being read", loggable(key))
+            continue
+        sidecars.append(parse_sidecar(key, etag, data))
     return sidecars
 
 
@@ -263,9 +285,10 @@ def scan_landing(cfg: RealnessConfig, store: ObjectStore, db: Database, *, repro
                  run_id: str = "discover") -> Discovery:
     """List the landing prefix once: the objects to process, with every other object accounted for.
 
-    Sidecars get a ``SIDECAR`` or ``BAD_SIDECAR`` ledger row, refused local links an ``UNSAFE_KEY`` row,
-    hidden and temporary files a line in the run report; rows are written only when new or changed, so a
-    re-run changes nothing. Labels found for videos ingested before are recorded in the ``labels`` table.
+    Sidecars get a ``SIDECAR`` or ``BAD_SIDECAR`` ledger row (``SIDECAR_GONE`` once no longer listed),
+    refused local links an ``UNSAFE_KEY`` row, hidden and temporary files a line in the run report; rows
+    are written only when new or changed, so a re-run changes nothing. Labels found for videos ingested
+    before are recorded in the ``labels`` table.
     """
     from realness_tasks import labels as label_table
 
@@ -273,7 +296,8 @@ def scan_landing(cfg: RealnessConfig, store: ObjectStore, db: Database, *, repro
     skipped = [{"source_uri": store.uri_for(o.key), "reason": reason}
                for o in listed if (reason := skip_reason(o.key, o.size))]
     objects = [o for o in listed if not skip_reason(o.key, o.size)]
-    sidecars = read_sidecars(store, [o for o in objects if o.problem is None])
+    sidecars = read_sidecars(store, [o for o in objects if o.problem is None],
+                             max_bytes=cfg.sidecar_max_megabytes * 1024 * 1024)
     facts = label_facts(cfg.landing_prefix, [o.key for o in objects], sidecars)
     rows = {r["source_uri"]: r for r in db.query("SELECT source_uri, source_etag, status, reason, video_id "
                                                  "FROM ingest_ledger")}
@@ -287,11 +311,18 @@ def scan_landing(cfg: RealnessConfig, store: ObjectStore, db: Database, *, repro
         entry = LedgerEntry(uri, obj.etag, status, run_id, reason=reason)
         ledger.record(db, entry)
         recorded.append(entry)
-        log.info("%s -> %s (%s)", obj.key, status, reason)
+        log.info("%s -> %s (%s)", loggable(obj.key), status, reason)
 
     by_key = {o.key: o for o in objects}
     for sidecar in sidecars:
-        note(by_key[sidecar.key], Status.BAD_SIDECAR if sidecar.problem else Status.SIDECAR, sidecar_reason(sidecar))
+        unmatched = unmatched_entries(sidecar, set(by_key))
+        if unmatched:
+            log.warning("%s: %d labelled entr(ies) name no listed video, e.g. %s", loggable(sidecar.key),
+                        len(unmatched), ", ".join(loggable(k) for k in unmatched[:5]))
+        note(by_key[sidecar.key], Status.BAD_SIDECAR if sidecar.problem else Status.SIDECAR,
+             sidecar_reason(sidecar, unmatched))
+    recorded += mark_gone_sidecars(store, db, rows, {store.uri_for(o.key) for o in listed},
+                                   store.uri_for(cfg.landing_prefix), run_id=run_id)
     for obj in objects:
         if obj.problem:
             note(obj, Status.UNSAFE_KEY, obj.problem)
@@ -307,8 +338,27 @@ def scan_landing(cfg: RealnessConfig, store: ObjectStore, db: Database, *, repro
              len(refs), store.uri_for(cfg.landing_prefix), already, len(sidecars), len(skipped),
              sum(1 for o in objects if o.problem))
     for item in skipped:
-        log.info("skipped %s: %s", item["source_uri"], item["reason"])
+        log.info("skipped %s: %s", loggable(item["source_uri"]), item["reason"])
     return Discovery(refs, recorded, skipped, already)
+
+
+def mark_gone_sidecars(store: ObjectStore, db: Database, rows: dict[str, dict], listed: set[str], landing_uri: str, *,
+                       run_id: str) -> list[VideoOutcome]:
+    """``SIDECAR_GONE`` for the sidecar rows under the landing prefix whose file is no longer listed.
+
+    The labels it gave stay (``labels.py``: archives often move sidecars away after ingest); the row
+    says the file is gone rather than that it is still read. A sidecar put back is ``SIDECAR`` again.
+    """
+    gone = []
+    for uri, row in sorted(rows.items()):
+        if (row["status"] in (Status.SIDECAR, Status.BAD_SIDECAR) and uri not in listed
+                and uri.startswith(landing_uri)):
+            entry = LedgerEntry(uri, row["source_etag"], Status.SIDECAR_GONE, run_id,
+                                reason=f"no longer listed (was {row['status']}); the labels it gave stay")
+            ledger.record(db, entry)
+            gone.append(entry)
+            log.info("%s -> %s", loggable(uri), Status.SIDECAR_GONE)
+    return gone
 
 
 def clean_staging(cfg: RealnessConfig, store: ObjectStore, db: Database) -> list[str]:
@@ -396,7 +446,7 @@ class BatchProgress:
         finished = self.bytes_before + max(1, ref.size) * done / max(1, planned)
         elapsed = self.clock() - self.started
         remaining = elapsed * (total - finished) / finished
-        self.emit(f"video {self.number} of {len(self.refs)} ({posixpath.basename(ref.key)}): {done}/{planned} "
+        self.emit(f"video {self.number} of {len(self.refs)} ({loggable(posixpath.basename(ref.key))}): {done}/{planned} "
                   f"frames, {faces} faces; elapsed {elapsed:.0f} s, about {remaining:.0f} s remaining")
 
 
@@ -536,7 +586,7 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
         outcome = LedgerEntry(source_uri, ref.etag, status, run_id, reason=reason,
                               shard_uri=store.uri_for(staged) if staged else None, stage_seconds=timings, **extra)
         ledger.record(db, outcome)
-        log.info("%s -> %s%s", ref.key, status, f" ({reason})" if reason else "")
+        log.info("%s -> %s%s", loggable(ref.key), status, f" ({reason})" if reason else "")
         return outcome
 
     try:
@@ -583,7 +633,7 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
                                             info.height, info.fps, info.frame_count, info.duration_s))
     stats = _stats_delta(stats_before, detector.stats())
     truncated = f"stream ended at frame {ended_early_at} of {info.frame_count}" if ended_early_at is not None else None
-    log.info("%s: %d frames, %d faces in %.1f s", ref.key, sampled, len(rows), time.monotonic() - started)
+    log.info("%s: %d frames, %d faces in %.1f s", loggable(ref.key), sampled, len(rows), time.monotonic() - started)
     if sampled == 0:
         return finish(Status.UNREADABLE, truncated or "no frame could be decoded", video_id=video_id)
     if not rows:
@@ -622,7 +672,27 @@ def validate_and_publish(cfg: RealnessConfig, store: ObjectStore, db: Database, 
                                     run_date=run_date)
         for index, outcome in zip(chunk, validated):
             results[index] = outcome
+    remove_superseded_shards(cfg, store, {o.video_id: store.key_for(o.shard_uri) for o in results
+                                          if o.status == Status.PUBLISHED and o.video_id and o.shard_uri})
     return results
+
+
+def remove_superseded_shards(cfg: RealnessConfig, store: ObjectStore, current: dict[str, str]) -> list[str]:
+    """Delete the other shards of the videos just published (``current``: video id -> its new shard's key).
+
+    Reprocessing on another date publishes under another date= partition; without this, the older
+    shard stays beside it and a reader of every shard counts the video's faces twice. One listing
+    per call, not per video.
+    """
+    if not current:
+        return []
+    removed = [obj.key for obj in store.list(cfg.faces_prefix)
+               if obj.key.endswith(".parquet") and current.get(shard_video_id(obj.key), obj.key) != obj.key]
+    for key in removed:
+        store.delete(key)
+    if removed:
+        log.info("removed %d superseded shard(s): %s", len(removed), ", ".join(removed))
+    return removed
 
 
 def _moved_earlier(cfg: RealnessConfig, store: ObjectStore, db: Database, outcome: VideoOutcome, *, run_id: str,
@@ -687,7 +757,7 @@ def _record_validated(store: ObjectStore, db: Database, outcome: VideoOutcome, s
     result = replace(outcome, status=status, reason=reason, run_id=run_id, staged_key=None,
                      shard_uri=store.uri_for(key))
     ledger.record(db, result)
-    log.info("%s -> %s%s", outcome.source_uri, status, f" ({reason})" if reason else "")
+    log.info("%s -> %s%s", loggable(outcome.source_uri), status, f" ({reason})" if reason else "")
     return result
 
 
@@ -715,7 +785,8 @@ def summarize(cfg: RealnessConfig, store: ObjectStore, db: Database, outcomes: S
         "stage_seconds": {stage: round(stage_totals[stage], 2) for stage in STAGES if stage in stage_totals},
         "published": sorted(o.shard_uri for o in outcomes if o.status == Status.PUBLISHED and o.shard_uri),
         "problems": [{"source_uri": o.source_uri, "status": o.status, "reason": o.reason}
-                     for o in outcomes if o.status not in (Status.PUBLISHED, Status.NO_FACE, Status.SIDECAR)],
+                     for o in outcomes
+                     if o.status not in (Status.PUBLISHED, Status.NO_FACE, Status.SIDECAR, Status.SIDECAR_GONE)],
         "skipped": list(skipped),
     }
     clean_staging(cfg, store, db)  # shards a crashed run staged for videos this run published

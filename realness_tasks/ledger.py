@@ -29,6 +29,7 @@ class Status(StrEnum):
     QUARANTINED = "QUARANTINED"    # shard failed validation; kept under the quarantine prefix
     SIDECAR = "SIDECAR"            # a metadata.json read for labels (the reason says how many)
     BAD_SIDECAR = "BAD_SIDECAR"    # a metadata.json that could not be used; its videos go on unlabelled
+    SIDECAR_GONE = "SIDECAR_GONE"  # a metadata.json no longer listed; the labels it gave stay
 
     @property
     def terminal(self) -> bool:
@@ -37,7 +38,7 @@ class Status(StrEnum):
     @property
     def video(self) -> bool:
         """False for rows about label sidecars, which are not videos (no verdict, no shard)."""
-        return self not in (Status.SIDECAR, Status.BAD_SIDECAR)
+        return self not in (Status.SIDECAR, Status.BAD_SIDECAR, Status.SIDECAR_GONE)
 
 
 @dataclass(frozen=True)

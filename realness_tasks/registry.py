@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from realness_tasks.config import RealnessConfig
+from realness_tasks.config import ConfigurationError, RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.inference import ENGINE_FILES
 from realness_tasks.storage import ObjectStore
@@ -134,11 +134,36 @@ def new_version(created_at: datetime, fingerprint: str) -> str:
     return f"{created_at:%Y%m%dT%H%M%SZ}-{digest}"
 
 
+class InvalidPointer(ConfigurationError):
+    """``champion.json`` is not a model record (edited by hand, or broken in a copy); scoring cannot guess."""
+
+
+# What scoring and promotion read from the pointer, with the type each must have.
+POINTER_FIELDS = {"version": str, "uri": str, "image_size": int, "threshold": (int, float), "metrics": dict}
+
+
 def read_pointer(cfg: RealnessConfig, store: ObjectStore) -> ModelRecord | None:
+    """The champion's record, None before any promotion; :class:`InvalidPointer` when it cannot be read."""
+    key = pointer_key(cfg)
     try:
-        return ModelRecord.from_json(json.loads(store.get_bytes(pointer_key(cfg))))
+        data = store.get_bytes(key)
     except KeyError:
         return None
+    try:
+        return ModelRecord.from_json(_checked_pointer(json.loads(data)))
+    except (ValueError, TypeError) as exc:  # not JSON, not UTF-8, a field missing or of the wrong type, a bad date
+        raise InvalidPointer(f"{store.uri_for(key)} is not a valid champion pointer ({str(exc)[:200]}): restore it "
+                             f"from the champion's {version_prefix(cfg, '<version>')}{RECORD_NAME}, or promote a "
+                             "version with realness approve") from None
+
+
+def _checked_pointer(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise TypeError(f"a JSON {type(data).__name__}, not an object")
+    for name, kind in POINTER_FIELDS.items():
+        if not isinstance(data.get(name), kind) or data[name] in ("", None):
+            raise TypeError(f"{name} missing or not a {getattr(kind, '__name__', 'number')}")
+    return data
 
 
 def champion(cfg: RealnessConfig, store: ObjectStore, db: Database | None) -> ModelVersion | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import posixpath
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -34,7 +33,7 @@ from realness_tasks.metrics import log_odds
 from realness_tasks.model import crop_decoder
 from realness_tasks.ledger import Status
 from realness_tasks.registry import ModelVersion
-from realness_tasks.shards import read_shard
+from realness_tasks.shards import current_shards, read_shard, shard_video_id
 from realness_tasks.storage import ObjectStore, open_store
 from realness_tasks.workspace import scratch_dir
 
@@ -105,18 +104,9 @@ class ShardVideo:
                                      self.embeddings)
 
 
-def shard_video_id(key: str) -> str:
-    return posixpath.basename(key).removesuffix(".parquet")
-
-
 def newest_shards(cfg: RealnessConfig, store: ObjectStore) -> dict[str, str]:
     """video id -> key of its newest shard under the faces prefix."""
-    newest: dict[str, str] = {}
-    for obj in store.list(cfg.faces_prefix):
-        if obj.key.endswith(".parquet"):
-            video_id = shard_video_id(obj.key)
-            newest[video_id] = max(obj.key, newest.get(video_id, obj.key))  # date=YYYY-MM-DD sorts by date
-    return newest
+    return {video_id: obj.key for video_id, obj in current_shards(store, cfg.faces_prefix).items()}
 
 
 def pending_shards(cfg: RealnessConfig, store: ObjectStore, db: Database, version: str) -> tuple[list[str], int]:

@@ -1,19 +1,22 @@
 """Parquet face shards: the schema, and writing and reading them.
 
-One shard per video per ingest run, at ``<faces_prefix>date=YYYY-MM-DD/<video_id>.parquet``
-(Hive partitioning by the run's date). Each row is one face crop; ``docs/shards.md`` documents
+One shard per video, at ``<faces_prefix>date=YYYY-MM-DD/<video_id>.parquet`` (Hive partitioning
+by the date of the run that published it; publishing a video again removes its older shard). Each row is one face crop; ``docs/shards.md`` documents
 the columns. The schema is explicit so that a shard that drifts from it fails validation.
 """
 
 from __future__ import annotations
 
 import io
+import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from realness_tasks.storage import ObjectStore, StoredObject
 
 SHARD_SCHEMA = pa.schema([
     pa.field("video_id", pa.string(), nullable=False),       # sha256 of the video file
@@ -77,6 +80,26 @@ if [f.name for f in fields(FaceRow)] != SHARD_SCHEMA.names:
 
 def shard_key(faces_prefix: str, run_date: str, video_id: str) -> str:
     return f"{faces_prefix}date={run_date}/{video_id}.parquet"
+
+
+def shard_video_id(key: str) -> str:
+    return posixpath.basename(key).removesuffix(".parquet")
+
+
+def current_shards(store: ObjectStore, faces_prefix: str) -> dict[str, StoredObject]:
+    """video id -> its newest shard under ``faces_prefix`` (the latest date= partition).
+
+    Every reader takes this one shard per video: an older shard left beside it (published before
+    superseded shards were removed, or by a run that died between publishing and removing) would
+    count the video's faces twice.
+    """
+    newest: dict[str, StoredObject] = {}
+    for obj in store.list(faces_prefix):
+        if obj.key.endswith(".parquet"):
+            video_id = shard_video_id(obj.key)
+            if video_id not in newest or obj.key > newest[video_id].key:  # date=YYYY-MM-DD sorts by date
+                newest[video_id] = obj
+    return newest
 
 
 def rows_to_table(rows: Sequence[FaceRow]) -> pa.Table:

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
-from realness_tasks.config import S3Settings
+from realness_tasks.config import S3Settings, local_store_path
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,11 @@ class StoredObject:
     etag: str
     modified: datetime
     problem: str | None = None  # set when the entry cannot be read as an object (a local symlink that is refused)
+
+
+def loggable(key: str) -> str:
+    """``key`` with control characters escaped (``\\n``), so a key cannot split or forge a log line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
 
 
 def safe_key(key: str) -> str:
@@ -225,13 +230,14 @@ class S3Store(ObjectStore):
             aws_access_key_id=settings.access_key_id or None,
             aws_secret_access_key=settings.secret_access_key or None,
             config=Config(connect_timeout=settings.connect_timeout_s, read_timeout=read_timeout,
-                          retries={"max_attempts": settings.max_attempts, "mode": "standard"}),
+                          retries={"total_max_attempts": settings.max_attempts, "mode": "standard"}),
         )
 
     def _key(self, key: str) -> str:
         return self.prefix + safe_key(key)
 
     def _call(self, fn, *args, **kwargs):
+        from boto3.exceptions import RetriesExceededError, S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -247,6 +253,10 @@ class S3Store(ObjectStore):
             raise
         except BotoCoreError as exc:
             raise StorageUnavailable(f"S3 {self.root_uri} unreachable: {exc}") from exc
+        except RetriesExceededError as exc:  # the transfer manager's: a download that stalled on every attempt
+            raise StorageUnavailable(f"S3 {self.root_uri} unreachable: {exc.last_exception}") from exc
+        except S3UploadFailedError as exc:
+            raise StorageUnavailable(f"S3 {self.root_uri}: {exc}") from exc
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -264,7 +274,13 @@ class S3Store(ObjectStore):
         self._call(lambda k: self.client.put_object(Bucket=self.bucket, Key=self._key(k), Body=data), key)
 
     def download(self, key: str, path: Path) -> None:
-        self._call(lambda k: self.transfer_client.download_file(self.bucket, self._key(k), str(path)), key)
+        # One transfer attempt, whose request makes REALNESS_S3_MAX_ATTEMPTS attempts (boto3 would repeat the
+        # whole download 5 times over, each with its own retries: 20 stalls of transfer_timeout_s).
+        from boto3.s3.transfer import TransferConfig
+
+        once = TransferConfig(num_download_attempts=1)
+        self._call(lambda k: self.transfer_client.download_file(self.bucket, self._key(k), str(path), Config=once),
+                   key)
 
     def upload(self, path: Path, key: str) -> None:
         self._call(lambda k: self.transfer_client.upload_file(str(path), self.bucket, self._key(k)), key)
@@ -305,5 +321,5 @@ def open_store(uri: str, s3: S3Settings | None = None) -> ObjectStore:
             raise ValueError(f"S3 URI without a bucket: {uri}")
         return S3Store(parsed.netloc, parsed.path, s3 or S3Settings())
     if parsed.scheme in ("file", ""):
-        return LocalStore(Path(unquote(parsed.path) if parsed.scheme else uri))
+        return LocalStore(local_store_path(uri))
     raise ValueError(f"unsupported store URI {uri!r}: use s3://bucket/prefix or file:///path")

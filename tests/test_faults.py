@@ -65,6 +65,91 @@ def test_fault_local_store_with_embedded_database_needs_no_permission(tmp_path):
     RealnessConfig.from_env({}, home=str(tmp_path)).check_database_placement()
 
 
+def test_fault_required_connection_not_found_fails_the_task(plugin, monkeypatch):
+    """The Task SDK answers "not defined" when its lookup channel fails: a required connection must not fall back."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    def swallowed(cls, conn_id):  # what execution_api.py's backend makes of an unreachable API server
+        raise AirflowNotFoundException(f"The conn_id `{conn_id}` isn't defined")
+
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(swallowed))
+    monkeypatch.setenv("REALNESS_REQUIRED_CONNECTIONS", "realness_db, aws_default")
+    with pytest.raises(ConfigurationError, match="'aws_default' was not found, and REALNESS_REQUIRED_CONNECTIONS"):
+        plugin.load_config()
+    monkeypatch.setenv("REALNESS_REQUIRED_CONNECTIONS", "realness-db")  # a typo would require nothing
+    with pytest.raises(ConfigurationError, match="REALNESS_REQUIRED_CONNECTIONS names realness-db"):
+        plugin.load_config()
+    monkeypatch.setenv("REALNESS_REQUIRED_CONNECTIONS", "")
+    assert plugin.load_config().resolved_database_url.startswith("sqlite:///")  # optional ones still fall back
+
+
+def test_fault_cli_refuses_embedded_database_beside_a_remote_store(tmp_path, monkeypatch, capsys):
+    from realness_tasks.cli import main
+
+    monkeypatch.setenv("REALNESS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("REALNESS_STORE_URI", "s3://archive/realness")
+    monkeypatch.delenv("REALNESS_DATABASE_URL", raising=False)
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("realness status: configuration: the verdict database is a local SQLite file")
+    assert "REALNESS_ALLOW_EMBEDDED_DATABASE" in err and not (tmp_path / "home" / "realness.db").exists()
+
+
+def test_fault_missing_local_store_folder_is_refused(tmp_path, monkeypatch, capsys):
+    """A typo in REALNESS_STORE_URI must not scan a new, empty folder and report success."""
+    from realness_tasks.cli import main
+
+    monkeypatch.setenv("REALNESS_HOME", str(tmp_path / "home"))
+    for uri in ((tmp_path / "stroe").as_uri(), str(tmp_path / "stroe")):
+        monkeypatch.setenv("REALNESS_STORE_URI", uri)
+        assert main(["ingest"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"REALNESS_STORE_URI={uri!r}" in err and "is not an existing folder" in err
+        assert not (tmp_path / "stroe").exists()
+    (tmp_path / "store").mkdir()
+    monkeypatch.setenv("REALNESS_STORE_URI", (tmp_path / "store").as_uri())
+    assert main(["ingest"]) == 0  # an existing (empty) folder is a store
+
+
+USER_FIXABLE_SETTINGS = {
+    "REALNESS_STORE_URI=s3://": ({"REALNESS_STORE_URI": "s3://"}, "REALNESS_STORE_URI='s3://' names no bucket"),
+    "REALNESS_STORE_URI=ftp://": ({"REALNESS_STORE_URI": "ftp://host/videos"},
+                                  "REALNESS_STORE_URI='ftp://host/videos': the scheme 'ftp' is not supported"),
+    "REALNESS_DATABASE_URL=mysql://": ({"REALNESS_DATABASE_URL": "mysql://u:hunter2@db/realness"},
+                                       "REALNESS_DATABASE_URL (or the realness_db connection) uses 'mysql'"),
+    "REALNESS_SAMPLING_EVERY_SECONDS<0": ({"REALNESS_SAMPLING_EVERY_SECONDS": "-1"},
+                                          "REALNESS_SAMPLING_EVERY_SECONDS=-1.0: a gap above 0 seconds"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USER_FIXABLE_SETTINGS))
+def test_fault_unusable_setting_is_one_line_naming_it(case, tmp_path, monkeypatch, capsys):
+    from realness_tasks.cli import main
+
+    environ, expected = USER_FIXABLE_SETTINGS[case]
+    monkeypatch.setenv("REALNESS_HOME", str(tmp_path / "home"))
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert main(["ingest"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"realness ingest: configuration: {expected}"), err
+    assert "hunter2" not in err
+
+
+def test_fault_invalid_champion_pointer_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    from realness_tasks.cli import main
+
+    monkeypatch.setenv("REALNESS_HOME", str(tmp_path / "home"))
+    store = open_store((tmp_path / "home" / "store").as_uri())
+    for broken in (b"{bad", b'{"version": "v1"}', b"[]"):
+        store.put_bytes("models/champion.json", broken)
+        assert main(["score"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "models/champion.json is not a valid champion pointer" in err, err
+        assert "realness approve" in err
+
+
 # ---------------------------------------------------------------- shared helpers
 
 import io  # noqa: E402
@@ -185,6 +270,68 @@ def test_fault_malformed_sidecars_are_recorded_and_videos_go_on_unlabelled(tmp_p
     assert_rerun_changes_nothing(cfg)
 
 
+def test_fault_sidecar_entries_naming_no_listed_video_are_reported(tmp_path, clips):
+    """Entries are normalised like originals; those naming nothing listed are counted apart and shown."""
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/batch/a.mp4", clips["obama"])
+    store.put_bytes("landing/batch/metadata.json", json.dumps({
+        "./a.mp4": {"label": "FAKE"}, "missing.mp4": {"label": "REAL"}, "sub/../typo.mp4": {"label": "REAL"},
+        **{f"m{i}.mp4": {"label": "REAL"} for i in range(5)}}).encode())
+
+    run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+
+    assert statuses(cfg)["landing/batch/metadata.json"] == (
+        "SIDECAR", "1 label(s); 7 entries naming no listed video: m0.mp4, m1.mp4, m2.mp4, m3.mp4, m4.mp4, ...")
+    assert [(r["label"], r["source_uri"].rsplit("/", 1)[-1]) for r in snapshot(cfg)["labels"]] == [("FAKE", "a.mp4")]
+    assert_rerun_changes_nothing(cfg)
+
+
+def test_fault_oversized_sidecar_is_not_read(tmp_path, clips, monkeypatch):
+    cfg = config(tmp_path, sidecar_max_megabytes=1)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/big/a.mp4", clips["obama"])
+    entries = {f"v{i:07d}.mp4": {"label": "REAL"} for i in range(40_000)} | {"a.mp4": {"label": "FAKE"}}
+    store.put_bytes("landing/big/metadata.json", json.dumps(entries).encode())
+    size = len(store.get_bytes("landing/big/metadata.json"))
+    read, get_bytes = [], type(store).get_bytes
+    monkeypatch.setattr(type(store), "get_bytes", lambda self, key: read.append(key) or get_bytes(self, key))
+
+    summary = run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+
+    assert "landing/big/metadata.json" not in read and size > 1024 * 1024
+    assert statuses(cfg)["landing/big/metadata.json"] == (
+        "BAD_SIDECAR", f"{size} bytes, over REALNESS_SIDECAR_MAX_MEGABYTES (1048576 bytes): not read; split it "
+                       "per folder, or raise the limit")
+    assert statuses(cfg)["landing/big/a.mp4"][0] == "PUBLISHED" and snapshot(cfg)["labels"] == []
+    assert {p["status"] for p in summary["problems"]} == {"BAD_SIDECAR"}
+    assert_rerun_changes_nothing(cfg)
+
+
+def test_fault_deleted_sidecar_is_marked_gone_and_its_labels_stay(tmp_path, clips):
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/batch/a.mp4", clips["obama"])
+    store.put_bytes("landing/batch/metadata.json", json.dumps({"a.mp4": {"label": "FAKE"}}).encode())
+    run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+    labels_before = snapshot(cfg)["labels"]
+
+    store.delete("landing/batch/metadata.json")
+    summary = run_ingest(cfg, run_id="run-2", run_date="2026-12-02")
+    assert statuses(cfg)["landing/batch/metadata.json"] == (
+        "SIDECAR_GONE", "no longer listed (was SIDECAR); the labels it gave stay")
+    assert summary["statuses"] == {"SIDECAR_GONE": 1} and summary["problems"] == []
+    assert snapshot(cfg)["labels"] == labels_before
+    db = Database(cfg.resolved_database_url)
+    assert db.query("SELECT * FROM ingest_failures") == []
+    db.dispose()
+    assert_rerun_changes_nothing(cfg)
+
+    store.put_bytes("landing/batch/metadata.json", json.dumps({"a.mp4": {"label": "FAKE"}}).encode())
+    run_ingest(cfg, run_id="run-3", run_date="2026-12-03")
+    assert statuses(cfg)["landing/batch/metadata.json"] == ("SIDECAR", "1 label(s)")
+
+
 # ---------------------------------------------------------------- bad input: late and corrected labels
 
 def test_fault_late_and_corrected_sidecars_label_without_reingesting(tmp_path, clips, database_url):
@@ -286,6 +433,21 @@ def test_fault_hidden_temporary_and_refused_links_are_accounted_for(tmp_path, cl
     assert_rerun_changes_nothing(cfg)
 
 
+def test_fault_newline_in_a_key_cannot_split_log_lines(tmp_path, clips, caplog):
+    import logging
+
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/a\nINFO forged line.mp4", clips["room"])
+    with caplog.at_level(logging.INFO):
+        run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+    assert statuses(cfg)["landing/a\nINFO forged line.mp4"][0] == "NO_FACE"  # the row keeps the real key
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("a\\nINFO forged line.mp4 -> NO_FACE" in m for m in messages)
+    assert not [m for m in messages if "\n" in m]
+    assert_rerun_changes_nothing(cfg)
+
+
 def test_fault_local_store_files_follow_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
@@ -326,6 +488,53 @@ def test_fault_new_bytes_under_a_key_supersede_its_verdict(database_url):
     ledger.record(db, ledger.LedgerEntry(other, "etag-3", ledger.Status.EMPTY, "r3", None, "zero-byte object"))
     assert {r["video_id"] for r in db.query("SELECT video_id FROM latest_verdicts")} == {"new", "source:abc"}
     db.dispose()
+
+
+def test_fault_content_still_under_a_duplicate_key_keeps_its_verdict(database_url):
+    """Copy a.mp4 to dup.mp4, overwrite a.mp4: dup.mp4's content keeps a latest verdict, under dup.mp4."""
+    db = Database(database_url)
+    key, dup = "s3://b/landing/a.mp4", "s3://b/landing/dup.mp4"
+    for video_id in ("old", "new"):
+        db.execute("INSERT INTO verdicts (video_id, model_version, run_id, run_date, source_uri, verdict, p_fake, "
+                   "faces_scored, fake_faces, reason, decided_at) VALUES (:v, 'm1', 'r', '2026-12-01', :u, 'FAKE', "
+                   "0.9, 3, 3, 'x', :now)", {"v": video_id, "u": key, "now": datetime(2026, 12, 1)})
+    ledger.record(db, ledger.LedgerEntry(key, "etag-1", ledger.Status.PUBLISHED, "r1", "old"))
+    ledger.record(db, ledger.LedgerEntry(dup, "etag-1", ledger.Status.DUPLICATE, "r1", "old", f"same content as {key}"))
+    assert db.query("SELECT video_id, source_uri FROM latest_verdicts WHERE video_id = 'old'") == [
+        {"video_id": "old", "source_uri": key}]
+
+    ledger.record(db, ledger.LedgerEntry(key, "etag-2", ledger.Status.PUBLISHED, "r2", "new"))
+    latest = db.query("SELECT video_id, source_uri FROM latest_verdicts ORDER BY video_id")
+    assert latest == [{"video_id": "new", "source_uri": key}, {"video_id": "old", "source_uri": dup}]
+
+    ledger.record(db, ledger.LedgerEntry(dup, "etag-3", ledger.Status.EMPTY, "r3", None, "zero-byte object"))
+    assert [r["video_id"] for r in db.query("SELECT video_id FROM latest_verdicts")] == ["new"]  # nobody holds it
+    db.dispose()
+
+
+def test_fault_reprocess_on_another_date_keeps_one_shard_per_video(tmp_path, clips):
+    from realness_tasks import dataset
+
+    cfg = config(tmp_path)
+    store = open_store(cfg.resolved_store_uri)
+    store.put_bytes("landing/fake/a.mp4", clips["obama"])
+    store.put_bytes("landing/real/b.mp4", clips["astronaut"])
+    run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
+    first = dataset.read_faces(cfg, store, dataset.list_shards(cfg, store)).faces
+
+    summary = run_ingest(cfg, run_id="run-2", run_date="2026-12-08", reprocess=True)
+
+    assert summary["statuses"] == {"PUBLISHED": 2}
+    shards = snapshot(cfg)["faces/"]
+    assert [k.split("/")[1] for k in shards] == ["date=2026-12-08"] * 2
+    assert sorted(r["shard_uri"].rsplit("/", 2)[-2] for r in snapshot(cfg)["ingest_ledger"]) == ["date=2026-12-08"] * 2
+    assert len(dataset.read_faces(cfg, store, dataset.list_shards(cfg, store)).faces) == len(first)
+
+    # An older shard left beside the newest (published before this fix, or a run killed between publishing
+    # and removing) is not read: the reader takes each video's newest shard.
+    store.copy(shards[0], shards[0].replace("date=2026-12-08", "date=2026-12-01"))
+    assert [s["key"] for s in dataset.list_shards(cfg, store)] == shards
+    assert len(dataset.read_faces(cfg, store, dataset.list_shards(cfg, store)).faces) == len(first)
 
 
 def test_fault_same_key_new_bytes_is_ingested_as_new_content(tmp_path, clips):
@@ -554,6 +763,62 @@ def test_fault_hung_s3_endpoint_fails_fast_with_the_read_timeout(tmp_path, hung_
     assert time.monotonic() - started < 10
     assert "REALNESS_S3_" in explain(caught.value)
     assert S3Settings().read_timeout_s <= 10 < S3Settings().transfer_timeout_s
+
+
+@pytest.fixture
+def stalling_s3():
+    """An S3 endpoint that answers HEAD and never answers GET (a download that hangs); counts the GETs."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    stop, gets = threading.Event(), []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(200)
+            for name, value in (("Content-Length", "1000"), ("ETag", '"abc"'), ("Content-Type", "video/mp4"),
+                                ("Last-Modified", "Mon, 01 Dec 2026 00:00:00 GMT")):
+                self.send_header(name, value)
+            self.end_headers()
+
+        def do_GET(self):
+            gets.append(self.path)
+            stop.wait(5)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", gets
+    stop.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_fault_stalled_s3_download_is_unavailable_after_the_documented_attempts(tmp_path, stalling_s3):
+    from realness_tasks.config import S3Settings
+
+    endpoint, gets = stalling_s3
+    settings = S3Settings(endpoint_url=endpoint, access_key_id="x", secret_access_key="y", transfer_timeout_s=0.3)
+    store = open_store("s3://bucket/root", settings)
+    with pytest.raises(StorageUnavailable, match="unreachable"):
+        store.download("landing/a.mp4", tmp_path / "a.mp4")
+    assert len(gets) == settings.max_attempts == 3  # boto3's transfer manager would repeat it 5 times over
+
+
+def test_fault_missing_model_file_gets_its_own_hint_not_free_space():
+    import errno
+
+    from realness_tasks.cli import explain
+
+    missing = FileNotFoundError("model v1 has no model.tflite (fp32 engine) in file:///s/models/v1/: export it "
+                                "with realness_tasks.inference.export_tflite")
+    assert explain(missing) == str(missing)
+    refused = PermissionError(errno.EACCES, "Permission denied", "/home/r/scratch")
+    assert explain(refused) == ("Permission denied (/home/r/scratch). Check that REALNESS_HOME and the store root "
+                                "are writable folders (not files)")
 
 
 def test_fault_not_enough_data_to_train_is_one_clear_line(tmp_path, monkeypatch, capsys):
