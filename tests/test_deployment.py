@@ -1209,3 +1209,15 @@ def test_startup_creates_databases_roles_pools_and_admin(tmp_path, postgres_serv
             for role in reversed(roles):
                 conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
         admin.dispose()
+
+
+def test_services_running_realness_code_require_exactly_the_connections_they_are_given():
+    """A connection the Task SDK cannot find is then an error (not a silent local default), and no
+    service requires one it does not receive."""
+    for name in ("airflow-worker", "airflow-worker-training", "airflow-apiserver", "airflow-init"):
+        env = service_env(name)
+        required = [c for c in env.get("REALNESS_REQUIRED_CONNECTIONS", "").split(",") if c]
+        database = env.get("REALNESS_DB_CONN_ID", plugin_connection_ids()["DB"])
+        assert database in required, f"{name} does not require its verdict database connection {database}"
+        for conn_id in required:
+            assert env.get(f"AIRFLOW_CONN_{conn_id.upper()}"), f"{name} requires {conn_id} but is not given it"
