@@ -230,10 +230,12 @@ class IdentitySettings:
 
     enabled: bool = _setting(False, "Embed faces at ingest (dlib's face descriptor), cluster them into identities "
                                     "when scoring, and judge a face against its identity's reference faces.")
-    embedded_frames: int = _setting(8, "Sampled frames per video whose faces get an embedding, spread evenly; "
+    embedded_frames: int = _setting(4, "Sampled frames per video whose faces get an embedding, spread evenly; "
                                        "the other faces take the identity of the nearest embedded face.")
-    match_distance: float = _setting(0.5, "Largest embedding distance from a face group to an identity's centroid "
-                                          "for it to join; identities closer than this merge.")
+    match_distance: float = _setting(0.45, "Largest embedding distance from a face group to an identity's centroid "
+                                           "for it to join.")
+    merge_distance: float = _setting(0.40, "Identities whose centroids come closer than this merge (below "
+                                           "match_distance, so that merged centroids cannot chain people together).")
     min_reference_faces: int = _setting(8, "Reference faces (in other videos labelled REAL or under trusted-real "
                                            "prefixes) an identity needs before its faces are judged against them.")
     shrinkage_faces: float = _setting(16.0, "How far a small reference is trusted: the person's offset is scaled "
@@ -244,6 +246,9 @@ class IdentitySettings:
             raise ConfigurationError(f"REALNESS_IDENTITY_EMBEDDED_FRAMES={self.embedded_frames}: at least 1")
         if not 0 < self.match_distance < 2:
             raise ConfigurationError(f"REALNESS_IDENTITY_MATCH_DISTANCE={self.match_distance}: between 0 and 2")
+        if not 0 <= self.merge_distance <= self.match_distance:
+            raise ConfigurationError(f"REALNESS_IDENTITY_MERGE_DISTANCE={self.merge_distance}: from 0 (never merge) to "
+                                     f"REALNESS_IDENTITY_MATCH_DISTANCE ({self.match_distance})")
         if self.min_reference_faces < 1 or self.shrinkage_faces < 0:
             raise ConfigurationError("REALNESS_IDENTITY_MIN_REFERENCE_FACES must be at least 1 and "
                                      "REALNESS_IDENTITY_SHRINKAGE_FACES at least 0")

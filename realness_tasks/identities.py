@@ -5,8 +5,10 @@ Three parts, each used by scoring and the CLI:
 * **Clustering** (:class:`IdentityIndex`, :func:`group_video`): a video's embedded faces are first
   grouped among themselves, then each group joins the archive identity whose centroid lies within
   ``match_distance`` (dlib's descriptor: the same person within about 0.6 pairwise; a centroid is
-  steadier, so the default is 0.5) or founds a new one. Identities whose centroids come within that
-  distance of each other are merged. Faces without their own embedding (ingest embeds the faces of
+  steadier, so the default is 0.45) or founds a new one. Identities whose centroids come within
+  ``merge_distance`` (0.40) of each other are merged; a merged centroid is a mean that moves toward
+  the average face, so merging at the joining distance chained ten people into one identity on the
+  real clips (``docs/identity-benchmark.md``). Faces without their own embedding (ingest embeds the faces of
   a few frames per video) take the identity of the nearest embedded face of the same video
   (:func:`nearest_embedded`).
 * **The tables** (``identities``, ``face_identities``; this module alone writes them): assignment
@@ -244,7 +246,7 @@ class VideoFaces:
 
 
 def assign(db: Database, videos: Iterable[VideoFaces], *, embedder: str, match_distance: float,
-           now: datetime) -> dict[str, np.ndarray]:
+           merge_distance: float, now: datetime) -> dict[str, np.ndarray]:
     """Give every face of ``videos`` an identity, once: videos assigned before keep theirs.
 
     Returns video id -> identity per face (-1 for a video with no embedded face). Runs in one
@@ -287,7 +289,7 @@ def assign(db: Database, videos: Iterable[VideoFaces], *, embedder: str, match_d
                                      int(identity_of_row[i]), bool(embedded[i]),
                                      distance_of_row.get(i) if embedded[i] else None)
                         for i in range(len(identity_of_row)))
-        merges = _merge_met(index, match_distance)
+        merges = _merge_met(index, merge_distance) if merge_distance > 0 else {}
         for gone, keep in merges.items():
             for faces in result.values():
                 faces[faces == gone] = keep
@@ -306,10 +308,10 @@ def _assigned_before(conn, video: VideoFaces) -> np.ndarray:
                                                                         strict=True)], np.int64)
 
 
-def _merge_met(index: IdentityIndex, match_distance: float) -> dict[int, int]:
-    """Merge identities whose centroids came within ``match_distance``; returns gone -> kept."""
+def _merge_met(index: IdentityIndex, merge_distance: float) -> dict[int, int]:
+    """Merge identities whose centroids came within ``merge_distance``; returns gone -> kept."""
     merged: dict[int, int] = {}
-    while pairs := index.close_pairs(match_distance):
+    while pairs := index.close_pairs(merge_distance):
         keep, gone = pairs[0]
         index.absorb(keep, gone)
         merged = {g: (keep if k == gone else k) for g, k in merged.items()}
@@ -449,10 +451,13 @@ def forget_rows(db: Database, identity_id: int) -> int:
 
 
 def references(db: Database, model_version: str, trusted_uri_prefixes: Sequence[str],
-               extra: Iterable[tuple[int, str, float]] = ()) -> dict[int, Reference]:
+               extra: Iterable[tuple[int, str, float]] = (), exclude_videos: Iterable[str] = ()
+               ) -> dict[int, Reference]:
     """Every identity's reference under ``model_version``: faces in videos labelled REAL or under a
     trusted-real prefix, with the raw log-odds the version gave them (``extra``: (identity, video,
-    log-odds) of faces scored in this run, not yet in the table)."""
+    log-odds) of faces scored in this run, not yet in the table), leaving out ``exclude_videos``
+    (the ones the model was fitted on)."""
+    excluded = set(exclude_videos)
     trusted = " OR ".join(f"v.source_uri LIKE :t{i} ESCAPE '\\'" for i in range(len(trusted_uri_prefixes)))
     where = "v.label = 'REAL'" + (f" OR {trusted}" if trusted else "")
     rows = db.query(
@@ -469,10 +474,13 @@ def references(db: Database, model_version: str, trusted_uri_prefixes: Sequence[
         counts[identity][video_id] += 1
 
     for r in rows:
+        if r["video_id"] in excluded:
+            continue
         p = r["p_raw"] if r["p_raw"] is not None else r["p_fake"]
         add(int(r["identity_id"]), r["video_id"], float(log_odds(np.asarray([p]))[0]))
     for identity, video_id, z in extra:
-        add(int(identity), video_id, float(z))
+        if video_id not in excluded:
+            add(int(identity), video_id, float(z))
     return {i: Reference(i, sums[i], counts[i]) for i in sums}
 
 

@@ -183,6 +183,16 @@ def artefact_key(cfg: RealnessConfig, version: str, name: str) -> str:
     return version_prefix(cfg, version) + name
 
 
+def trained_videos(cfg: RealnessConfig, store: ObjectStore, version: str) -> frozenset[str]:
+    """The video ids ``version`` was fitted on (its manifest's train split); empty for a version
+    registered without a manifest (a test champion, a hand-registered model)."""
+    try:
+        manifest = json.loads(store.get_bytes(artefact_key(cfg, version, "manifest.json")))
+    except KeyError:
+        return frozenset()
+    return frozenset(manifest.get("splits", {}).get("train", {}).get("videos", []))
+
+
 def fetch_artefact(cfg: RealnessConfig, store: ObjectStore, version: str, name: str, dest_dir: Path) -> Path:
     """Download one file of a version folder (``model.keras``, ``model.tflite``...) into ``dest_dir``."""
     dest_dir.mkdir(parents=True, exist_ok=True)

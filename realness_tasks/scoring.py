@@ -267,17 +267,24 @@ def identity_judging(cfg: RealnessConfig, store: ObjectStore, db: Database, vide
     from realness_tasks.embeddings import EMBEDDER_NAME
 
     assigned = identities.assign(db, [v.identity_faces() for v in videos], embedder=EMBEDDER_NAME,
-                                 match_distance=cfg.identity.match_distance, now=registry.utc_now())
+                                 match_distance=cfg.identity.match_distance,
+                                 merge_distance=cfg.identity.merge_distance, now=registry.utc_now())
     trusted = trusted_real_uris(cfg, store)
+    # The model's own training videos score lower than unseen footage of the same people: as references
+    # they would make every other person look suspicious by comparison.
+    fitted_on = registry.trained_videos(cfg, store, model.version)
     in_run = []
     for video in videos:
+        if video.video_id in fitted_on:
+            continue
         if video.label == verdicts.REAL or (trusted and video.source_uri.startswith(trusted)):
             in_run += [(int(i), video.video_id, float(z))
                        for i, z in zip(assigned[video.video_id], face_log_odds(video, model), strict=True) if i >= 0]
-    references = identities.references(db, model.version, trusted, in_run)
+    references = identities.references(db, model.version, trusted, in_run, exclude_videos=fitted_on)
     rule = identities.IdentityRule(cfg.identity.shrinkage_faces, cfg.identity.min_reference_faces)
-    log.info("identities: %d faces in %d videos assigned; %d identities have reference faces",
-             sum(len(a) for a in assigned.values()), len(assigned), len(references))
+    log.info("identities: %d faces in %d videos assigned; %d identities have reference faces (%d training videos "
+             "of model %s left out of the references)", sum(len(a) for a in assigned.values()), len(assigned),
+             len(references), len(fitted_on), model.version)
     return IdentityJudging(rule, assigned, references, identities.population_mean(references))
 
 

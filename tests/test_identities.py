@@ -94,11 +94,11 @@ def test_assignment_is_incremental_idempotent_and_merges_identities_that_meet(da
     e = photo_embeddings
     first = identities.assign(db, [video("v-obama", [e["obama"], None, e["obama"]]),
                                    video("v-biden", [e["biden"], e["biden"]]),
-                                   video("v-wall", [None])], embedder="dlib_resnet_v1", match_distance=0.5, now=NOW)
+                                   video("v-wall", [None])], embedder="dlib_resnet_v1", match_distance=0.5, merge_distance=0.4, now=NOW)
     obama, biden = int(first["v-obama"][0]), int(first["v-biden"][0])
     assert first["v-obama"].tolist() == [obama] * 3 and obama != biden and first["v-wall"].tolist() == [-1]
     second = identities.assign(db, [video("v-obama2", [e["obama2"]]), video("v-obama", [e["astronaut"]] * 3)],
-                               embedder="dlib_resnet_v1", match_distance=0.5, now=NOW)
+                               embedder="dlib_resnet_v1", match_distance=0.5, merge_distance=0.4, now=NOW)
     assert second["v-obama2"].tolist() == [obama]
     assert second["v-obama"].tolist() == [obama] * 3          # assigned before: unchanged, not counted twice
     rows = {r["identity_id"]: r for r in identities.list_identities(db)}
@@ -107,13 +107,13 @@ def test_assignment_is_incremental_idempotent_and_merges_identities_that_meet(da
     near_a, near_b = np.zeros(EMBEDDING_SIZE), np.zeros(EMBEDDING_SIZE)
     near_a[0], near_b[0] = 3.0, 3.55
     split = identities.assign(db, [video("v-a", [near_a]), video("v-b", [near_b])], embedder="dlib_resnet_v1",
-                              match_distance=0.5, now=NOW)
+                              match_distance=0.5, merge_distance=0.4, now=NOW)
     a, b = int(split["v-a"][0]), int(split["v-b"][0])
     assert a != b
     bridge = near_a.copy()
     bridge[0] = 3.3
     joined = identities.assign(db, [video("v-bridge", [bridge] * 4)], embedder="dlib_resnet_v1",
-                               match_distance=0.5, now=NOW)
+                               match_distance=0.5, merge_distance=0.4, now=NOW)
     kept = int(joined["v-bridge"][0])
     assert kept in (a, b)
     assert {r["video_id"] for r in db.query("SELECT DISTINCT video_id FROM face_identities WHERE identity_id = :i",
@@ -126,7 +126,7 @@ def test_operators_name_merge_and_split_identities(database_url, photo_embedding
     db = Database(database_url)
     e = photo_embeddings
     got = identities.assign(db, [video("v1", [e["obama"]] * 2), video("v2", [e["obama2"]] * 2),
-                                 video("v3", [e["biden"]] * 2)], embedder="dlib_resnet_v1", match_distance=0.5, now=NOW)
+                                 video("v3", [e["biden"]] * 2)], embedder="dlib_resnet_v1", match_distance=0.5, merge_distance=0.4, now=NOW)
     obama, biden = int(got["v1"][0]), int(got["v3"][0])
     identities.name(db, obama, "  Barack Obama ")
     assert identities.identity_row(db, obama)["name"] == "Barack Obama"
@@ -141,4 +141,37 @@ def test_operators_name_merge_and_split_identities(database_url, photo_embedding
         identities.identity_row(db, new)
     with pytest.raises(ValueError):
         identities.split(db, obama, "v1", {(0, 0): e["obama"]}, NOW)    # its only video
+    db.dispose()
+
+
+def test_identities_that_meet_merge_only_within_the_merge_distance(database_url):
+    db = Database(database_url)
+    near_a, near_b, bridge = (np.zeros(EMBEDDING_SIZE) for _ in range(3))
+    near_a[0], near_b[0], bridge[0] = 3.0, 3.55, 3.3
+    kwargs = {"embedder": "dlib_resnet_v1", "match_distance": 0.5, "merge_distance": 0.3, "now": NOW}
+    apart = identities.assign(db, [video("v-a", [near_a]), video("v-b", [near_b])], **kwargs)
+    joined = identities.assign(db, [video("v-bridge", [bridge] * 4)], **kwargs)   # b's centroid moves to 3.35
+    assert int(joined["v-bridge"][0]) == int(apart["v-b"][0]) != int(apart["v-a"][0])
+    assert len(identities.list_identities(db)) == 2
+    db.dispose()
+
+
+def test_references_leave_out_the_videos_the_model_was_fitted_on(tmp_path):
+    import json
+
+    from realness_tasks import registry
+    from realness_tasks.config import RealnessConfig
+    from realness_tasks.storage import open_store
+
+    db = Database(f"sqlite:///{tmp_path / 'r.db'}")
+    found = identities.references(db, "v1", [], extra=[(1, "seen", -3.0), (1, "new", 1.0), (2, "new", 0.5)],
+                                  exclude_videos=["seen"])
+    assert found[1].sums == {"new": 1.0} and found[1].counts == {"new": 1} and found[2].counts == {"new": 1}
+    assert identities.population_mean(found) == pytest.approx(0.75)
+    cfg = RealnessConfig.from_env({}, home=str(tmp_path / "home"))
+    store = open_store(cfg.resolved_store_uri)
+    assert registry.trained_videos(cfg, store, "v1") == frozenset()
+    store.put_bytes(registry.artefact_key(cfg, "v1", "manifest.json"),
+                    json.dumps({"splits": {"train": {"videos": ["seen"]}, "val": {"videos": ["held"]}}}).encode())
+    assert registry.trained_videos(cfg, store, "v1") == frozenset({"seen"})
     db.dispose()
