@@ -63,9 +63,12 @@ class S3Settings:
 class SamplingSettings:
     """Which frames of a video are looked at."""
 
-    every_seconds: float = _setting(1.0, "Gap between sampled frames, in seconds (used when frames_per_video is 0).")
+    every_seconds: float = _setting(1.0, "Gap between sampled frames, in seconds (used when frames_per_video is 0); "
+                                         "widened when the video is longer than max_frames such gaps.")
     frames_per_video: int = _setting(0, "If > 0, sample this many frames spread evenly over the video (DFDC style).")
-    max_frames: int = _setting(64, "Upper bound on sampled frames per video.")
+    max_frames: int = _setting(64, "Budget of sampled frames per video: when the plan would exceed it, this many "
+                                   "frames are spread evenly over the whole video (never a cut at its start). It "
+                                   "bounds each video's detection time and the faces ingest holds in memory.")
     max_pixels: int = _setting(7680 * 4320 - 1, "Most pixels a frame may have; larger videos are TOO_LARGE. The default "
                                                 "is one under 8K UHD (7680x4320): 6K is accepted, 8K is rejected.")
 
@@ -75,6 +78,8 @@ class SamplingSettings:
             raise ConfigurationError(f"REALNESS_SAMPLING_EVERY_SECONDS={self.every_seconds!r}: a gap above 0 seconds")
         if self.frames_per_video < 0:
             raise ConfigurationError(f"REALNESS_SAMPLING_FRAMES_PER_VIDEO={self.frames_per_video!r}: 0 (off) or more")
+        if self.max_frames < 1:
+            raise ConfigurationError(f"REALNESS_SAMPLING_MAX_FRAMES={self.max_frames!r}: at least 1 frame per video")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ slower because every seek decodes again from the previous keyframe.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,27 +120,66 @@ def _check_pixels(width: int, height: int, sampling: SamplingSettings) -> None:
 
 
 def plan_frames(info: VideoInfo, sampling: SamplingSettings) -> list[int]:
-    """Frame indices to sample: evenly spread (``frames_per_video``) or one every ``every_seconds``."""
+    """Frame indices to sample, from the first frame to the last: one every ``every_seconds`` (or
+    ``frames_per_video`` of them), spread evenly over the whole video when that exceeds ``max_frames``.
+
+    The budget widens the gap instead of cutting the list, so a long video is looked at all through.
+    """
     if info.frame_count <= 0:
         return []
     if sampling.frames_per_video > 0:
-        wanted = min(sampling.frames_per_video, sampling.max_frames, info.frame_count)
-        return sorted({int(round(i)) for i in np.linspace(0, info.frame_count - 1, wanted)})
+        return _spread(info.frame_count, min(sampling.frames_per_video, sampling.max_frames))
     step = max(1, int(round(sampling.every_seconds * info.fps)))
-    return list(range(0, info.frame_count, step))[:sampling.max_frames]
+    if math.ceil(info.frame_count / step) > sampling.max_frames:
+        return _spread(info.frame_count, sampling.max_frames)
+    return list(range(0, info.frame_count, step))
+
+
+def _spread(frame_count: int, wanted: int) -> list[int]:
+    """``wanted`` indices spread evenly from the first frame to the last (fewer when the video is shorter)."""
+    return sorted({int(round(i)) for i in np.linspace(0, frame_count - 1, min(wanted, frame_count))})
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What a sampler looked at; the field names are the ingest ledger's columns.
+
+    ``seconds_covered`` runs from the start of the first sampled frame to the end of the last (the whole
+    duration when both ends were sampled); ``largest_gap_s`` is the longest distance between the starts
+    of consecutive sampled frames, counting the video's start and its end (declared duration) as ends.
+    """
+
+    frames_sampled: int
+    seconds_covered: float | None   # None: nothing sampled
+    largest_gap_s: float | None     # None: nothing sampled
+
+
+def coverage(indices: Sequence[int], info: VideoInfo) -> Coverage:
+    """The coverage of the sampled frame ``indices`` (ascending) of a video described by ``info``."""
+    if not indices:
+        return Coverage(0, None, None)
+    marks = [0.0, *(index / info.fps for index in indices), info.duration_s]
+    largest_gap = max(later - earlier for earlier, later in zip(marks, marks[1:]))
+    return Coverage(len(indices), round((indices[-1] + 1 - indices[0]) / info.fps, 3), round(largest_gap, 3))
 
 
 class FrameSampler:
-    """Streams the planned frames of a video; ``ended_early_at`` tells where a short stream stopped."""
+    """Streams the planned frames of a video; ``ended_early_at`` tells where a short stream stopped, and
+    ``coverage()`` what the frames returned so far cover."""
 
     def __init__(self, path: Path, info: VideoInfo, sampling: SamplingSettings):
         self.path = Path(path)
         self.info = info
         self.planned: list[int] = plan_frames(info, sampling)
         self.ended_early_at: int | None = None
+        self.returned: list[int] = []  # indices only (at most max_frames): memory stays flat
+
+    def coverage(self) -> Coverage:
+        return coverage(self.returned, self.info)
 
     def __iter__(self) -> Iterator[Frame]:
         self.ended_early_at = None
+        self.returned = []
         capture = cv2.VideoCapture(str(self.path))
         try:
             index = 0  # index of the next frame grab() would return
@@ -154,6 +193,7 @@ class FrameSampler:
                 if not ok or image is None:
                     self.ended_early_at = target
                     return
+                self.returned.append(target)
                 yield Frame(target, target / self.info.fps, image)
         finally:
             capture.release()

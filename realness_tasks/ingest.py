@@ -25,7 +25,7 @@ import posixpath
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from itertools import islice
@@ -494,7 +494,7 @@ def embedding_targets(planned: Sequence[int], count: int) -> list[int]:
 def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: str, source_uri: str,
                       label: str | None, run_id: str, progress: BatchProgress | None = None,
                       stage_seconds: dict[str, float] | None = None, embedder: FaceEmbedder | None = None):
-    """Sample, detect and crop one video; returns (info, rows, frames sampled, frame the stream ended at).
+    """Sample, detect and crop one video; returns (info, rows, what the samples covered, frame the stream ended at).
 
     With ``embedder``, the faces of ``REALNESS_IDENTITY_EMBEDDED_FRAMES`` frames spread over the
     video get a face-recognition embedding (the first frame with a face at or after each target).
@@ -552,7 +552,7 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: st
             _add_seconds(timings, "embed", embedded_seconds)
         if progress:
             progress.frames(sampled, len(sampler.planned), len(rows))
-    return info, rows, sampled, sampler.ended_early_at
+    return info, rows, sampler.coverage(), sampler.ended_early_at
 
 
 def _lap(timings: dict[str, float], stage: str, since: float) -> float:
@@ -624,7 +624,7 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
         stats_before = detector.stats()
         started = time.monotonic()
         try:
-            info, rows, sampled, ended_early_at = extract_face_rows(
+            info, rows, covered, ended_early_at = extract_face_rows(
                 path, cfg, detector, video_id=video_id, source_uri=source_uri, label=ref.label,
                 run_id=run_id, progress=progress, stage_seconds=timings, embedder=embedder)
         except VideoError as exc:
@@ -633,19 +633,20 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
                                             info.height, info.fps, info.frame_count, info.duration_s))
     stats = _stats_delta(stats_before, detector.stats())
     truncated = f"stream ended at frame {ended_early_at} of {info.frame_count}" if ended_early_at is not None else None
+    sampled = covered.frames_sampled
     log.info("%s: %d frames, %d faces in %.1f s", loggable(ref.key), sampled, len(rows), time.monotonic() - started)
     if sampled == 0:
         return finish(Status.UNREADABLE, truncated or "no frame could be decoded", video_id=video_id)
     if not rows:
         reason = f"no face in {sampled} sampled frames" + (f"; {truncated}" if truncated else "")
-        return finish(Status.NO_FACE, reason, video_id=video_id, frames_sampled=sampled, detector_stats=stats)
+        return finish(Status.NO_FACE, reason, video_id=video_id, detector_stats=stats, **asdict(covered))
     staged = f"{cfg.staging_prefix}{run_date}/{video_id}.parquet"
     clock = time.monotonic()
     store.put_bytes(staged, table_to_bytes(rows_to_table(rows)))
     _lap(timings, "write", clock)
     checkpoint("ingest.staged")
-    return finish(Status.STAGED, truncated, video_id=video_id, staged_key=staged, frames_sampled=sampled,
-                  faces=len(rows), detector_stats=stats)
+    return finish(Status.STAGED, truncated, video_id=video_id, staged_key=staged, faces=len(rows),
+                  detector_stats=stats, **asdict(covered))
 
 
 # --- 3. validation gate ---------------------------------------------------------------------------

@@ -58,6 +58,8 @@ class LedgerEntry:
     shard_uri: str | None = None
     frames_sampled: int = 0
     faces: int = 0
+    seconds_covered: float | None = None  # from the first sampled frame to the end of the last (frames.Coverage)
+    largest_gap_s: float | None = None    # longest stretch between looks, the video's start and end included
     staged_key: str | None = None
     detector_stats: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # where the time went (ingest.STAGES)
@@ -95,9 +97,10 @@ def record(db: Database, entry: LedgerEntry) -> None:
     db.execute(
         """
         INSERT INTO ingest_ledger (source_uri, source_etag, video_id, status, reason, shard_uri,
-                                   frames_sampled, faces, run_id, attempts, updated_at)
+                                   frames_sampled, faces, seconds_covered, largest_gap_s, run_id, attempts,
+                                   updated_at)
         VALUES (:source_uri, :source_etag, :video_id, :status, :reason, :shard_uri,
-                :frames_sampled, :faces, :run_id, 1, :now)
+                :frames_sampled, :faces, :seconds_covered, :largest_gap_s, :run_id, 1, :now)
         ON CONFLICT (source_uri) DO UPDATE SET
             source_etag = excluded.source_etag,
             video_id = CASE WHEN excluded.source_etag = ingest_ledger.source_etag
@@ -107,13 +110,16 @@ def record(db: Database, entry: LedgerEntry) -> None:
             shard_uri = excluded.shard_uri,
             frames_sampled = excluded.frames_sampled,
             faces = excluded.faces,
+            seconds_covered = excluded.seconds_covered,
+            largest_gap_s = excluded.largest_gap_s,
             attempts = ingest_ledger.attempts + CASE WHEN excluded.status = 'PENDING' THEN 1 ELSE 0 END,
             run_id = excluded.run_id,
             updated_at = excluded.updated_at
         """,
         {"source_uri": entry.source_uri, "source_etag": entry.source_etag, "video_id": entry.video_id,
          "status": entry.status, "reason": entry.reason, "shard_uri": entry.shard_uri,
-         "frames_sampled": entry.frames_sampled, "faces": entry.faces, "run_id": entry.run_id, "now": _now()},
+         "frames_sampled": entry.frames_sampled, "faces": entry.faces, "seconds_covered": entry.seconds_covered,
+         "largest_gap_s": entry.largest_gap_s, "run_id": entry.run_id, "now": _now()},
     )
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
@@ -59,6 +60,32 @@ def test_ledger_upserts_and_counts_attempts(database_url):
     assert failures == []
     ledger.record(db, LedgerEntry("s3://b/landing/b.mp4", "e2", Status.NOT_VIDEO, "run-2", None, "text file"))
     assert [r["source_uri"] for r in db.query("SELECT source_uri FROM ingest_failures")] == ["s3://b/landing/b.mp4"]
+    db.dispose()
+
+
+def test_coverage_is_kept_in_the_ledger_and_shown_beside_the_latest_verdict(database_url):
+    """Migration 012: the ledger's coverage columns, the video_coverage view, and latest_verdicts carrying them."""
+    from realness_tasks import verdicts
+
+    db = Database(database_url)
+    ledger.upsert_video(db, ledger.VideoRecord("vid", "s3://b/landing/long.mp4", 10, None, duration_s=600.0))
+    ledger.record(db, LedgerEntry("s3://b/landing/long.mp4", "e1", Status.NO_FACE, "run-1", "vid", "no face",
+                                  frames_sampled=64, seconds_covered=600.0, largest_gap_s=9.524))
+    ledger.record(db, LedgerEntry("s3://b/landing/copy.mp4", "e2", Status.DUPLICATE, "run-1", "vid", "same content"))
+    row = ledger.entries(db)[1]
+    assert (row["frames_sampled"], row["seconds_covered"], row["largest_gap_s"]) == (64, 600.0, 9.524)
+    assert db.query("SELECT video_id, source_uri, frames_sampled, seconds_covered, largest_gap_s, duration_s "
+                    "FROM video_coverage") == [{"video_id": "vid", "source_uri": "s3://b/landing/long.mp4",
+                                                "frames_sampled": 64, "seconds_covered": 600.0,
+                                                "largest_gap_s": 9.524, "duration_s": 600.0}]
+    verdicts.publish(db, model_version="v1", run_id="score-1", run_date="2025-03-01", decided_at=datetime(2025, 3, 1),
+                     videos=[], faces=[], verdicts=[
+                         verdicts.unscored("vid", "s3://b/landing/long.mp4", verdicts.NO_FACE, "no face"),
+                         verdicts.unscored("source:x", "s3://b/landing/bad.mp4", verdicts.ERROR, "NOT_VIDEO")])
+    shown = {r["video_id"]: r for r in db.query("SELECT * FROM latest_verdicts")}
+    assert {k: shown["vid"][k] for k in ("frames_sampled", "seconds_covered", "largest_gap_s", "duration_s")} == {
+        "frames_sampled": 64, "seconds_covered": 600.0, "largest_gap_s": 9.524, "duration_s": 600.0}
+    assert shown["source:x"]["frames_sampled"] is None  # nothing was ever sampled
     db.dispose()
 
 

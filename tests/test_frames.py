@@ -10,7 +10,8 @@ import pytest
 
 from realness_tasks import samples
 from realness_tasks.config import SamplingSettings
-from realness_tasks.frames import FrameSampler, VideoError, VideoInfo, plan_frames, probe_video, sniff_container
+from realness_tasks.frames import (Coverage, FrameSampler, VideoError, VideoInfo, coverage, plan_frames, probe_video,
+                                  sniff_container)
 
 CONTAINERS = {".mp4": "mp4", ".avi": "avi", ".mkv": "mkv", ".mov": "mov", ".webm": "webm"}
 SIZE = (160, 96)
@@ -93,6 +94,9 @@ def test_truncated_stream_ends_early_and_keeps_what_decoded(videos, tmp_path, ex
     assert sampler.ended_early_at is not None
     assert 0 < len(frames) < len(sampler.planned)
     assert frames[-1].index < sampler.ended_early_at <= info.frame_count
+    # What was never read counts as unseen: the longest gap runs from the last frame read to the declared end.
+    assert sampler.coverage().frames_sampled == len(frames)
+    assert sampler.coverage().largest_gap_s == pytest.approx(info.duration_s - frames[-1].timestamp_s, abs=1e-3)
 
 
 def test_every_n_seconds_returns_the_planned_frames(counting_video):
@@ -111,12 +115,57 @@ def test_every_n_seconds_returns_the_planned_frames(counting_video):
         assert abs(float(frame.image.mean()) - 8 * frame.index) < 3
 
 
-def test_max_frames_caps_the_plan(counting_video):
+def test_max_frames_spreads_the_plan_over_the_whole_video(counting_video):
+    """A budget smaller than the plan widens the gap; it never cuts the video after its first frames."""
     sampling = SamplingSettings(every_seconds=0.1, max_frames=4)
     info = probe_video(counting_video, sampling)
     sampler = FrameSampler(counting_video, info, sampling)
-    assert sampler.planned == list(range(4))
-    assert [f.index for f in sampler] == sampler.planned
+    assert sampler.planned == [0, 10, 19, 29]
+    frames = list(sampler)
+    assert [f.index for f in frames] == sampler.planned
+    assert all(abs(float(f.image.mean()) - 8 * f.index) < 3 for f in frames)
+    # 30 frames at 10 fps: frames 0 to 29 cover the 3 s; the longest stretch is 19 -> 29 (1 s).
+    assert sampler.coverage() == Coverage(frames_sampled=4, seconds_covered=3.0, largest_gap_s=1.0)
+
+
+def test_plan_of_a_long_video_spreads_the_budget_evenly():
+    hour = VideoInfo("mp4", 64, 64, 25.0, 90_000, 3600.0)
+    planned = plan_frames(hour, SamplingSettings(every_seconds=1.0, max_frames=64))
+    assert len(planned) == 64
+    assert planned[0] == 0 and planned[-1] == 89_999
+    gaps = np.diff(planned)
+    assert gaps.max() - gaps.min() <= 1  # about 57 s apart (89,999 / 63 frames)
+    assert coverage(planned, hour) == Coverage(64, 3600.0, round(float(gaps.max()) / 25.0, 3))
+
+
+def test_plan_of_a_video_within_the_budget_keeps_the_gap():
+    """30 s at one frame a second fits a budget of 64: the plan is the one it always was."""
+    short = probe_info(frame_count=300)
+    assert plan_frames(short, SamplingSettings(every_seconds=1.0, max_frames=64)) == list(range(0, 300, 10))
+    assert plan_frames(short, SamplingSettings(every_seconds=1.0, max_frames=30)) == list(range(0, 300, 10))
+    spread = plan_frames(short, SamplingSettings(every_seconds=1.0, max_frames=29))
+    assert len(spread) == 29 and spread[0] == 0 and spread[-1] == 299
+
+
+def test_budget_larger_than_the_video_samples_every_frame():
+    tiny = probe_info(frame_count=6)
+    assert plan_frames(tiny, SamplingSettings(every_seconds=0.01, max_frames=64)) == list(range(6))
+    assert plan_frames(tiny, SamplingSettings(frames_per_video=64, max_frames=1000)) == list(range(6))
+    assert plan_frames(probe_info(frame_count=1), SamplingSettings(max_frames=1)) == [0]
+
+
+def test_coverage_counted_by_hand():
+    info = probe_info(frame_count=100)  # 10 s at 10 fps
+    assert coverage([0, 33, 66, 99], info) == Coverage(4, 10.0, 3.3)
+    # Frames 20 and 30: from 2.0 s to the end of frame 30 (3.1 s); the longest gap runs from 3.0 s to the end.
+    assert coverage([20, 30], info) == Coverage(2, 1.1, 7.0)
+    assert coverage([50], info) == Coverage(1, 0.1, 5.0)
+    assert coverage([], info) == Coverage(0, None, None)
+
+
+def test_a_budget_below_one_frame_is_refused():
+    with pytest.raises(ValueError, match="REALNESS_SAMPLING_MAX_FRAMES"):
+        SamplingSettings(max_frames=0)
 
 
 def test_evenly_spread_plan_covers_the_whole_video(counting_video):

@@ -107,6 +107,30 @@ def test_huge_frames_are_rejected_with_the_limit(tmp_path):
     assert all("pixels" in r["reason"] for r in _ledger(cfg).values() if r["status"] != "SIDECAR")
 
 
+def test_a_face_only_in_the_last_minute_of_ten_is_found_and_the_coverage_recorded(tmp_path):
+    """The sampling budget (64 frames by default) is spread over the whole video: before, it was the
+    first 64 seconds, and this video came out NO_FACE with nothing saying most of it was never seen."""
+    from realness_tasks.samples import face_video, sample_photos
+
+    photo = next(p for p in sample_photos() if p.name == "obama")
+    cfg = _config(tmp_path, sampling=SamplingSettings().__dict__)  # one frame a second, at most 64
+    store = open_store(cfg.resolved_store_uri)
+    clip = face_video(tmp_path / "long.mp4", photo.image, seconds=600.0, fps=1.0, size=(320, 180),
+                      face_between=(540.0, 600.0))
+    store.upload(clip.path, "landing/long.mp4")
+
+    summary = run_ingest(cfg, run_id="run-1", run_date="2026-11-26")
+
+    assert summary["statuses"] == {"PUBLISHED": 1}
+    row = _ledger(cfg)[store.uri_for("landing/long.mp4")]
+    # 64 frames at 0, 9.51, 19.02, ... 599 (599 / 63 apart, rounded to whole frames): 9 or 10 s apart, the
+    # last frame starts 1 s before the end; from the start of frame 0 to the end of frame 599 is 600 s.
+    assert (row["frames_sampled"], row["seconds_covered"], row["largest_gap_s"]) == (64, 600.0, 10.0)
+    shard = read_shard(store.get_bytes(store.key_for(row["shard_uri"])))
+    # The sampled frames of the last minute: round(i * 599 / 63) for i = 57..63.
+    assert sorted(set(shard.column("frame_index").to_pylist())) == [542, 551, 561, 570, 580, 589, 599]
+
+
 def _stage(store, video_id: str, shard: bytes) -> VideoOutcome:
     """A shard staged by extract_faces for ``video_id``, and the outcome it handed on."""
     key = f"staging/2026-11-26/{video_id}.parquet"
