@@ -197,6 +197,8 @@ def airflow_stack(workdir: Path, postgres_server_url: str, *, env: Mapping[str, 
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            # Where the verdicts page starts an upload's ingest run: this stack's own api-server.
+            "REALNESS_REPORT_AIRFLOW_API_URL": api_url,
             **celery,
             **env,
         }))
