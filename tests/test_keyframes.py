@@ -12,9 +12,14 @@ import numpy as np
 import pytest
 
 from realness_tasks import frames as frames_module
-from realness_tasks import samples
-from realness_tasks.config import SamplingSettings
+from realness_tasks import ledger, samples
+from realness_tasks.config import RealnessConfig, SamplingSettings
+from realness_tasks.db import Database
 from realness_tasks.frames import FrameSampler, coverage, keyframe_interval, probe_video
+from realness_tasks.ingest import run_ingest
+from realness_tasks.shards import read_shard
+from realness_tasks.storage import open_store
+from tests.conftest import MTCNN_NETWORKS_DIR
 
 SIZE = (320, 180)
 FPS = 10.0
@@ -132,3 +137,27 @@ def test_a_file_pyav_cannot_read_is_decoded_by_opencv_and_says_so(short_gop, mon
     assert "OpenCV decodes every frame instead" in caplog.text
     assert [f.index for f in sampler] == sampler.planned
 
+
+def test_ingest_finds_the_same_faces_on_the_keyframe_path_and_records_it(tmp_path):
+    """Keyframes every second, one look every 2 s: the planned frames are keyframes, so both paths see
+    the same frames and must find the same faces; the ledger and the run report say which path ran."""
+    photo = next(p for p in samples.sample_photos() if p.name == "obama")
+    clip = samples.face_video(tmp_path / "keyframed.mp4", photo.image, seconds=12.0, fps=10.0, size=(480, 270),
+                              face_between=(4.0, 12.0), keyframe_every=10)
+    found = {}
+    for mode in ("auto", "sequential"):
+        cfg = RealnessConfig.from_env({}, home=str(tmp_path / mode),
+                                      sampling={"every_seconds": 2.0, "decode": mode},
+                                      detection={"networks_dir": MTCNN_NETWORKS_DIR})
+        store = open_store(cfg.resolved_store_uri)
+        store.upload(clip.path, "landing/keyframed.mp4")
+        summary = run_ingest(cfg, run_id=f"run-{mode}", run_date="2026-12-01")
+        assert summary["statuses"] == {"PUBLISHED": 1}
+        row = next(r for r in ledger.entries(Database(cfg.resolved_database_url)))
+        expected = "keyframes" if mode == "auto" else "sequential"
+        assert row["decode_path"] == expected and summary["decode_paths"] == {expected: 1}
+        shard = read_shard(store.get_bytes(store.key_for(row["shard_uri"]))).to_pylist()
+        found[mode] = sorted((r["frame_index"], r["timestamp_s"], r["box_x"], r["box_y"], r["box_w"], r["box_h"],
+                              round(r["confidence"], 4)) for r in shard)
+    assert [f[0] for f in found["auto"]] == [40, 60, 80, 100]
+    assert found["auto"] == found["sequential"]
