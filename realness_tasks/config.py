@@ -71,8 +71,14 @@ class SamplingSettings:
                                    "bounds each video's detection time and the faces ingest holds in memory.")
     max_pixels: int = _setting(7680 * 4320 - 1, "Most pixels a frame may have; larger videos are TOO_LARGE. The default "
                                                 "is one under 8K UHD (7680x4320): 6K is accepted, 8K is rejected.")
+    decode: str = _setting("auto", "How sampled frames are decoded. auto: only the keyframe nearest each planned "
+                                   "frame (PyAV seeking) when the gap between planned frames is at least the "
+                                   "video's keyframe interval, else every frame in order (OpenCV); keyframes or "
+                                   "sequential force one (docs/detection.md \"Keyframe-aware decoding\").",
+                           choices=("auto", "keyframes", "sequential"))
 
     def __post_init__(self) -> None:
+        _check_choices(self, "REALNESS_SAMPLING_")
         # A gap of 0 or less would sample every frame (up to max_frames) instead of failing.
         if not self.every_seconds > 0:
             raise ConfigurationError(f"REALNESS_SAMPLING_EVERY_SECONDS={self.every_seconds!r}: a gap above 0 seconds")

@@ -1,17 +1,23 @@
 """Checking that a file is a video we can read, and sampling its frames without loading it whole.
 
-The sampler walks the stream once with ``grab()`` (demux + decode, no colour conversion) and calls
-``retrieve()`` only on the frames it keeps: seeking with ``CAP_PROP_POS_FRAMES`` is about ten times
-slower because every seek decodes again from the previous keyframe.
+Two ways to decode the sampled frames (``DecodeChoice``, docs/detection.md "Keyframe-aware decoding"):
+
+* sequential (OpenCV): walk the stream once with ``grab()`` (demux + decode, no colour conversion) and
+  ``retrieve()`` only the frames kept. Seeking with ``CAP_PROP_POS_FRAMES`` is about ten times slower
+  because every seek decodes again from the previous keyframe.
+* keyframes (PyAV): when planned frames are at least a keyframe interval apart, seek to the keyframe
+  nearest each and decode that one packet: nothing between keyframes is decoded.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
@@ -23,6 +29,12 @@ EBML_DOCTYPE_ID = b"\x42\x82"
 QUICKTIME_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
 HEAD_BYTES = 4096
 FALLBACK_FPS = 25.0
+KEYFRAMES = "keyframes"
+SEQUENTIAL = "sequential"
+# How much of the stream's start the demuxer reads (packet flags only, nothing decoded) to find the keyframe interval.
+KEYFRAME_PROBE_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -163,16 +175,90 @@ def coverage(indices: Sequence[int], info: VideoInfo) -> Coverage:
     return Coverage(len(indices), round((indices[-1] + 1 - indices[0]) / info.fps, 3), round(largest_gap, 3))
 
 
+@dataclass(frozen=True)
+class DecodeChoice:
+    """How a sampler decodes a video and why; ``path`` is logged per video and kept in the ledger (``decode_path``)."""
+
+    path: str                           # KEYFRAMES or SEQUENTIAL
+    reason: str
+    keyframe_interval_s: float | None   # None: not measured (sequential forced, or PyAV could not read the file)
+
+
+def sampling_gap_s(planned: Sequence[int], fps: float) -> float:
+    """The smallest distance between consecutive planned frames, in seconds (infinite for one frame)."""
+    if len(planned) < 2:
+        return math.inf
+    return min(later - earlier for earlier, later in zip(planned, planned[1:])) / fps
+
+
+def keyframe_interval(path: Path, enough_s: float) -> float | None:
+    """The longest stretch between keyframes at the start of the video stream, from the demuxer's packet
+    flags (nothing decoded, so it costs a read of those seconds); None when the stream has no timed keyframe.
+
+    Reading stops after ``KEYFRAME_PROBE_SECONDS`` and two keyframes, at the end of the stream, or once a
+    stretch exceeds ``enough_s`` (the caller only needs to know it is longer). The stretch still open
+    when reading stops counts with its length so far. Raises ``av.error.FFmpegError`` if PyAV cannot read it.
+    """
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            return None
+        stream = container.streams.video[0]
+        start = stream.start_time or 0
+        keys: list[float] = []
+        latest = longest = 0.0
+        for packet in container.demux(stream):
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is None:
+                continue
+            at = float((stamp - start) * stream.time_base)
+            if packet.is_keyframe:
+                longest = max(longest, at - keys[-1]) if keys else longest
+                keys.append(at)
+            latest = max(latest, at)
+            if keys and (latest - keys[-1] > enough_s or (len(keys) >= 2 and latest >= KEYFRAME_PROBE_SECONDS)):
+                break
+    return max(longest, latest - keys[-1]) if keys else None
+
+
+def choose_decode(path: Path, planned: Sequence[int], fps: float, mode: str) -> DecodeChoice:
+    """Keyframes when ``mode`` (REALNESS_SAMPLING_DECODE) forces it, or in ``auto`` when the plan's gap is at
+    least the keyframe interval (to within half a frame), so each planned frame has a keyframe within half a
+    gap; sequential otherwise, and whenever PyAV cannot read the file (logged: OpenCV decodes it instead)."""
+    if mode == SEQUENTIAL:
+        return DecodeChoice(SEQUENTIAL, "REALNESS_SAMPLING_DECODE=sequential", None)
+    gap = sampling_gap_s(planned, fps)
+    try:
+        interval = keyframe_interval(path, gap if mode == "auto" else math.inf)
+    except av.error.FFmpegError as exc:
+        log.warning("PyAV cannot read %s (%s): OpenCV decodes every frame instead", path, exc)
+        return DecodeChoice(SEQUENTIAL, f"PyAV cannot read the file: {exc}", None)
+    if interval is None:
+        log.warning("PyAV finds no timed keyframe in %s: OpenCV decodes every frame instead", path)
+        return DecodeChoice(SEQUENTIAL, "PyAV finds no timed keyframe", None)
+    if mode == KEYFRAMES:
+        return DecodeChoice(KEYFRAMES, "REALNESS_SAMPLING_DECODE=keyframes", interval)
+    if gap + 0.5 / fps >= interval:
+        return DecodeChoice(KEYFRAMES, f"sampling gap {gap:.2f} s >= keyframe interval {interval:.2f} s", interval)
+    return DecodeChoice(SEQUENTIAL, f"sampling gap {gap:.2f} s < keyframe interval {interval:.2f} s", interval)
+
+
 class FrameSampler:
-    """Streams the planned frames of a video; ``ended_early_at`` tells where a short stream stopped, and
-    ``coverage()`` what the frames returned so far cover."""
+    """Streams the planned frames of a video; ``ended_early_at`` tells where a short stream stopped,
+    ``coverage()`` what the frames returned so far cover, ``choice`` how they are decoded and ``decoded``
+    how many frames the decoder produced for them.
+
+    On the keyframe path a frame carries the index and timestamp of the keyframe that was decoded (near
+    the planned one, not necessarily it), and a keyframe nearest to two planned frames is returned once.
+    """
 
     def __init__(self, path: Path, info: VideoInfo, sampling: SamplingSettings):
         self.path = Path(path)
         self.info = info
         self.planned: list[int] = plan_frames(info, sampling)
+        self.choice: DecodeChoice = choose_decode(self.path, self.planned, info.fps, sampling.decode)
         self.ended_early_at: int | None = None
         self.returned: list[int] = []  # indices only (at most max_frames): memory stays flat
+        self.decoded = 0
 
     def coverage(self) -> Coverage:
         return coverage(self.returned, self.info)
@@ -180,6 +266,11 @@ class FrameSampler:
     def __iter__(self) -> Iterator[Frame]:
         self.ended_early_at = None
         self.returned = []
+        self.decoded = 0
+        return self._keyframes() if self.choice.path == KEYFRAMES else self._sequential()
+
+    def _sequential(self) -> Iterator[Frame]:
+        """Every frame up to the last planned one is decoded; only the planned ones are converted to BGR."""
         capture = cv2.VideoCapture(str(self.path))
         try:
             index = 0  # index of the next frame grab() would return
@@ -189,6 +280,7 @@ class FrameSampler:
                         self.ended_early_at = index
                         return
                     index += 1
+                    self.decoded += 1
                 ok, image = capture.retrieve()
                 if not ok or image is None:
                     self.ended_early_at = target
@@ -197,3 +289,63 @@ class FrameSampler:
                 yield Frame(target, target / self.info.fps, image)
         finally:
             capture.release()
+
+    def _keyframes(self) -> Iterator[Frame]:
+        """Per planned frame, seek backward from half a keyframe interval past it (landing on the nearest
+        keyframe while keyframes are at most an interval apart) and decode that keyframe's packet alone."""
+        half = (self.choice.keyframe_interval_s or 0.0) / 2
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            start = stream.start_time or 0
+            # Just under half an interval (in stream ticks): of two keyframes equally near, the earlier one.
+            reach = max(0, math.ceil(half / stream.time_base) - 1)
+            for target in self.planned:
+                planned_pts = start + round(target / self.info.fps / stream.time_base)
+                try:
+                    packet = _keyframe_packet(container, stream, planned_pts + reach)
+                    if packet is not None and self.returned and self._index(packet.pts, start, stream) <= self.returned[-1]:
+                        # The keyframe nearest the previous planned frame too, or the last one of a stream that
+                        # ends before this planned frame (a truncated file): the packets after it say which.
+                        if _stream_reaches(container, stream, planned_pts):
+                            continue
+                        packet = None
+                    decoded = _decode_alone(stream, packet) if packet is not None else []
+                except av.error.FFmpegError:
+                    decoded = []
+                if not decoded:
+                    self.ended_early_at = target
+                    return
+                self.decoded += len(decoded)
+                frame = decoded[0]
+                index = self._index(frame.pts, start, stream)
+                self.returned.append(index)
+                yield Frame(index, float((frame.pts - start) * stream.time_base), _bgr(frame))
+
+    def _index(self, pts: int, start: int, stream: av.video.stream.VideoStream) -> int:
+        """The frame index of a presentation timestamp (its time times the probed frame rate)."""
+        return int(round(float((pts - start) * stream.time_base) * self.info.fps))
+
+
+def _keyframe_packet(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                     offset: int) -> av.Packet | None:
+    """The first keyframe packet at or after where seeking backward from ``offset`` (stream time) lands."""
+    container.seek(offset, stream=stream, backward=True, any_frame=False)
+    return next((packet for packet in container.demux(stream) if packet.is_keyframe and packet.pts is not None), None)
+
+
+def _stream_reaches(container: av.container.InputContainer, stream: av.video.stream.VideoStream, pts: int) -> bool:
+    """Whether the stream, demuxed on from where it is (nothing decoded), has a packet at or after ``pts``."""
+    return any(packet.pts is not None and packet.pts >= pts for packet in container.demux(stream))
+
+
+def _decode_alone(stream: av.video.stream.VideoStream, packet: av.Packet) -> list[av.VideoFrame]:
+    """Decode one keyframe packet and drain the decoder, so the frame comes out at once: a decoder that
+    reorders B-frames would otherwise hold it until later keyframes arrive. The next seek flushes it again."""
+    return stream.codec_context.decode(packet) + stream.codec_context.decode(None)
+
+
+def _bgr(frame: av.VideoFrame) -> np.ndarray:
+    """The frame as BGR uint8, turned upright as its display matrix says (OpenCV rotates its frames too)."""
+    image = frame.to_ndarray(format="bgr24")
+    turns = int(round(frame.rotation / 90)) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image

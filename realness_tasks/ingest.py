@@ -494,7 +494,8 @@ def embedding_targets(planned: Sequence[int], count: int) -> list[int]:
 def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: str, source_uri: str,
                       label: str | None, run_id: str, progress: BatchProgress | None = None,
                       stage_seconds: dict[str, float] | None = None, embedder: FaceEmbedder | None = None):
-    """Sample, detect and crop one video; returns (info, rows, what the samples covered, frame the stream ended at).
+    """Sample, detect and crop one video; returns (info, rows, the sampler: what it covered, where the stream
+    ended, how it decoded).
 
     With ``embedder``, the faces of ``REALNESS_IDENTITY_EMBEDDED_FRAMES`` frames spread over the
     video get a face-recognition embedding (the first frame with a face at or after each target).
@@ -552,7 +553,7 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: st
             _add_seconds(timings, "embed", embedded_seconds)
         if progress:
             progress.frames(sampled, len(sampler.planned), len(rows))
-    return info, rows, sampler.coverage(), sampler.ended_early_at
+    return info, rows, sampler
 
 
 def _lap(timings: dict[str, float], stage: str, since: float) -> float:
@@ -624,7 +625,7 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
         stats_before = detector.stats()
         started = time.monotonic()
         try:
-            info, rows, covered, ended_early_at = extract_face_rows(
+            info, rows, sampler = extract_face_rows(
                 path, cfg, detector, video_id=video_id, source_uri=source_uri, label=ref.label,
                 run_id=run_id, progress=progress, stage_seconds=timings, embedder=embedder)
         except VideoError as exc:
@@ -632,21 +633,25 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
         ledger.upsert_video(db, VideoRecord(video_id, source_uri, path.stat().st_size, ref.label, info.width,
                                             info.height, info.fps, info.frame_count, info.duration_s))
     stats = _stats_delta(stats_before, detector.stats())
+    ended_early_at, covered, decode_path = sampler.ended_early_at, sampler.coverage(), sampler.choice.path
     truncated = f"stream ended at frame {ended_early_at} of {info.frame_count}" if ended_early_at is not None else None
     sampled = covered.frames_sampled
-    log.info("%s: %d frames, %d faces in %.1f s", loggable(ref.key), sampled, len(rows), time.monotonic() - started)
+    log.info("%s: %d frames (%s decoding, %d decoded: %s), %d faces in %.1f s", loggable(ref.key), sampled,
+             decode_path, sampler.decoded, sampler.choice.reason, len(rows), time.monotonic() - started)
     if sampled == 0:
-        return finish(Status.UNREADABLE, truncated or "no frame could be decoded", video_id=video_id)
+        return finish(Status.UNREADABLE, truncated or "no frame could be decoded", video_id=video_id,
+                      decode_path=decode_path)
     if not rows:
         reason = f"no face in {sampled} sampled frames" + (f"; {truncated}" if truncated else "")
-        return finish(Status.NO_FACE, reason, video_id=video_id, detector_stats=stats, **asdict(covered))
+        return finish(Status.NO_FACE, reason, video_id=video_id, detector_stats=stats, decode_path=decode_path,
+                      **asdict(covered))
     staged = f"{cfg.staging_prefix}{run_date}/{video_id}.parquet"
     clock = time.monotonic()
     store.put_bytes(staged, table_to_bytes(rows_to_table(rows)))
     _lap(timings, "write", clock)
     checkpoint("ingest.staged")
     return finish(Status.STAGED, truncated, video_id=video_id, staged_key=staged, faces=len(rows),
-                  detector_stats=stats, **asdict(covered))
+                  detector_stats=stats, decode_path=decode_path, **asdict(covered))
 
 
 # --- 3. validation gate ---------------------------------------------------------------------------
@@ -782,6 +787,7 @@ def summarize(cfg: RealnessConfig, store: ObjectStore, db: Database, outcomes: S
         "statuses": dict(Counter(o.status for o in outcomes)),
         "faces": sum(o.faces for o in outcomes if o.status == Status.PUBLISHED),
         "frames_sampled": sum(o.frames_sampled for o in outcomes),
+        "decode_paths": dict(Counter(o.decode_path for o in outcomes if o.decode_path)),
         "detectors": dict(detector_totals),
         "stage_seconds": {stage: round(stage_totals[stage], 2) for stage in STAGES if stage in stage_totals},
         "published": sorted(o.shard_uri for o in outcomes if o.status == Status.PUBLISHED and o.shard_uri),

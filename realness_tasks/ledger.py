@@ -60,6 +60,7 @@ class LedgerEntry:
     faces: int = 0
     seconds_covered: float | None = None  # from the first sampled frame to the end of the last (frames.Coverage)
     largest_gap_s: float | None = None    # longest stretch between looks, the video's start and end included
+    decode_path: str | None = None        # how the sampled frames were decoded: "keyframes" or "sequential"
     staged_key: str | None = None
     detector_stats: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # where the time went (ingest.STAGES)
@@ -97,10 +98,10 @@ def record(db: Database, entry: LedgerEntry) -> None:
     db.execute(
         """
         INSERT INTO ingest_ledger (source_uri, source_etag, video_id, status, reason, shard_uri,
-                                   frames_sampled, faces, seconds_covered, largest_gap_s, run_id, attempts,
-                                   updated_at)
+                                   frames_sampled, faces, seconds_covered, largest_gap_s, decode_path, run_id,
+                                   attempts, updated_at)
         VALUES (:source_uri, :source_etag, :video_id, :status, :reason, :shard_uri,
-                :frames_sampled, :faces, :seconds_covered, :largest_gap_s, :run_id, 1, :now)
+                :frames_sampled, :faces, :seconds_covered, :largest_gap_s, :decode_path, :run_id, 1, :now)
         ON CONFLICT (source_uri) DO UPDATE SET
             source_etag = excluded.source_etag,
             video_id = CASE WHEN excluded.source_etag = ingest_ledger.source_etag
@@ -112,6 +113,7 @@ def record(db: Database, entry: LedgerEntry) -> None:
             faces = excluded.faces,
             seconds_covered = excluded.seconds_covered,
             largest_gap_s = excluded.largest_gap_s,
+            decode_path = excluded.decode_path,
             attempts = ingest_ledger.attempts + CASE WHEN excluded.status = 'PENDING' THEN 1 ELSE 0 END,
             run_id = excluded.run_id,
             updated_at = excluded.updated_at
@@ -119,7 +121,8 @@ def record(db: Database, entry: LedgerEntry) -> None:
         {"source_uri": entry.source_uri, "source_etag": entry.source_etag, "video_id": entry.video_id,
          "status": entry.status, "reason": entry.reason, "shard_uri": entry.shard_uri,
          "frames_sampled": entry.frames_sampled, "faces": entry.faces, "seconds_covered": entry.seconds_covered,
-         "largest_gap_s": entry.largest_gap_s, "run_id": entry.run_id, "now": _now()},
+         "largest_gap_s": entry.largest_gap_s, "decode_path": entry.decode_path, "run_id": entry.run_id,
+         "now": _now()},
     )
 
 

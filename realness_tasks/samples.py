@@ -57,6 +57,28 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: float, size: tupl
     return count
 
 
+def write_keyframed_video(path: Path, frames: Iterable[np.ndarray], fps: float, size: tuple[int, int],
+                          keyframe_every: int) -> int:
+    """Encode BGR frames as H.264 (PyAV's libx264, B-frames on) with a keyframe exactly every
+    ``keyframe_every`` frames (OpenCV's writers cannot set it); returns frames written."""
+    from fractions import Fraction
+
+    import av
+
+    count = 0
+    with av.open(str(path), "w") as output:
+        stream = output.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = keyframe_every
+        stream.options = {"preset": "veryfast", "sc_threshold": "0", "keyint_min": str(keyframe_every)}
+        for frame in frames:
+            output.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+            count += 1
+        output.mux(stream.encode())
+    return count
+
+
 def background(size: tuple[int, int], seed: int) -> np.ndarray:
     """A faceless, textured background: a colour gradient with a few rectangles."""
     w, h = size
@@ -86,11 +108,13 @@ def place(frame: np.ndarray, photo: np.ndarray, height_fraction: float, offset: 
 
 def face_video(path: Path, photo: np.ndarray | None, *, seconds: float = 2.0, fps: float = 10.0,
                size: tuple[int, int] = (640, 360), face_between: tuple[float, float] | None = None,
-               height_fraction: float = 0.9, seed: int = 0, label: str | None = None) -> SampleVideo:
+               height_fraction: float = 0.9, seed: int = 0, label: str | None = None,
+               keyframe_every: int | None = None) -> SampleVideo:
     """A video of ``photo`` drifting slowly over a background.
 
     ``face_between=(start_s, end_s)`` limits the face to that span; other frames show only the
-    background, so tests can check that faces are found exactly where they are.
+    background, so tests can check that faces are found exactly where they are. ``keyframe_every``
+    encodes H.264 with that keyframe interval (``write_keyframed_video``) instead of OpenCV's codec.
     """
     n = int(round(seconds * fps))
     bg = background(size, seed)
@@ -106,7 +130,8 @@ def face_video(path: Path, photo: np.ndarray | None, *, seconds: float = 2.0, fp
                 face_frames.add(i)
             yield frame
 
-    written = write_video(path, frames(), fps, size)
+    written = (write_video(path, frames(), fps, size) if keyframe_every is None
+               else write_keyframed_video(path, frames(), fps, size, keyframe_every))
     return SampleVideo(path, fps, written, size, face_frames, label)
 
 
