@@ -117,7 +117,7 @@ def test_verdict_changes_between_models_lists_the_disagreements(published):
 
 def test_manipulated_segments_lists_the_latest_sustained_segments_longer_than_asked(database_url):
     db = Database(database_url)
-    runs = {"long": (30, 12), "short": (5, 4), "old": (10, 20), "real": (0, 0)}   # (start, faces) at 1 fps
+    runs = {"long": (30, 12), "short": (5, 6), "old": (10, 20), "real": (0, 0)}   # (start, faces) at 1 fps
     for day, at, videos in ((DAY1, T0, ["old"]), (DAY2, T0 + timedelta(days=1), ["long", "short", "real"])):
         faces = {}
         for vid in videos:

@@ -150,13 +150,13 @@ def test_a_short_fake_segment_the_per_video_rule_dilutes_makes_the_video_fake_an
 def test_a_run_too_short_to_be_sustained_is_kept_as_uncertain_and_does_not_decide():
     p = [0.05] * 30
     p[10:12] = [0.9, 0.9]                 # two frames: a glitch, not a segment
-    p[20:23] = [0.9, 0.9, 0.9]            # three faces over 2 s: fewer than segment_min_faces
+    p[20:25] = [0.9] * 5                  # five faces over 4 s: fewer than segment_min_faces
 
     verdict = verdicts.aggregate("v", None, timed_faces(p), THRESHOLD, SETTINGS)
 
     assert verdict.verdict == verdicts.REAL
     assert [(s.start_s, s.end_s, s.verdict) for s in verdict.segments] == [(10.0, 11.0, verdicts.UNCERTAIN),
-                                                                        (20.0, 22.0, verdicts.UNCERTAIN)]
+                                                                        (20.0, 24.0, verdicts.UNCERTAIN)]
 
 
 def test_faces_are_grouped_by_track_where_the_size_rank_mixes_two_people():
@@ -343,14 +343,14 @@ def test_a_redecided_verdict_replaces_its_segments(database_url):
 def test_latest_segments_follow_the_latest_verdicts_model(database_url):
     db = Database(database_url)
     promote(db, "v1", T0)
-    publish_videos(db, "v1", "run-1", "2025-03-01", {"a": with_run(10, 8), "b": with_run(30, 4)}, T0, timed=True)
+    publish_videos(db, "v1", "run-1", "2025-03-01", {"a": with_run(10, 8), "b": with_run(30, 7)}, T0, timed=True)
     promote(db, "v2", T0 + timedelta(days=1))
-    publish_videos(db, "v2", "run-2", "2025-03-02", {"a": with_run(12, 5)}, T0 + timedelta(days=1), timed=True)
+    publish_videos(db, "v2", "run-2", "2025-03-02", {"a": with_run(12, 9)}, T0 + timedelta(days=1), timed=True)
     publish_videos(db, "shadow", "run-3", "2025-03-03", {"b": with_run(0, 30)}, T0 + timedelta(days=2),
                    timed=True)
 
     latest = {(r["video_id"], r["model_version"], r["start_s"], r["seconds"], r["video_verdict"])
               for r in db.query("SELECT * FROM latest_segments")}
 
-    assert latest == {("a", "v2", 12.0, 4.0, "FAKE"), ("b", "v1", 30.0, 3.0, "FAKE")}
+    assert latest == {("a", "v2", 12.0, 8.0, "FAKE"), ("b", "v1", 30.0, 6.0, "FAKE")}
     db.dispose()
