@@ -4,8 +4,9 @@ A report is one self-contained HTML file (images base64-embedded, no script, not
 ``<reports_prefix>videos/<video_id>/<model_version>.html``: the verdict with its probability, the
 rule that decided it and the model version; a timeline of the fake probability per face track,
 its fake segments shaded (and listed below it); Grad-CAM heatmaps of the most suspicious faces,
-computed on the Keras model of the version that scored the video; and a table of every face with its crop, frame time, detector, label and
-confidence. Every name, key and reason is HTML-escaped, so a video called ``<script>.mp4`` is text.
+computed on the Keras model of the version that scored the video; and a table of every face with
+its crop, frame time, detector, label and confidence. Every name, key and reason is HTML-escaped,
+so a video called ``<script>.mp4`` is text.
 
 Probabilities in the report are those stored in ``face_scores`` (the TFLite engine's); the heatmaps
 come from ``model.keras`` of the same version, whose output the engine matches to 1e-4.
