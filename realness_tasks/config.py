@@ -275,6 +275,11 @@ class ScoringSettings:
     uncertain_band: float = _setting(0.1, "Videos within this distance of the threshold are UNCERTAIN.")
     min_confident_fakes: int = _setting(2, "The confident-fake rule needs more than this many confidently fake faces "
                                            "(and more than n/2.5); a second person's track needs more faces than this.")
+    segment_min_faces: int = _setting(6, "Segment rule: a video is FAKE when one face track holds at least this many "
+                                         "consecutive sampled faces at or above the threshold (docs/scoring.md: "
+                                         "chosen on simulated scores).")
+    segment_min_seconds: float = _setting(5.0, "Segment rule: ... and those faces span at least this many seconds "
+                                               "(first to last face).")
     threads: int = _setting(2, "CPU threads of the TFLite inference engine.")
     engine: str = _setting("fp32", "Which export of the model scores faces: fp32 (model.tflite, equals Keras within "
                                    "1e-4) or int8 (model-int8.tflite, full-integer quantised; its measured AUC "

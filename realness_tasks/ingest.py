@@ -499,18 +499,23 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: st
 
     With ``embedder``, the faces of ``REALNESS_IDENTITY_EMBEDDED_FRAMES`` frames spread over the
     video get a face-recognition embedding (the first frame with a face at or after each target).
+    Every face gets its ``track_id`` once all frames are read (``realness_tasks.tracks``: by box, and
+    by embedding or the crop's colour histogram when boxes jump).
     ``stage_seconds`` (if given) accumulates the seconds spent decoding, detecting, cropping and embedding.
     """
     import cv2
+    import numpy as np
 
     from realness_tasks.faces import crop_face, dominant_faces, encode_jpeg
     from realness_tasks.frames import FrameSampler, probe_video
+    from realness_tasks.tracks import Sighting, colour_histogram, link
 
     timings = stage_seconds if stage_seconds is not None else {}
     clock = time.monotonic()
     info = probe_video(path, cfg.sampling)
     sampler = FrameSampler(path, info, cfg.sampling)
     rows: list[FaceRow] = []
+    sightings: list[Sighting] = []
     sampled = 0
     created = datetime.now(timezone.utc)
     chunks = _chunks(iter(sampler), _frames_per_batch(cfg, info.width, info.height))
@@ -536,6 +541,9 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: st
             for face_index, det in enumerate(faces):
                 crop = crop_face(frame.image, det.box, cfg.crop)
                 x, y, w, h = _pixel_box(det.box, width, height)
+                sightings.append(Sighting(frame.index, (x, y, w, h), colour_histogram(crop),
+                                          None if embeddings[face_index] is None
+                                          else np.asarray(embeddings[face_index], np.float32)))
                 rows.append(FaceRow(
                     video_id=video_id, source_uri=source_uri, frame_index=frame.index,
                     timestamp_s=round(frame.timestamp_s, 4), face_index=face_index, detector=det.detector,
@@ -553,6 +561,7 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: st
             _add_seconds(timings, "embed", embedded_seconds)
         if progress:
             progress.frames(sampled, len(sampler.planned), len(rows))
+    rows = [replace(row, track_id=track) for row, track in zip(rows, link(sightings), strict=True)]
     return info, rows, sampler
 
 

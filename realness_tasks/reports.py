@@ -2,10 +2,11 @@
 
 A report is one self-contained HTML file (images base64-embedded, no script, nothing fetched) at
 ``<reports_prefix>videos/<video_id>/<model_version>.html``: the verdict with its probability, the
-rule that decided it and the model version; a timeline of the fake probability per face track;
-Grad-CAM heatmaps of the most suspicious faces, computed on the Keras model of the version that
-scored the video; and a table of every face with its crop, frame time, detector, label and
-confidence. Every name, key and reason is HTML-escaped, so a video called ``<script>.mp4`` is text.
+rule that decided it and the model version; a timeline of the fake probability per face track,
+its fake segments shaded (and listed below it); Grad-CAM heatmaps of the most suspicious faces,
+computed on the Keras model of the version that scored the video; and a table of every face with
+its crop, frame time, detector, label and confidence. Every name, key and reason is HTML-escaped,
+so a video called ``<script>.mp4`` is text.
 
 Probabilities in the report are those stored in ``face_scores`` (the TFLite engine's); the heatmaps
 come from ``model.keras`` of the same version, whose output the engine matches to 1e-4.
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from realness_tasks import registry
+from realness_tasks import registry, verdicts
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.faces import encode_jpeg
@@ -62,10 +63,16 @@ class ReportFace:
     identity: str | None = None          # "identity 12 (Name)" when identities are on
     reference_faces: int | None = None   # reference faces of that identity it was judged against
     p_identity: float | None = None      # its score relative to that reference
+    track_id: int | None = None          # its face track; None in a shard written before tracks
 
     @property
     def p_judged(self) -> float:
         return self.p_fake if self.p_identity is None else self.p_identity
+
+    @property
+    def person(self) -> int:
+        """The group the verdict judged it in (``verdicts.person_key``): its track, else its face_index."""
+        return self.face_index if self.track_id is None else self.track_id
 
 
 def report_key(cfg: RealnessConfig, video_id: str, model_version: str) -> str:
@@ -153,15 +160,21 @@ def overlay(crop_jpeg: bytes, heatmap: np.ndarray) -> bytes:
     return encode_jpeg(cv2.addWeighted(crop, 0.55, colours, 0.45, 0), 90)
 
 
-def timeline_png(faces: Sequence[ReportFace], threshold: float) -> bytes:
-    """Fake probability over the video's time, one line per face track, with the model's threshold."""
-    return line_chart(lambda axes: _draw_timeline(axes, faces, threshold))
+def timeline_png(faces: Sequence[ReportFace], threshold: float, segments: Sequence[verdicts.Segment] = ()) -> bytes:
+    """Fake probability over the video's time, one line per face track, with the model's threshold and
+    the FAKE segments shaded."""
+    return line_chart(lambda axes: _draw_timeline(axes, faces, threshold, segments))
 
 
-def _draw_timeline(axes: Any, faces: Sequence[ReportFace], threshold: float) -> None:
-    for track in sorted({f.face_index for f in faces}):
-        points = sorted((f.timestamp_s, f.p_judged) for f in faces if f.face_index == track)
-        axes.plot([t for t, _ in points], [p for _, p in points], marker="o", markersize=3, label=f"face {track}")
+def _draw_timeline(axes: Any, faces: Sequence[ReportFace], threshold: float,
+                   segments: Sequence[verdicts.Segment]) -> None:
+    noun = "face" if all(f.track_id is None for f in faces) else "track"
+    for track in sorted({f.person for f in faces}):
+        points = sorted((f.timestamp_s, f.p_judged) for f in faces if f.person == track)
+        axes.plot([t for t, _ in points], [p for _, p in points], marker="o", markersize=3, label=f"{noun} {track}")
+    for number, segment in enumerate(s for s in segments if s.verdict == verdicts.FAKE):
+        axes.axvspan(segment.start_s, max(segment.end_s, segment.start_s + 0.1), color="red", alpha=0.15,
+                     label="fake segment" if number == 0 else None)
     axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:.2f}")
     axes.set(ylim=(-0.02, 1.02), xlabel="time in the video (s)", ylabel="fake probability")
     axes.legend(loc="upper right", fontsize="small")
@@ -184,8 +197,16 @@ def load_faces(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id: 
             faces.append(ReportFace(row["frame_index"], row["face_index"], row["timestamp_s"], row["detector"],
                                     row["confidence"], row["crop_jpeg"], score["p_fake"], score["label"],
                                     score["confidence"], identity_label(score["identity_id"], score["name"]),
-                                    score["reference_faces"], score["p_identity"]))
+                                    score["reference_faces"], score["p_identity"], row.get("track_id")))
     return sorted(faces, key=lambda f: (f.timestamp_s, f.face_index))
+
+
+def load_segments(db: Database, video_id: str, model_version: str) -> list[verdicts.Segment]:
+    """The verdict's segments (table ``segments``), in time order."""
+    return [verdicts.Segment(r["track_id"], r["start_s"], r["end_s"], r["faces"], r["p_fake"], r["verdict"])
+            for r in db.query("SELECT track_id, start_s, end_s, faces, p_fake, verdict FROM segments "
+                              "WHERE video_id = :v AND model_version = :m ORDER BY start_s, track_id",
+                              {"v": video_id, "m": model_version})]
 
 
 def identity_label(identity_id: int | None, name: str | None) -> str | None:
@@ -207,8 +228,9 @@ def most_suspicious(faces: Sequence[ReportFace], count: int) -> list[ReportFace]
 
 
 def render(verdict: dict[str, Any], threshold: float, faces: Sequence[ReportFace],
-           heatmaps: dict[tuple[int, int], bytes]) -> str:
-    """The report's HTML from the verdicts row, the model's threshold, the faces and their heatmap overlays."""
+           heatmaps: dict[tuple[int, int], bytes], segments: Sequence[verdicts.Segment] = ()) -> str:
+    """The report's HTML from the verdicts row, the model's threshold, the faces, their heatmap overlays
+    and the verdict's segments."""
     name = posixpath.basename(verdict["source_uri"] or "") or verdict["video_id"]
     p_fake = "n/a" if verdict["p_fake"] is None else f"{verdict['p_fake']:.3f}"
     parts = [
@@ -233,7 +255,15 @@ def render(verdict: dict[str, Any], threshold: float, faces: Sequence[ReportFace
         parts.insert(parts.index("</dl>"), f"<dt>judged against</dt><dd id=\"references\">"
                                            f"{escaped(references_used(faces))}</dd>")
     parts += ["<h2>Fake probability over time</h2>",
-              embedded_image(timeline_png(faces, threshold), "image/png", "fake probability per face track over time")]
+              embedded_image(timeline_png(faces, threshold, segments), "image/png",
+                             "fake probability per face track over time, fake segments shaded")]
+    if segments:
+        parts += ["<h2>Segments</h2>", '<table id="segments"><thead><tr><th>track</th><th>from (s)</th>'
+                  "<th>to (s)</th><th>faces</th><th>mean p_fake</th><th>verdict</th></tr></thead><tbody>"]
+        parts += [f"<tr><td>{s.track_id}</td><td>{s.start_s:.2f}</td><td>{s.end_s:.2f}</td><td>{s.faces}</td>"
+                  f"<td>{s.p_fake:.3f}</td><td class=\"{escaped(s.verdict)}\">{escaped(s.verdict)}</td></tr>"
+                  for s in segments]
+        parts.append("</tbody></table>")
     if heatmaps:
         parts.append("<h2>Where the model looked (Grad-CAM, most suspicious faces)</h2>")
         for face in (f for f in faces if (f.frame_index, f.face_index) in heatmaps):
@@ -283,7 +313,9 @@ def write_report(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id
         maps = gradcam.heatmaps([f.crop_jpeg for f in suspicious])
         heatmaps = {(f.frame_index, f.face_index): overlay(f.crop_jpeg, m) for f, m in zip(suspicious, maps, strict=True)}
     key = report_key(cfg, video_id, model_version)
-    store.put_bytes(key, render(verdict, model_threshold(db, model_version), faces, heatmaps).encode("utf-8"))
+    page = render(verdict, model_threshold(db, model_version), faces, heatmaps,
+                  load_segments(db, video_id, model_version))
+    store.put_bytes(key, page.encode("utf-8"))
     uri = store.uri_for(key)
     db.execute("UPDATE verdicts SET report_uri = :uri WHERE video_id = :v AND model_version = :m",
                {"uri": uri, "v": video_id, "m": model_version})

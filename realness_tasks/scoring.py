@@ -82,6 +82,7 @@ class ShardVideo:
     timestamps: np.ndarray
     boxes: np.ndarray                   # (x, y, w, h) per face, frame pixels
     embeddings: list[np.ndarray | None]  # face-recognition embedding per face (None: not embedded)
+    track_ids: list[int | None]         # face track per face (None: a shard written before tracks)
     head_logits: np.ndarray | None = None   # the foundation head's logit per face, when the model fuses it
 
     @classmethod
@@ -89,15 +90,18 @@ class ShardVideo:
         def first(column: str) -> Any:
             return table.column(column)[0].as_py() if table.num_rows else None
 
-        embeddings = (table.column("embedding").to_pylist() if "embedding" in table.column_names
-                      else [None] * table.num_rows)
+        def optional(column: str) -> list[Any]:
+            return table.column(column).to_pylist() if column in table.column_names else [None] * table.num_rows
+
+        embeddings = optional("embedding")
         boxes = np.stack([table.column(c).to_numpy() for c in ("box_x", "box_y", "box_w", "box_h")], axis=1) \
             if table.num_rows else np.zeros((0, 4))
         return cls(key, first("video_id") or shard_video_id(key), first("source_uri") or "", first("label"),
                    first("frame_width"), first("frame_height"),
                    table.column("frame_index").to_numpy(), table.column("face_index").to_numpy(),
                    np.full(table.num_rows, np.nan, dtype=np.float32), table.column("timestamp_s").to_numpy(),
-                   boxes, [None if e is None else np.asarray(e, np.float32) for e in embeddings])
+                   boxes, [None if e is None else np.asarray(e, np.float32) for e in embeddings],
+                   optional("track_id"))
 
     def identity_faces(self) -> identities.VideoFaces:
         return identities.VideoFaces(self.video_id, self.frame_index, self.face_index, self.timestamps, self.boxes,
@@ -304,7 +308,8 @@ def judge(videos: Sequence[ShardVideo], model: ModelVersion, cfg: RealnessConfig
         video_faces = [verdicts.face_score(video.video_id, video.frame_index[i], video.face_index[i], p_fake[i],
                                            model.threshold, raw[i], identity_id=int(ids[i]) if ids[i] >= 0 else None,
                                            reference_faces=int(used[i]) if used[i] else None,
-                                           p_identity=float(p_identity[i]) if used[i] else None)
+                                           p_identity=float(p_identity[i]) if used[i] else None,
+                                           track_id=video.track_ids[i], timestamp_s=float(video.timestamps[i]))
                        for i in range(n)]
         faces.extend(video_faces)
         verdict = verdicts.aggregate(video.video_id, video.source_uri, video_faces, model.threshold, cfg.scoring)

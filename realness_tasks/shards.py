@@ -42,6 +42,7 @@ SHARD_SCHEMA = pa.schema([
     pa.field("run_id", pa.string(), nullable=False),
     pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
     pa.field("embedding", pa.list_(pa.float32())),           # face-recognition embedding (REALNESS_IDENTITY_ENABLED), else null
+    pa.field("track_id", pa.int32()),                        # the face's track in the video (realness_tasks.tracks)
 ])
 
 
@@ -72,6 +73,7 @@ class FaceRow:
     run_id: str
     created_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
     embedding: list[float] | None = None
+    track_id: int | None = None
 
 
 if [f.name for f in fields(FaceRow)] != SHARD_SCHEMA.names:

@@ -40,11 +40,33 @@ class FaceScore:
     identity_id: int | None = None       # the person the face shows (REALNESS_IDENTITY_ENABLED), else None
     reference_faces: int | None = None   # reference faces of that identity it was judged against (None: none)
     p_identity: float | None = None      # p_fake relative to that reference; label and verdict use it when set
+    track_id: int | None = None          # the face's track (shard column track_id); None: a shard without tracks
+    timestamp_s: float | None = None     # where in the video; None: unknown (no segment can be timed)
 
     @property
     def p_judged(self) -> float:
         """The probability the label and the verdict use: identity-relative when the face had a reference."""
         return self.p_fake if self.p_identity is None else self.p_identity
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of consecutive faces of one track at or above the threshold (table ``segments``)."""
+
+    track_id: int                # the track, or the face_index group of a shard without tracks
+    start_s: float               # first face of the run
+    end_s: float                 # last face of the run
+    faces: int
+    p_fake: float                # mean judged p_fake of the run's faces
+    verdict: str                 # FAKE when sustained (segment rule), else UNCERTAIN
+
+    @property
+    def seconds(self) -> float:
+        return self.end_s - self.start_s
+
+    def describe(self) -> str:
+        return (f"track {self.track_id} fake from {self.start_s:.1f} s to {self.end_s:.1f} s "
+                f"({self.faces} faces, mean {self.p_fake:.2f})")
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,7 @@ class VideoVerdict:
     faces_scored: int
     fake_faces: int              # faces at or above the threshold
     reason: str | None           # which rule decided, or why there is no score
+    segments: tuple[Segment, ...] = ()   # runs of fake faces per track, in time order
 
 
 @dataclass(frozen=True)
@@ -71,13 +94,16 @@ class VideoRow:
 
 def face_score(video_id: str, frame_index: int, face_index: int, p_fake: float, threshold: float,
                p_raw: float | None = None, *, identity_id: int | None = None, reference_faces: int | None = None,
-               p_identity: float | None = None) -> FaceScore:
+               p_identity: float | None = None, track_id: int | None = None,
+               timestamp_s: float | None = None) -> FaceScore:
     """A scored face, labelled by ``p_identity`` when it was judged against a reference, else by ``p_fake``."""
     judged = p_fake if p_identity is None else p_identity
     fake = judged >= threshold
     return FaceScore(video_id, int(frame_index), int(face_index), float(p_fake), FAKE if fake else REAL,
                      float(judged if fake else 1.0 - judged), None if p_raw is None else float(p_raw),
-                     identity_id, reference_faces, None if p_identity is None else float(p_identity))
+                     identity_id, reference_faces, None if p_identity is None else float(p_identity),
+                     None if track_id is None else int(track_id),
+                     None if timestamp_s is None else float(timestamp_s))
 
 
 def confident_score(p_fake: np.ndarray, threshold: float, settings: ScoringSettings) -> tuple[float, str]:
@@ -116,34 +142,77 @@ def classify(score: float, threshold: float, uncertain_band: float) -> str:
     return FAKE if score >= threshold else REAL
 
 
+def person_key(face: FaceScore) -> int:
+    """The group a face is judged in: its track, or its ``face_index`` in a shard without tracks."""
+    return face.face_index if face.track_id is None else face.track_id
+
+
+def fake_runs(faces: Sequence[FaceScore], threshold: float, settings: ScoringSettings) -> list[Segment]:
+    """Every run of two or more consecutive timed faces of one person at or above ``threshold``.
+
+    A run is FAKE (sustained) with at least ``segment_min_faces`` faces spanning at least
+    ``segment_min_seconds``; else UNCERTAIN. Faces without a time make no run.
+    """
+    by_person: dict[int, list[FaceScore]] = {}
+    for face in sorted((f for f in faces if f.timestamp_s is not None), key=lambda f: (f.timestamp_s, f.frame_index)):
+        by_person.setdefault(person_key(face), []).append(face)
+    runs: list[Segment] = []
+    for person, timeline in sorted(by_person.items()):
+        run: list[FaceScore] = []
+        for face in [*timeline, None]:
+            if face is not None and face.p_judged >= threshold:
+                run.append(face)
+                continue
+            if len(run) >= 2:
+                start, end = run[0].timestamp_s, run[-1].timestamp_s
+                sustained = len(run) >= settings.segment_min_faces and end - start >= settings.segment_min_seconds
+                runs.append(Segment(person, start, end, len(run), float(np.mean([f.p_judged for f in run])),
+                                    FAKE if sustained else UNCERTAIN))
+            run = []
+    return sorted(runs, key=lambda r: (r.start_s, r.track_id))
+
+
 def aggregate(video_id: str, source_uri: str | None, faces: Sequence[FaceScore], threshold: float,
               settings: ScoringSettings) -> VideoVerdict:
     """The verdict of one video from its scored faces.
 
-    Faces are grouped by ``face_index`` (0 = the frame's dominant face, 1 = the next...), each
-    group is scored with :func:`confident_score`, and the video takes the highest: a video is
-    fake if anyone in it is. A group other than the dominant one counts only with more than
-    ``min_confident_fakes`` faces, so a face detected in a frame or two (often a detector false
-    positive) cannot decide the video on its own.
+    Faces are grouped per person: by track (``track_id``), or by ``face_index`` (0 = the frame's
+    dominant face, 1 = the next...) in shards without tracks. Each group is scored with
+    :func:`confident_score`, and the video takes the highest: a video is fake if anyone in it is.
+    A group other than the largest counts only with more than ``min_confident_fakes`` faces, so a
+    face detected in a frame or two (often a detector false positive) cannot decide the video on
+    its own. Then the segment rule: a sustained run of fake faces in one group (:func:`fake_runs`)
+    makes the video FAKE however short it is beside the rest, and the reason names the longest.
     """
     if not faces:
         return VideoVerdict(video_id, source_uri, NO_FACE, None, 0, 0, "no face crops in the shard")
-    face_index = np.array([f.face_index for f in faces])
+    person = np.array([person_key(f) for f in faces])
     p_fake = np.array([f.p_judged for f in faces], dtype=np.float64)
-    dominant = int(face_index.min())
+    groups, sizes = np.unique(person, return_counts=True)
+    largest = int(groups[np.argmax(sizes)])
     best: tuple[float, str] | None = None
-    for track in np.unique(face_index):
-        in_track = p_fake[face_index == track]
-        if track != dominant and len(in_track) <= settings.min_confident_fakes:
+    noun = "face" if faces[0].track_id is None else "track"
+    for group in groups:
+        in_group = p_fake[person == group]
+        if group != largest and len(in_group) <= settings.min_confident_fakes:
             continue
-        score, rule = confident_score(in_track, threshold, settings)
+        score, rule = confident_score(in_group, threshold, settings)
         if best is None or score > best[0]:
-            best = (score, f"face {track}: {rule}")
-    if best is None:  # unreachable: the dominant track is never skipped
-        raise RuntimeError(f"video {video_id}: no face track could be scored")
+            best = (score, f"{noun} {group}: {rule}")
+    if best is None:  # unreachable: the largest group is never skipped
+        raise RuntimeError(f"video {video_id}: no face group could be scored")
     fake_faces = int(np.count_nonzero(p_fake >= threshold))
-    return VideoVerdict(video_id, source_uri, classify(best[0], threshold, settings.uncertain_band), best[0],
-                        len(faces), fake_faces, best[1])
+    score, reason = best
+    verdict = classify(score, threshold, settings.uncertain_band)
+    runs = tuple(fake_runs(faces, threshold, settings))
+    sustained = [r for r in runs if r.verdict == FAKE]
+    if sustained:
+        longest = max(sustained, key=lambda r: (r.seconds, r.p_fake))
+        if verdict != FAKE:
+            verdict, score, reason = FAKE, longest.p_fake, f"segment rule: {longest.describe()}; {reason}"
+        else:
+            reason = f"{reason}; {longest.describe()}"
+    return VideoVerdict(video_id, source_uri, verdict, score, len(faces), fake_faces, reason, runs)
 
 
 def unscored(video_id: str, source_uri: str | None, verdict: str, reason: str | None) -> VideoVerdict:
@@ -180,6 +249,15 @@ _UPSERT_VERDICT = sa.text("""
         report_uri = NULL
 """)
 
+# A verdict's segments are replaced, not merged: a re-decision may find other runs, and a run from the
+# earlier decision must not outlive it. Publishing the same decision again writes the same rows.
+_DELETE_SEGMENTS = sa.text("DELETE FROM segments WHERE video_id = :video_id AND model_version = :model_version")
+
+_INSERT_SEGMENT = sa.text("""
+    INSERT INTO segments (video_id, model_version, track_id, start_s, end_s, faces, p_fake, verdict, run_id,
+                          decided_at)
+    VALUES (:video_id, :model_version, :track_id, :start_s, :end_s, :faces, :p_fake, :verdict, :run_id, :now)
+""")
 
 _EXPORT_PENDING = sa.text("""
     INSERT INTO verdict_exports (run_id, run_date, committed_at, exported_at, uri)
@@ -196,13 +274,21 @@ def publish(db: Database, *, model_version: str, run_id: str, run_date: str, dec
     ``videos`` rows are inserted only when ingest has not written them (a shard from elsewhere),
     with ``size_bytes`` 0 for "unknown"; an existing row only gains a label it lacked. When the run
     decided verdicts, the same transaction marks its Parquet export as owed (``verdict_exports``), so
-    a run that dies before writing the file leaves a debt that :func:`export_pending` pays.
+    a run that dies before writing the file leaves a debt that :func:`export_pending` pays. Each
+    verdict's segments replace those of its video's earlier verdict by the same version.
     """
     common = {"model_version": model_version, "run_id": run_id, "run_date": run_date, "now": decided_at}
+    segments = [{**asdict(segment), "video_id": v.video_id, **common} for v in verdicts for segment in v.segments]
+    decided = [{**asdict(row), **common} for row in verdicts]
     with db.transaction() as conn:
-        for statement, rows in ((_UPSERT_VIDEO, videos), (_UPSERT_FACE_SCORE, faces), (_UPSERT_VERDICT, verdicts)):
+        for statement, rows in ((_UPSERT_VIDEO, videos), (_UPSERT_FACE_SCORE, faces)):
             if rows:
                 conn.execute(statement, [{**asdict(row), **common} for row in rows])
+        if verdicts:
+            conn.execute(_UPSERT_VERDICT, decided)
+            conn.execute(_DELETE_SEGMENTS, decided)
+        if segments:
+            conn.execute(_INSERT_SEGMENT, segments)
         if verdicts:
             conn.execute(_EXPORT_PENDING, common)
 

@@ -398,6 +398,7 @@ def test_with_identities_on_the_faces_of_a_few_frames_get_the_persons_embedding(
     embedded = [(f, e) for f, e in zip(shard.column("frame_index").to_pylist(), shard.column("embedding").to_pylist())
                 if e is not None]
     assert len(embedded) == 3 and shard.num_rows == 8
+    assert shard.column("track_id").to_pylist() == [0] * 8   # one person, one track
     assert [f for f, _ in embedded] == [0, 8, 14]      # first, middle and last of frames 0, 2, ..., 14
     reference = FaceEmbedder().embed(cv2.cvtColor(photo.image, cv2.COLOR_BGR2RGB), [photo.face_box])[0]
     assert max(np.linalg.norm(np.asarray(e) - reference) for _, e in embedded) < 0.4

@@ -244,3 +244,34 @@ def test_the_report_names_the_reference_each_face_was_judged_against():
 
     without = reports.render(verdict, 0.5, [reports.ReportFace(0, 0, 0.0, "mtcnn", 0.99, crop, 0.8, "FAKE", 0.8)], {})
     assert 'id="references"' not in without
+
+
+def test_a_report_shades_and_lists_the_verdicts_segments(monkeypatch):
+    crop = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))[1].tobytes()
+    verdict = {"video_id": "abc", "source_uri": "s3://landing/a.mp4", "verdict": "FAKE", "p_fake": 0.9,
+               "reason": "segment rule: track 1 fake from 4.0 s to 9.0 s (6 faces, mean 0.90)",
+               "model_version": "v1", "faces_scored": 12, "fake_faces": 6, "decided_at": "2025-04-01", "run_id": "r"}
+    faces = [reports.ReportFace(t, 0, float(t), "mtcnn", 0.99, crop, 0.9 if 4 <= t <= 9 else 0.1,
+                                "FAKE" if 4 <= t <= 9 else "REAL", 0.9, track_id=1) for t in range(12)]
+    segments = [verdicts.Segment(1, 4.0, 9.0, 6, 0.9, verdicts.FAKE)]
+    spans = []
+    monkeypatch.setattr(reports, "line_chart", lambda draw: draw(_Recorder(spans)) or b"png")
+
+    page = reports.render(verdict, 0.5, faces, {}, segments)
+
+    assert spans == [(4.0, 9.0)]
+    rows = page.split('id="segments">', 1)[1].split("</table>", 1)[0]
+    assert "<td>1</td><td>4.00</td><td>9.00</td><td>6</td><td>0.900</td>" in rows and ">FAKE</td>" in rows
+
+
+class _Recorder:
+    """Stands in for matplotlib's axes: keeps the shaded spans, ignores the rest."""
+
+    def __init__(self, spans: list):
+        self.spans = spans
+
+    def axvspan(self, start, end, **_):
+        self.spans.append((start, end))
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None

@@ -84,11 +84,13 @@ def register_champion(cfg: RealnessConfig, store: ObjectStore, tflite: Path, ver
 
 
 def write_shard(cfg: RealnessConfig, store: ObjectStore, video_id: str, faces: list[tuple[int, int, bytes]],
-                run_date: str = RUN_DATE, crop_margin: float = MARGIN) -> str:
-    """A shard of ``(frame_index, face_index, jpeg)`` faces, as ingest publishes it."""
+                run_date: str = RUN_DATE, crop_margin: float = MARGIN, fps: float = 8.0, tracked: bool = False) -> str:
+    """A shard of ``(frame_index, face_index, jpeg)`` faces sampled at ``fps``, as ingest publishes it;
+    ``tracked``: each face's track is its face_index (else the shard predates tracks)."""
     source = f"s3://landing/{video_id}.mp4"
-    rows = [FaceRow(video_id, source, frame, frame / 8.0, face, "mtcnn", 0.99, 10, 10, 40, 40, 640, 360,
-                    None, jpeg, 48, 48, crop_margin, None, None, "ingest-run") for frame, face, jpeg in faces]
+    rows = [FaceRow(video_id, source, frame, frame / fps, face, "mtcnn", 0.99, 10, 10, 40, 40, 640, 360,
+                    None, jpeg, 48, 48, crop_margin, None, None, "ingest-run", track_id=face if tracked else None)
+            for frame, face, jpeg in faces]
     key = shard_key(cfg.faces_prefix, run_date, video_id)
     store.put_bytes(key, table_to_bytes(rows_to_table(rows)))
     return key
@@ -191,6 +193,28 @@ def test_a_rerun_changes_no_row_and_later_shards_are_scored_alone(tmp_path, data
 
     assert later.faces_scored == 4 and later.shards_scored == 1 and later.verdicts == {"REAL": 1}
     assert len(rows(db, "verdicts")) == len(tables["verdicts"]) + 1
+    db.dispose()
+
+
+def test_a_tracked_face_faked_for_eight_seconds_makes_a_fake_verdict_naming_the_segment(tmp_path, database_url,
+                                                                                       brightness_tflite, crops):
+    cfg = make_config(tmp_path, database_url)
+    store = open_store(cfg.resolved_store_uri)
+    db = Database(database_url)
+    register_champion(cfg, store, brightness_tflite, "v1", 0.5, datetime(2025, 3, 1))
+    real, fake = crops["real"], crops["fake"]
+    faces = one_person([fake[i % 4] if 20 <= i < 28 else real[i % 4] for i in range(60)])  # one frame a second
+    write_shard(cfg, store, "tracked", faces, fps=1.0, tracked=True)
+    write_shard(cfg, store, "untracked", faces, fps=1.0)
+
+    scoring.run_scoring(cfg, "run-1", RUN_DATE)
+
+    decided = {r["video_id"]: r for r in rows(db, "verdicts")}
+    for video_id in ("tracked", "untracked"):   # an old shard's face_index group stands for the track
+        assert decided[video_id]["verdict"] == "FAKE"
+        assert decided[video_id]["reason"].startswith("segment rule: track 0 fake from 20.0 s to 27.0 s (8 faces")
+    assert [(r["video_id"], r["track_id"], r["start_s"], r["end_s"], r["verdict"]) for r in rows(db, "segments")] == \
+        [("tracked", 0, 20.0, 27.0, "FAKE"), ("untracked", 0, 20.0, 27.0, "FAKE")]
     db.dispose()
 
 

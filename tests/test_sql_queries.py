@@ -113,3 +113,29 @@ def test_verdict_changes_between_models_lists_the_disagreements(published):
         assert (r["old_verdict"], r["new_verdict"]) == (old[r["video_id"]].verdict, new[r["video_id"]].verdict)
         assert r["p_fake_change"] == pytest.approx(new[r["video_id"]].p_fake - old[r["video_id"]].p_fake)
     assert run_query(db, "verdict_changes_between_models", old_version="v2", new_version="v2") == []
+
+
+def test_manipulated_segments_lists_the_latest_sustained_segments_longer_than_asked(database_url):
+    db = Database(database_url)
+    runs = {"long": (30, 12), "short": (5, 6), "old": (10, 20), "real": (0, 0)}   # (start, faces) at 1 fps
+    for day, at, videos in ((DAY1, T0, ["old"]), (DAY2, T0 + timedelta(days=1), ["long", "short", "real"])):
+        faces = {}
+        for vid in videos:
+            p = np.full(90, 0.04)
+            start, length = runs[vid]
+            p[start:start + length] = 0.93
+            faces[vid] = [verdicts.face_score(vid, frame, 0, float(x), THRESHOLD, track_id=0, timestamp_s=frame)
+                          for frame, x in enumerate(p)]
+        decided = [verdicts.aggregate(vid, f"s3://landing/{vid}.mp4", f, THRESHOLD, SETTINGS)
+                   for vid, f in faces.items()]
+        verdicts.publish(db, model_version="v1", run_id=f"run-{day}", run_date=day, decided_at=at, videos=[],
+                         faces=[f for fs in faces.values() for f in fs], verdicts=decided)
+
+    rows = run_query(db, "manipulated_segments", min_seconds=5, since=DAY2)
+
+    assert [(r["video_id"], r["track_id"], r["start_s"], r["end_s"], r["faces"]) for r in rows] == \
+        [("long", 0, 30.0, 41.0, 12)]
+    assert rows[0]["source_uri"] == "s3://landing/long.mp4" and rows[0]["p_fake"] == pytest.approx(0.93)
+    assert [r["video_id"] for r in run_query(db, "manipulated_segments", min_seconds=2, since=DAY1)] == \
+        ["old", "long", "short"]
+    db.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -124,6 +125,65 @@ def test_a_second_face_seen_in_too_few_frames_does_not_decide():
     assert verdict.verdict == verdicts.REAL
 
 
+def timed_faces(p_fake, tracks=None, video_id="v", fps=1.0) -> list[verdicts.FaceScore]:
+    """One face per sampled frame at ``fps``, in the given tracks (all track 0 by default)."""
+    tracks = tracks if tracks is not None else [0] * len(p_fake)
+    return [verdicts.face_score(video_id, frame, 0, p, THRESHOLD, track_id=track, timestamp_s=frame / fps)
+            for frame, (track, p) in enumerate(zip(tracks, p_fake, strict=True))]
+
+
+def test_a_short_fake_segment_the_per_video_rule_dilutes_makes_the_video_fake_and_is_named():
+    rng = np.random.default_rng(5)
+    p = rng.uniform(0.0, 0.1, 120)       # two minutes at one sampled frame a second
+    p[40:48] = rng.uniform(0.85, 0.98, 8)  # 8 s manipulated, from 40 s to 47 s
+
+    old = verdicts.aggregate("v", None, faces_of(p), THRESHOLD, SETTINGS)   # untimed: the per-video rule alone
+    new = verdicts.aggregate("v", None, timed_faces(p), THRESHOLD, SETTINGS)
+
+    assert old.verdict == verdicts.REAL
+    assert new.verdict == verdicts.FAKE
+    assert new.reason.startswith("segment rule: track 0 fake from 40.0 s to 47.0 s (8 faces")
+    assert new.p_fake == pytest.approx(p[40:48].mean())
+    assert new.segments == (verdicts.Segment(0, 40.0, 47.0, 8, pytest.approx(p[40:48].mean()), verdicts.FAKE),)
+
+
+def test_a_run_too_short_to_be_sustained_is_kept_as_uncertain_and_does_not_decide():
+    p = [0.05] * 30
+    p[10:12] = [0.9, 0.9]                 # two frames: a glitch, not a segment
+    p[20:25] = [0.9] * 5                  # five faces over 4 s: fewer than segment_min_faces
+
+    verdict = verdicts.aggregate("v", None, timed_faces(p), THRESHOLD, SETTINGS)
+
+    assert verdict.verdict == verdicts.REAL
+    assert [(s.start_s, s.end_s, s.verdict) for s in verdict.segments] == [(10.0, 11.0, verdicts.UNCERTAIN),
+                                                                        (20.0, 24.0, verdicts.UNCERTAIN)]
+
+
+def test_faces_are_grouped_by_track_where_the_size_rank_mixes_two_people():
+    # Host (track 0) and guest (track 1) swap size ranks every other frame; the guest is faked for 8 s.
+    # Grouped by face_index the fake run breaks into one-frame pieces; grouped by track it is whole.
+    guest = with_run(20, 8)
+    faces = []
+    for frame in range(60):
+        ranks = (0, 1) if frame % 2 else (1, 0)
+        faces.append(verdicts.face_score("v", frame, ranks[0], 0.05, THRESHOLD, track_id=0, timestamp_s=frame))
+        faces.append(verdicts.face_score("v", frame, ranks[1], guest[frame], THRESHOLD, track_id=1,
+                                         timestamp_s=frame))
+    by_rank = [replace(f, track_id=None) for f in faces]
+
+    assert verdicts.aggregate("v", None, by_rank, THRESHOLD, SETTINGS).verdict == verdicts.REAL
+    tracked = verdicts.aggregate("v", None, faces, THRESHOLD, SETTINGS)
+    assert tracked.verdict == verdicts.FAKE
+    assert tracked.reason.startswith("segment rule: track 1 fake from 20.0 s to 27.0 s")
+
+
+def with_run(start: int, length: int, n: int = 60) -> np.ndarray:
+    """``n`` real-looking faces, ``length`` of them fake from ``start``."""
+    p = np.full(n, 0.05)
+    p[start:start + length] = 0.9
+    return p
+
+
 def test_face_label_and_confidence_follow_the_threshold():
     rng = np.random.default_rng(4)
     for p, threshold in zip(rng.uniform(0, 1, 50), rng.uniform(0.2, 0.8, 50), strict=True):
@@ -143,8 +203,9 @@ def promote(db: Database, version: str, at: datetime) -> None:
 
 
 def publish_videos(db: Database, version: str, run_id: str, run_date: str, video_p: dict[str, list[float]],
-                   decided_at: datetime) -> list[verdicts.VideoVerdict]:
-    faces = {vid: faces_of(p, video_id=vid) for vid, p in video_p.items()}
+                   decided_at: datetime, timed: bool = False) -> list[verdicts.VideoVerdict]:
+    """Aggregate and publish; ``timed`` faces are one track at one frame a second, so they make segments."""
+    faces = {vid: (timed_faces if timed else faces_of)(p, video_id=vid) for vid, p in video_p.items()}
     decided = [verdicts.aggregate(vid, f"s3://landing/{vid}.mp4", f, THRESHOLD, SETTINGS) for vid, f in faces.items()]
     verdicts.publish(db, model_version=version, run_id=run_id, run_date=run_date, decided_at=decided_at,
                      videos=[verdicts.VideoRow(vid, f"s3://landing/{vid}.mp4", None, 640, 360) for vid in video_p],
@@ -248,3 +309,48 @@ def test_uncertain_band_shrinks_towards_a_threshold_near_the_extremes(threshold)
     assert verdicts.classify(threshold - 1.001 * 2 * band * threshold, threshold, band) == verdicts.REAL
     assert verdicts.classify(0.999, threshold, band) == verdicts.FAKE
     assert verdicts.classify(0.001, threshold, band) == verdicts.REAL
+
+
+def test_segments_are_published_with_their_verdicts_and_a_rerun_changes_no_row(database_url):
+    db = Database(database_url)
+    data = {"partial": with_run(20, 6), "real": np.full(60, 0.05)}
+    publish_videos(db, "v1", "run-1", "2025-03-01", data, T0, timed=True)
+    first = table_rows(db, "segments")
+
+    publish_videos(db, "v1", "run-1", "2025-03-01", data, T0, timed=True)
+
+    assert table_rows(db, "segments") == first
+    assert [(r["video_id"], r["model_version"], r["track_id"], r["start_s"], r["end_s"], r["faces"], r["verdict"],
+             r["run_id"]) for r in first] == [("partial", "v1", 0, 20.0, 25.0, 6, "FAKE", "run-1")]
+    assert first[0]["p_fake"] == pytest.approx(0.9)
+    db.dispose()
+
+
+def test_a_redecided_verdict_replaces_its_segments(database_url):
+    db = Database(database_url)
+    publish_videos(db, "v1", "run-1", "2025-03-01", {"a": with_run(20, 6)}, T0, timed=True)
+    publish_videos(db, "v1", "run-2", "2025-03-01", {"a": with_run(40, 5)}, T0 + timedelta(hours=1), timed=True)
+    verdicts.publish(db, model_version="v1", run_id="run-3", run_date="2025-03-01", decided_at=T0, videos=[],
+                     faces=[], verdicts=[verdicts.unscored("b", None, verdicts.ERROR, "UNREADABLE")])
+
+    assert [(r["start_s"], r["run_id"]) for r in table_rows(db, "segments")] == [(40.0, "run-2")]
+    publish_videos(db, "v1", "run-4", "2025-03-01", {"a": np.full(60, 0.05)}, T0 + timedelta(hours=2),
+                   timed=True)
+    assert table_rows(db, "segments") == []
+    db.dispose()
+
+
+def test_latest_segments_follow_the_latest_verdicts_model(database_url):
+    db = Database(database_url)
+    promote(db, "v1", T0)
+    publish_videos(db, "v1", "run-1", "2025-03-01", {"a": with_run(10, 8), "b": with_run(30, 7)}, T0, timed=True)
+    promote(db, "v2", T0 + timedelta(days=1))
+    publish_videos(db, "v2", "run-2", "2025-03-02", {"a": with_run(12, 9)}, T0 + timedelta(days=1), timed=True)
+    publish_videos(db, "shadow", "run-3", "2025-03-03", {"b": with_run(0, 30)}, T0 + timedelta(days=2),
+                   timed=True)
+
+    latest = {(r["video_id"], r["model_version"], r["start_s"], r["seconds"], r["video_verdict"])
+              for r in db.query("SELECT * FROM latest_segments")}
+
+    assert latest == {("a", "v2", 12.0, 8.0, "FAKE"), ("b", "v1", 30.0, 6.0, "FAKE")}
+    db.dispose()
