@@ -43,14 +43,13 @@ def realness_ingest():
         from dataclasses import asdict
 
         from realness_airflow import load_config
-        from realness_tasks.ingest import batch_refs, open_run_resources, scan_landing
+        from realness_tasks.ingest import batch_refs, scan_landing
+        from realness_tasks.resources import run_resources
 
         cfg = load_config()
-        store, db = open_run_resources(cfg)
-        try:
-            found = scan_landing(cfg, store, db, reprocess=bool(params and params.get("reprocess")), run_id=run_id)
-        finally:
-            db.dispose()
+        with run_resources(cfg) as run:
+            found = scan_landing(cfg, run.store, run.db, reprocess=bool(params and params.get("reprocess")),
+                                 run_id=run_id)
         # What discovery recorded or skipped itself goes to the run report through summarize.
         ti.xcom_push(key="accounted", value={"recorded": [o.to_dict() for o in found.recorded],
                                              "skipped": found.skipped})
@@ -64,57 +63,52 @@ def realness_ingest():
         from realness_airflow import load_config, run_id_from_context
         from realness_tasks.embeddings import build_embedder
         from realness_tasks.faces import build_detector
-        from realness_tasks.ingest import BatchProgress, VideoRef, open_run_resources, process_video
+        from realness_tasks.ingest import BatchProgress, VideoRef, process_video
+        from realness_tasks.resources import run_resources
 
         from airflow.sdk.exceptions import AirflowFailException
         from realness_tasks.azure_face import AzureAuthError
 
-        cfg = load_config()
         run_id, run_date = run_id_from_context()
-        store, db = open_run_resources(cfg)
-        detector = build_detector(cfg)
-        progress = BatchProgress([VideoRef(**ref) for ref in batch], logging.getLogger("realness.ingest").info)
-        try:
-            embedder = build_embedder(cfg)
-            return [process_video(cfg, store, db, ref, run_id=run_id, run_date=run_date, detector=detector,
-                                  progress=progress, embedder=embedder).to_dict() for ref in progress]
-        except AzureAuthError as exc:  # a configuration error: retrying cannot help
-            raise AirflowFailException(str(exc)) from exc
-        finally:
-            db.dispose()
+        with run_resources(load_config()) as run:
+            cfg = run.cfg
+            detector = build_detector(cfg)
+            progress = BatchProgress([VideoRef(**ref) for ref in batch], logging.getLogger("realness.ingest").info)
+            try:
+                embedder = build_embedder(cfg)
+                return [process_video(cfg, run.store, run.db, ref, run_id=run_id, run_date=run_date,
+                                      detector=detector, progress=progress, embedder=embedder).to_dict()
+                        for ref in progress]
+            except AzureAuthError as exc:  # a configuration error: retrying cannot help
+                raise AirflowFailException(str(exc)) from exc
 
     @task
     def validate_shards(batches: list[list[dict]]) -> list[dict]:
         """One task for the whole run (a reduce over extract_faces): Great Expectations is imported once
         and validates the run's shards a few hundred per suite run."""
         from realness_airflow import load_config, run_id_from_context
-        from realness_tasks.ingest import VideoOutcome, open_run_resources, validate_and_publish
+        from realness_tasks.ingest import VideoOutcome, validate_and_publish
+        from realness_tasks.resources import run_resources
 
-        cfg = load_config()
         run_id, run_date = run_id_from_context()
-        store, db = open_run_resources(cfg)
         outcomes = [VideoOutcome.from_dict(o) for batch in batches for o in batch]
-        try:
-            return [o.to_dict() for o in validate_and_publish(cfg, store, db, outcomes, run_id=run_id,
-                                                              run_date=run_date)]
-        finally:
-            db.dispose()
+        with run_resources(load_config()) as run:
+            validated = validate_and_publish(run.cfg, run.store, run.db, outcomes, run_id=run_id, run_date=run_date)
+        return [o.to_dict() for o in validated]
 
     @task
     def summarize(validated: list[dict], dag_run=None, ti=None) -> dict:
         from realness_airflow import load_config
-        from realness_tasks.ingest import VideoOutcome, open_run_resources, summarize
+        from realness_tasks.ingest import VideoOutcome, summarize
+        from realness_tasks.resources import run_resources
 
-        cfg = load_config()
-        store, db = open_run_resources(cfg)
         accounted = ti.xcom_pull(task_ids="discover", key="accounted") or {}
         outcomes = [VideoOutcome.from_dict(o) for o in accounted.get("recorded", [])]
         outcomes += [VideoOutcome.from_dict(o) for o in validated]
-        try:
-            summary = summarize(cfg, store, db, outcomes, run_id=dag_run.run_id, dag_id=dag_run.dag_id,
-                                started_at=dag_run.start_date, skipped=accounted.get("skipped", []))
-        finally:
-            db.dispose()
+        with run_resources(load_config()) as run:
+            summary = summarize(run.cfg, run.store, run.db, outcomes, run_id=dag_run.run_id,
+                                dag_id=dag_run.dag_id, started_at=dag_run.start_date,
+                                skipped=accounted.get("skipped", []))
         print(f"ingest summary: {summary['statuses']}, {summary['faces']} faces published")
         return {k: summary[k] for k in ("videos", "statuses", "faces", "published")}
 

@@ -47,15 +47,12 @@ def realness_train():
         if dag_run.run_type != "asset_triggered" or params.get("approve_version"):  # a str enum: compares by value
             return True
         from realness_airflow import load_config
-        from realness_tasks.ingest import open_run_resources
+        from realness_tasks.resources import run_resources
         from realness_tasks.train import labelled_faces_since
 
         cfg = load_config()
-        store, db = open_run_resources(cfg)
-        try:
-            new = labelled_faces_since(cfg, store, db, None)
-        finally:
-            db.dispose()
+        with run_resources(cfg) as run:
+            new = labelled_faces_since(cfg, run.store, run.db, None)
         print(f"{new} new labelled faces since the last model (minimum {cfg.training.min_new_faces})")
         return new >= cfg.training.min_new_faces
 

@@ -77,18 +77,15 @@ def cmd_train(args) -> int:
 
 def cmd_approve(args) -> int:
     from realness_tasks import registry
-    from realness_tasks.db import Database
-    from realness_tasks.storage import open_store
+    from realness_tasks.resources import run_resources
 
     cfg = _config()
-    db = Database(cfg.resolved_database_url)
     try:
-        model = registry.approve(cfg, open_store(cfg.resolved_store_uri, cfg.s3), db, args.version, args.reason)
+        with run_resources(cfg) as run:
+            model = registry.approve(cfg, run.store, run.db, args.version, args.reason)
     except (registry.UnknownVersion, ValueError) as exc:
         print(f"realness approve: {exc}", file=sys.stderr)
         return 2
-    finally:
-        db.dispose()
     print(f"model {model.version} is the champion: {model.metrics.get('video', {}).get('auc', 'n/a')} held-out "
           f"video AUC; realness score (or the realness_score DAG, through the champion asset) rescoring follows")
     return 0

@@ -37,8 +37,9 @@ from realness_tasks.faults import checkpoint
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.ledger import LedgerEntry, Status, VideoRecord
+from realness_tasks.resources import run_resources
 from realness_tasks.shards import FaceRow, rows_to_table, shard_key, shard_video_id, table_to_bytes
-from realness_tasks.storage import ObjectStore, loggable, open_store, safe_key
+from realness_tasks.storage import ObjectStore, loggable, safe_key
 from realness_tasks.workspace import scratch_dir
 
 if TYPE_CHECKING:  # validation imports OpenCV; the gate imports it when it runs
@@ -73,10 +74,6 @@ class VideoRef:
 
 # What became of one landing object: the ledger row's record type (also travels through XCom).
 VideoOutcome = LedgerEntry
-
-
-def open_run_resources(cfg: RealnessConfig) -> tuple[ObjectStore, Database]:
-    return open_store(cfg.resolved_store_uri, cfg.s3), Database(cfg.resolved_database_url)
 
 
 # --- 1. discovery -------------------------------------------------------------------------------
@@ -834,8 +831,8 @@ def run_ingest(cfg: RealnessConfig, *, run_id: str, run_date: str, reprocess: bo
     from realness_tasks.faces import build_detector
 
     started = datetime.now(timezone.utc)
-    store, db = open_run_resources(cfg)
-    try:
+    with run_resources(cfg) as run:
+        store, db = run.store, run.db
         found = scan_landing(cfg, store, db, reprocess=reprocess, run_id=run_id)
         detector = build_detector(cfg) if found.refs else None
         embedder = build_embedder(cfg) if found.refs else None
@@ -845,5 +842,3 @@ def run_ingest(cfg: RealnessConfig, *, run_id: str, run_date: str, reprocess: bo
         outcomes = found.recorded + validate_and_publish(cfg, store, db, staged, run_id=run_id, run_date=run_date)
         return summarize(cfg, store, db, outcomes, run_id=run_id, dag_id="realness_ingest", started_at=started,
                          skipped=found.skipped)
-    finally:
-        db.dispose()

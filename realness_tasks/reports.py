@@ -31,9 +31,10 @@ from realness_tasks.db import Database
 from realness_tasks.faces import encode_jpeg
 from realness_tasks.html_pages import STYLE, embedded_image, escaped, line_chart
 from realness_tasks.model import BACKBONE_NAME, decode_crops
+from realness_tasks.resources import run_resources
 from realness_tasks.scoring import newest_shards
 from realness_tasks.shards import read_shard
-from realness_tasks.storage import ObjectStore, open_store
+from realness_tasks.storage import ObjectStore
 
 if TYPE_CHECKING:
     import keras
@@ -331,9 +332,8 @@ def write_run_reports(cfg: RealnessConfig, run_id: str, progress: Progress | Non
     wanted = sorted(cfg.report.verdict_set)
     if not wanted:
         return {}
-    store = open_store(cfg.resolved_store_uri, cfg.s3)
-    db = Database(cfg.resolved_database_url)
-    try:
+    with run_resources(cfg) as run:
+        store, db = run.store, run.db
         rows = db.query("SELECT video_id, model_version, verdict FROM verdicts WHERE run_id = :run AND verdict IN ("
                         + ", ".join(f":v{i}" for i in range(len(wanted))) + ") ORDER BY model_version, video_id",
                         {"run": run_id, **{f"v{i}": v for i, v in enumerate(wanted)}})
@@ -348,15 +348,12 @@ def write_run_reports(cfg: RealnessConfig, run_id: str, progress: Progress | Non
                 progress(f"[{number}/{len(rows)}] {row['verdict']} {row['video_id'][:12]}: {written[row['video_id']]}")
         log.info("run %s: %d reports (verdicts %s)", run_id, len(written), ", ".join(wanted))
         return written
-    finally:
-        db.dispose()
 
 
 def write_video_report(cfg: RealnessConfig, video: str, model_version: str | None = None) -> str:
     """The report of one scored video, by video id or source URI; by default for its latest verdict."""
-    store = open_store(cfg.resolved_store_uri, cfg.s3)
-    db = Database(cfg.resolved_database_url)
-    try:
+    with run_resources(cfg) as run:
+        store, db = run.store, run.db
         if model_version is None:
             rows = db.query("SELECT video_id, model_version FROM latest_verdicts WHERE video_id = :v OR source_uri = :v "
                             "ORDER BY decided_at DESC", {"v": video})
@@ -368,5 +365,3 @@ def write_video_report(cfg: RealnessConfig, video: str, model_version: str | Non
                            + ": give a video id or source URI that was scored")
         video_id, version = rows[0]["video_id"], rows[0]["model_version"]
         return write_report(cfg, store, db, video_id, version, load_gradcam(cfg, store, version))
-    finally:
-        db.dispose()

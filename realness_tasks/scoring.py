@@ -33,6 +33,7 @@ from realness_tasks.metrics import log_odds
 from realness_tasks.model import crop_decoder
 from realness_tasks.ledger import Status
 from realness_tasks.registry import ModelVersion
+from realness_tasks.resources import run_resources
 from realness_tasks.shards import current_shards, read_shard, shard_video_id
 from realness_tasks.storage import ObjectStore, open_store
 from realness_tasks.workspace import scratch_dir
@@ -379,9 +380,8 @@ def run_scoring(cfg: RealnessConfig, run_id: str, run_date: str, *, model: Model
     ``model`` None means the current champion; with no champion, nothing is scored and the
     outcome says so.
     """
-    store = open_store(cfg.resolved_store_uri, cfg.s3)
-    db = Database(cfg.resolved_database_url)
-    try:
+    with run_resources(cfg) as run:
+        store, db = run.store, run.db
         model = model or registry.champion(cfg, store, db)
         if model is None:
             message = (f"no champion model in {store.uri_for(registry.pointer_key(cfg))}: nothing scored; "
@@ -421,5 +421,3 @@ def run_scoring(cfg: RealnessConfig, run_id: str, run_date: str, *, model: Model
         log.info(message)
         return ScoringOutcome(run_id, run_date, SCORED, message, model.version, len(scored), len(faces), already,
                               counts, uri)
-    finally:
-        db.dispose()

@@ -36,8 +36,9 @@ from realness_tasks.metrics import (binary_cross_entropy, choose_threshold, clas
                                     roc_curve)
 from realness_tasks.model import (BACKBONE_NAME, Backbone, build_classifier, calibrate_batchnorm, compile_classifier,
                                   decode_crops, predict_probabilities, set_backbone_trainable)
+from realness_tasks.resources import run_resources
 from realness_tasks.sbi import PseudoFakeMaker
-from realness_tasks.storage import ObjectStore, StorageUnavailable, open_store
+from realness_tasks.storage import ObjectStore, StorageUnavailable
 from realness_tasks.workspace import scratch_dir
 
 if TYPE_CHECKING:
@@ -727,9 +728,8 @@ def run_training(cfg: RealnessConfig, run_id: str, *, progress: Progress | None 
             progress(message)
 
     settings = cfg.training
-    store = open_store(cfg.resolved_store_uri, cfg.s3)
-    db = Database(cfg.resolved_database_url)
-    try:
+    with run_resources(cfg) as run:
+        store, db = run.store, run.db
         data = ds.load_dataset(cfg, store, listed_at=registry.utc_now(), db=db)
         if not data.manifest["labelled_fakes"]:
             quality = cfg.crop.jpeg_quality
@@ -757,19 +757,14 @@ def run_training(cfg: RealnessConfig, run_id: str, *, progress: Progress | None 
                f"videos, F1(FAKE) {evaluation.test['f1_fake']:.4f} at p_fake 0.5; calibration error (ECE) "
                f"{evaluation.test['calibration']['faces']['ece']:.3f} per face")
         return publish(cfg, store, db, run_id, model, data, manifest, history, evaluation, backbone, branch, report)
-    finally:
-        db.dispose()
 
 
 def approve_version(cfg: RealnessConfig, version: str, reason: str) -> dict[str, Any]:
     """An operator's promotion of ``version`` (the training DAG's ``approve_version``), as the DAG's outcome."""
-    store = open_store(cfg.resolved_store_uri, cfg.s3)
-    db = Database(cfg.resolved_database_url)
-    try:
+    with run_resources(cfg) as run:
+        store, db = run.store, run.db
         model = registry.approve(cfg, store, db, version, reason)
         reason = registry.read_pointer(cfg, store).reason
-    finally:
-        db.dispose()
     return {"version": model.version, "promoted": True, "reason": reason, "metrics": model.metrics,
             "backbone": "approved by an operator"}
 
