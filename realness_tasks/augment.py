@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realness_tasks.model import decode_crops
+from realness_tasks.crops import decode_crops
 from realness_tasks.sbi import PseudoFakeMaker
 
 if TYPE_CHECKING:

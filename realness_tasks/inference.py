@@ -134,7 +134,7 @@ class TFLiteScorer:
 
 def score_crops(scorer: TFLiteScorer, jpegs: Sequence[bytes], batch_size: int = 8) -> np.ndarray:
     """Fake probabilities of JPEG crops, decoded and scored a few batches at a time (memory stays flat)."""
-    from realness_tasks.model import crop_decoder
+    from realness_tasks.crops import crop_decoder
 
     decode = crop_decoder(scorer.image_size)
     scores = []

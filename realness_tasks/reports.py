@@ -27,10 +27,11 @@ import numpy as np
 
 from realness_tasks import registry, verdicts
 from realness_tasks.config import RealnessConfig
+from realness_tasks.crops import decode_crops
 from realness_tasks.db import Database
 from realness_tasks.faces import encode_jpeg
 from realness_tasks.html_pages import STYLE, embedded_image, escaped, line_chart
-from realness_tasks.model import BACKBONE_NAME, decode_crops
+from realness_tasks.model import BACKBONE_NAME
 from realness_tasks.resources import run_resources
 from realness_tasks.scoring import newest_shards
 from realness_tasks.shards import read_shard

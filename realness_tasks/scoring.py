@@ -24,13 +24,13 @@ import pyarrow as pa
 
 from realness_tasks import identities, registry, verdicts
 from realness_tasks.config import ConfigurationError, RealnessConfig
+from realness_tasks.crops import crop_decoder
 from realness_tasks.db import Database
 from realness_tasks.detector import Detector, sigmoid
 from realness_tasks.faults import checkpoint
 from realness_tasks.foundation import FeatureCache, load_encoder
 from realness_tasks.inference import TFLiteScorer
 from realness_tasks.metrics import log_odds
-from realness_tasks.model import crop_decoder
 from realness_tasks.ledger import Status
 from realness_tasks.registry import ModelVersion
 from realness_tasks.resources import run_resources

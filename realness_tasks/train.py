@@ -28,6 +28,7 @@ from realness_tasks import dataset as ds
 from realness_tasks import labels as label_facts
 from realness_tasks import registry, verdicts
 from realness_tasks.config import RealnessConfig, ScoringSettings, TrainingSettings
+from realness_tasks.crops import decode_crops
 from realness_tasks.db import Database
 from realness_tasks.detector import (CALIBRATED_THRESHOLD, FUSION_GRID, Detector, choose_fusion_weight, fit_temperature,
                                      reliability, sigmoid, spread)
@@ -35,7 +36,7 @@ from realness_tasks.foundation import FEATURES, FeatureCache, LinearHead, fit_li
 from realness_tasks.metrics import (binary_cross_entropy, choose_threshold, classification_metrics, log_odds, roc_auc,
                                     roc_curve)
 from realness_tasks.model import (BACKBONE_NAME, Backbone, build_classifier, calibrate_batchnorm, compile_classifier,
-                                  decode_crops, predict_probabilities, set_backbone_trainable)
+                                  predict_probabilities, set_backbone_trainable)
 from realness_tasks.resources import run_resources
 from realness_tasks.sbi import PseudoFakeMaker
 from realness_tasks.storage import ObjectStore, StorageUnavailable
