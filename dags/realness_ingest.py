@@ -40,6 +40,8 @@ from realness_airflow import DETECTION_QUEUE, FACE_SHARDS, HEAVY_POOL, INGEST_SC
 def realness_ingest():
     @task
     def discover(params=None, ti=None, run_id=None) -> list[list[dict]]:
+        """Returns the batches of videos to extract; what discovery recorded or skipped itself goes, as the
+        ``accounted`` XCom, to the run report (wired below: ``summarize(..., accounted=found["accounted"])``)."""
         from dataclasses import asdict
 
         from realness_airflow import load_config
@@ -50,7 +52,6 @@ def realness_ingest():
         with run_resources(cfg) as run:
             found = scan_landing(cfg, run.store, run.db, reprocess=bool(params and params.get("reprocess")),
                                  run_id=run_id)
-        # What discovery recorded or skipped itself goes to the run report through summarize.
         ti.xcom_push(key="accounted", value={"recorded": [o.to_dict() for o in found.recorded],
                                              "skipped": found.skipped})
         from airflow.sdk import conf
@@ -97,12 +98,13 @@ def realness_ingest():
         return [o.to_dict() for o in validated]
 
     @task
-    def summarize(validated: list[dict], dag_run=None, ti=None) -> dict:
+    def summarize(validated: list[dict], accounted: dict | None = None, dag_run=None) -> dict:
+        """The run report, from the validated outcomes and what ``discover`` ``accounted`` for itself."""
         from realness_airflow import load_config
         from realness_tasks.ingest import VideoOutcome, summarize
         from realness_tasks.resources import run_resources
 
-        accounted = ti.xcom_pull(task_ids="discover", key="accounted") or {}
+        accounted = accounted or {}
         outcomes = [VideoOutcome.from_dict(o) for o in accounted.get("recorded", [])]
         outcomes += [VideoOutcome.from_dict(o) for o in validated]
         with run_resources(load_config()) as run:
@@ -121,7 +123,8 @@ def realness_ingest():
         outlet_events[FACE_SHARDS].extra = {"shards": summary["published"][:100], "count": len(summary["published"])}
         return len(summary["published"])
 
-    announce_shards(summarize(validate_shards(extract_faces.expand(batch=discover()))))
+    found = discover()
+    announce_shards(summarize(validate_shards(extract_faces.expand(batch=found)), accounted=found["accounted"]))
 
 
 realness_ingest()
