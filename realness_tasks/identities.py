@@ -321,8 +321,7 @@ def _merge_met(index: IdentityIndex, merge_distance: float) -> dict[int, int]:
 
 def _write_assignment(conn, index: IdentityIndex, before: Mapping[int, int], touched: set[int],
                       rows: Sequence[FaceIdentity], merges: Mapping[int, int], embedder: str, now: datetime) -> None:
-    for gone, keep in merges.items():
-        _move_faces(conn, gone, keep, now)
+    """Identity rows first (a kept identity may be new), then merged identities' faces and names move to them."""
     for identity in sorted(touched | set(merges.values())):
         if identity in merges or identity not in index.ids:
             continue
@@ -336,6 +335,8 @@ def _write_assignment(conn, index: IdentityIndex, before: Mapping[int, int], tou
             conn.execute(sa.text("INSERT INTO identities (identity_id, name, embedder, centroid, faces, "
                                  "first_seen_at, last_seen_at) VALUES (:id, NULL, :embedder, :centroid, :faces, "
                                  ":now, :now)"), params)
+    for gone, keep in merges.items():
+        _move_faces(conn, gone, keep, now)
     if rows:
         final = [{**row.__dict__, "identity_id": merges.get(row.identity_id, row.identity_id),
                   "embedded": int(row.embedded), "now": now} for row in rows]

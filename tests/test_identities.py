@@ -175,3 +175,23 @@ def test_references_leave_out_the_videos_the_model_was_fitted_on(tmp_path):
                     json.dumps({"splits": {"train": {"videos": ["seen"]}, "val": {"videos": ["held"]}}}).encode())
     assert registry.trained_videos(cfg, store, "v1") == frozenset({"seen"})
     db.dispose()
+
+
+def test_a_named_identity_absorbed_by_a_larger_new_one_keeps_its_name_and_first_sighting(database_url):
+    db = Database(database_url)
+    anchor, far, between = (np.zeros(EMBEDDING_SIZE) for _ in range(3))
+    anchor[0], far[0], between[0] = 3.0, 3.6, 3.32
+    kwargs = {"embedder": "dlib_resnet_v1", "match_distance": 0.5, "merge_distance": 0.5}
+    named = int(identities.assign(db, [video("v-old", [anchor])], now=NOW, **kwargs)["v-old"][0])
+    identities.name(db, named, "Anchor")
+    later = datetime(2026, 2, 1)
+    # A new identity of 10 faces at 3.6, then 10 more at 3.32 join it: its centroid (3.46) meets the anchor's.
+    got = identities.assign(db, [video("v-far", [far] * 10), video("v-between", [between] * 10)], now=later, **kwargs)
+    kept = int(got["v-far"][0])
+    assert kept != named and int(got["v-between"][0]) == kept
+    row = identities.identity_row(db, kept)
+    assert row["name"] == "Anchor" and row["faces"] == 21
+    assert str(row["first_seen_at"]).startswith("2026-01-05")
+    assert {r["video_id"] for r in db.query("SELECT DISTINCT video_id FROM face_identities WHERE identity_id = :i",
+                                            {"i": kept})} == {"v-old", "v-far", "v-between"}
+    db.dispose()
