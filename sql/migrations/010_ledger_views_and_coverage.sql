@@ -1,6 +1,17 @@
--- Coverage: what ingest looked at in each video (issue 33). The sampling budget
--- (REALNESS_SAMPLING_MAX_FRAMES) is spread over the whole video, so a long video is seen sparsely
--- rather than only at its start; these columns say how sparsely. frames_sampled already exists.
+-- The ledger's views, and what ingest looked at in each video.
+--
+-- latest_verdicts: a verdict whose source URI now holds other content is not simply hidden when the
+-- same content still lives under another key (a DUPLICATE of it): it is shown under that key (the
+-- smallest such URI). Before, copying a.mp4 to dup.mp4 and then overwriting a.mp4 left no latest row
+-- for the content dup.mp4 still holds. Verdicts keyed by a URI ('source:...') are unchanged. It also
+-- carries the coverage of its video (video_coverage, below), so a verdict on a 3-hour video shows it
+-- was judged on, say, 64 frames 169 s apart.
+--
+-- ingest_failures: SIDECAR_GONE rows (a sidecar no longer listed; its labels stay) are not failures.
+--
+-- Coverage (the sampling budget REALNESS_SAMPLING_MAX_FRAMES is spread over the whole video, so a long
+-- video is seen sparsely rather than only at its start; these columns say how sparsely; frames_sampled
+-- already exists):
 --   seconds_covered: from the start of the first sampled frame to the end of the last (the whole
 --                    duration when both ends were sampled)
 --   largest_gap_s:   the longest distance between consecutive sampled frames, the video's start and
@@ -24,10 +35,6 @@ FROM (
 ) ranked
 WHERE recency = 1;
 
--- latest_verdicts gains the coverage of its video (video_coverage: the latest ingest of the content),
--- so a verdict on a 3-hour video shows it was judged on, say, 64 frames 169 s apart. identity_videos reads
--- latest_verdicts and is dropped and recreated unchanged around it.
-DROP VIEW identity_videos;
 DROP VIEW latest_verdicts;
 CREATE VIEW latest_verdicts AS
 SELECT placed.video_id, placed.model_version, placed.run_id, placed.run_date,
@@ -60,10 +67,8 @@ FROM (
 LEFT JOIN video_coverage c ON c.video_id = placed.video_id
 WHERE placed.superseded = 0 OR placed.holder IS NOT NULL;
 
-CREATE VIEW identity_videos AS
-SELECT f.identity_id, i.name, f.video_id, COUNT(*) AS faces, v.source_uri, v.verdict, v.p_fake,
-       v.model_version, v.run_date
-FROM face_identities f
-JOIN identities i ON i.identity_id = f.identity_id
-LEFT JOIN latest_verdicts v ON v.video_id = f.video_id
-GROUP BY f.identity_id, i.name, f.video_id, v.source_uri, v.verdict, v.p_fake, v.model_version, v.run_date;
+DROP VIEW ingest_failures;
+CREATE VIEW ingest_failures AS
+SELECT source_uri, video_id, status, reason, run_id, attempts, updated_at
+FROM ingest_ledger
+WHERE status NOT IN ('PUBLISHED', 'NO_FACE', 'DUPLICATE', 'PENDING', 'STAGED', 'SIDECAR', 'SIDECAR_GONE');

@@ -27,7 +27,7 @@ CREATE INDEX segments_verdict_idx ON segments (verdict, model_version);
 
 -- The segments of each video's latest verdict (latest_verdicts: the most recently promoted model version
 -- that judged it, with that view's source placement), with the verdict's source and run date. A migration
--- that drops latest_verdicts must drop this view first and recreate it, as 012 does identity_videos.
+-- that drops latest_verdicts must drop this view first and recreate it (and identity_videos, migration 011, likewise).
 CREATE VIEW latest_segments AS
 SELECT s.video_id, s.model_version, s.track_id, s.start_s, s.end_s, s.end_s - s.start_s AS seconds, s.faces,
        s.p_fake, s.verdict, s.run_id, s.decided_at, v.source_uri, v.run_date, v.verdict AS video_verdict
