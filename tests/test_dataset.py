@@ -141,8 +141,8 @@ def test_too_few_videos_is_a_clear_error(local_config):
         ds.load_dataset(local_config, store, datetime(2024, 5, 3))
 
 
-def test_reads_shards_from_s3(s3_bucket_uri, s3_settings):
-    cfg = RealnessConfig.from_env({}, store_uri=s3_bucket_uri, s3=s3_settings.__dict__)
+def test_reads_shards_from_s3(s3_bucket_uri, s3_settings, tmp_path):
+    cfg = RealnessConfig.from_env({}, home=str(tmp_path / "home"), store_uri=s3_bucket_uri, s3=s3_settings.__dict__)
     store = open_store(cfg.resolved_store_uri, cfg.s3)
     labels = write_labelled_shards(store, videos_per_class=3, faces_per_video=2)
     data = ds.load_dataset(cfg, store, datetime(2024, 5, 3))
