@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 import face_corpus  # noqa: E402
 from measured import run_measured  # noqa: E402
-from realness_tasks.config import BACKBONES  # noqa: E402
+from realness_tasks.settings import BACKBONES  # noqa: E402
 
 # dlib's example photographs and how many faces MTCNN finds in each (at the confidence portraits() asks)
 DLIB_GROUPS = (("2007_007763", 7), ("2008_001009", 2), ("2008_001322", 3), ("2008_002079", 5), ("2008_002470", 6),
@@ -96,7 +96,7 @@ def training_overrides(settings: list[str]) -> dict[str, str]:
     """``["finetune_stride=1"]`` -> ``{"REALNESS_TRAINING_FINETUNE_STRIDE": "1"}``, names checked against the config."""
     from dataclasses import fields
 
-    from realness_tasks.config import TrainingSettings
+    from realness_tasks.settings import TrainingSettings
 
     known = {f.name for f in fields(TrainingSettings)}
     out = {}

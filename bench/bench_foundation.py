@@ -28,9 +28,9 @@ def sample_jpegs(count: int) -> list[bytes]:
     """``count`` 224 px face crops of the sample photographs, each a little moved so no two are equal."""
     import numpy as np
 
-    from realness_tasks.config import CropSettings
     from realness_tasks.faces import crop_face, encode_jpeg
     from realness_tasks.samples import sample_photos
+    from realness_tasks.settings import CropSettings
 
     photos = sample_photos()
     rng = np.random.default_rng(0)
@@ -61,10 +61,10 @@ def main() -> None:
 
     import keras
 
-    from realness_tasks.config import TrainingSettings
     from realness_tasks.foundation import load_encoder
     from realness_tasks.inference import TFLiteScorer, export_tflite, score_crops
     from realness_tasks.model import build_classifier
+    from realness_tasks.settings import TrainingSettings
 
     jpegs = sample_jpegs(args.faces)
     with tempfile.TemporaryDirectory() as tmp:

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from realness_tasks.config import BACKBONES  # noqa: E402
+from realness_tasks.settings import BACKBONES  # noqa: E402
 
 
 def faces_per_second(engines: dict[str, Callable], inputs, batch_size: int, repeats: int
@@ -77,9 +77,9 @@ def speed(args) -> None:
     import cv2
     import tensorflow as tf
 
-    from realness_tasks.config import TrainingSettings
     from realness_tasks.inference import ENGINE_FILES, TFLiteScorer, export_tflite
     from realness_tasks.model import build_classifier, crop_decoder, decode_crops
+    from realness_tasks.settings import TrainingSettings
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as weights_cache:  # B0 random (no ImageNet file here): same cost per face

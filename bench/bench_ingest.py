@@ -27,7 +27,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 
 from realness_tasks import samples  # noqa: E402
-from realness_tasks.config import CropSettings, DetectionSettings, SamplingSettings  # noqa: E402
 from realness_tasks.faces import (  # noqa: E402
     FrameFaces,
     MtcnnDetector,
@@ -37,6 +36,7 @@ from realness_tasks.faces import (  # noqa: E402
     iou,
 )
 from realness_tasks.frames import Frame, FrameSampler, probe_video  # noqa: E402
+from realness_tasks.settings import CropSettings, DetectionSettings, SamplingSettings  # noqa: E402
 from realness_tasks.shards import FaceRow, rows_to_table, table_to_bytes  # noqa: E402
 
 FPS = 30.0

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from realness_tasks import samples  # noqa: E402
-from realness_tasks.config import SamplingSettings  # noqa: E402
 from realness_tasks.frames import FrameSampler, probe_video  # noqa: E402
+from realness_tasks.settings import SamplingSettings  # noqa: E402
 
 
 def run(path: Path, sampling: SamplingSettings, repeat: int) -> tuple[float, FrameSampler, dict[int, np.ndarray]]:

@@ -81,9 +81,9 @@ def champion_files(workdir: Path) -> dict[str, Path]:
     if not all(path.exists() for path in files.values()):
         import tempfile
 
-        from realness_tasks.config import TrainingSettings
         from realness_tasks.inference import export_tflite
         from realness_tasks.model import build_classifier
+        from realness_tasks.settings import TrainingSettings
 
         with tempfile.TemporaryDirectory() as cache:
             classifier, _ = build_classifier(TrainingSettings(image_size=224, seed=1), Path(cache))

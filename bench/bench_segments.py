@@ -26,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 
 from realness_tasks import verdicts
-from realness_tasks.config import ScoringSettings
+from realness_tasks.settings import ScoringSettings
 
 THRESHOLD = 0.5
 KINDS = ("real", "partial", "whole")

@@ -57,8 +57,8 @@ lap("import the engine")
 import cv2
 import numpy as np
 from realness_tasks import samples
-from realness_tasks.config import DetectionSettings
 from realness_tasks.faces import MtcnnDetector
+from realness_tasks.settings import DetectionSettings
 frames = [cv2.resize(samples.sample_photos()[2].image, (1280, 720))] * 8
 clock[0] = time.monotonic()
 if engine == "litert":
@@ -77,7 +77,7 @@ parts["tensorflow imported"] = "tensorflow" in sys.modules
 if engine == "litert":
     clock[0] = time.monotonic(); import great_expectations; lap("import great_expectations")
     from dataclasses import replace
-    from realness_tasks.config import CropSettings
+    from realness_tasks.settings import CropSettings
     from realness_tasks.shards import rows_to_table, table_to_bytes
     from realness_tasks.validation import StagedShard, validate_shards
     from tests.factories import valid_rows

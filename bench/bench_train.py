@@ -27,14 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from realness_tasks.config import BACKBONES  # noqa: E402
+from realness_tasks.settings import BACKBONES  # noqa: E402
 
 
 def crops(count: int) -> list[bytes]:
     """``count`` 224 px JPEG face crops: the sample photos' faces with small shifts."""
     from realness_tasks import samples
-    from realness_tasks.config import CropSettings
     from realness_tasks.faces import crop_face, encode_jpeg
+    from realness_tasks.settings import CropSettings
 
     rng = np.random.default_rng(0)
     photos = samples.sample_photos()
@@ -75,10 +75,10 @@ def main() -> None:
     import tensorflow as tf
 
     from realness_tasks.augment import pipeline
-    from realness_tasks.config import TrainingSettings
     from realness_tasks.dataset import class_weights
     from realness_tasks.model import (BACKBONE_NAME, BackboneUnavailable, build_classifier, calibrate_batchnorm,
                                       compile_classifier, decode_crops, set_backbone_trainable)
+    from realness_tasks.settings import TrainingSettings
 
     jpegs = crops(args.batch * 4)
     labels = np.arange(len(jpegs)) % 2

@@ -194,8 +194,8 @@ def read_member(archive: Path, member: str) -> bytes:
 
 def portraits(photos: dict[str, np.ndarray]) -> list[Portrait]:
     """Each confidently detected face as a portrait, named by identity (group photos' people by position)."""
-    from realness_tasks.config import DetectionSettings
     from realness_tasks.faces import MtcnnDetector
+    from realness_tasks.settings import DetectionSettings
 
     detector = MtcnnDetector(DetectionSettings(detect_max_side=1280, min_face_size=20))
     out: list[Portrait] = []

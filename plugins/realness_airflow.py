@@ -59,7 +59,7 @@ def _connection(conn_id: str, required: tuple[str, ...]):
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException  # "The conn_id `x` isn't defined"
 
-    from realness_tasks.config import ConfigurationError
+    from realness_tasks.settings import ConfigurationError
 
     try:
         return BaseHook.get_connection(conn_id)
@@ -81,7 +81,8 @@ def _conn_ids() -> dict[str, str]:
 
 def _required_connections(conn_ids: dict[str, str]) -> tuple[str, ...]:
     """``REALNESS_REQUIRED_CONNECTIONS``, refusing an id Realness never reads (a typo would require nothing)."""
-    from realness_tasks.config import ConfigurationError, RealnessConfig
+    from realness_tasks.config import RealnessConfig
+    from realness_tasks.settings import ConfigurationError
 
     required = RealnessConfig.from_env().required_connection_ids
     unknown = sorted(set(required) - set(conn_ids.values()))

@@ -38,8 +38,8 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline.policies import HttpLoggingPolicy, RetryPolicy
 
-from realness_tasks.config import AzureSettings
 from realness_tasks.detection import Detection, FaceDetector, FrameFaces, encode_jpeg
+from realness_tasks.settings import AzureSettings
 
 log = logging.getLogger(__name__)
 

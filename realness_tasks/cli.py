@@ -365,9 +365,9 @@ def explain(exc: BaseException) -> str | None:
     """One line saying what failed and which setting or input to fix, for the faults a user can fix."""
     import sqlalchemy.exc
 
-    from realness_tasks.config import ConfigurationError
     from realness_tasks.dataset import NotEnoughData
     from realness_tasks.model import BackboneUnavailable
+    from realness_tasks.settings import ConfigurationError
     from realness_tasks.storage import StorageUnavailable
     from realness_tasks.train import ChampionUnavailable
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realness_tasks.config import CropSettings, DetectionSettings, RealnessConfig
+from realness_tasks.config import RealnessConfig
 from realness_tasks.detection import Box, Detection, FaceDetector, FrameFaces, encode_jpeg  # noqa: F401 - re-exported
 from realness_tasks.mtcnn_lite import LiteMtcnn, converted_networks
+from realness_tasks.settings import CropSettings, DetectionSettings
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import av
 import cv2
 import numpy as np
 
-from realness_tasks.config import SamplingSettings
+from realness_tasks.settings import SamplingSettings
 
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 EBML_DOCTYPE_ID = b"\x42\x82"

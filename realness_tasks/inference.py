@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The file of each engine (config.ENGINES) in a model's version folder.
+# The file of each engine (settings.ENGINES) in a model's version folder.
 ENGINE_FILES = {"fp32": "model.tflite", "int8": "model-int8.tflite"}
 LITERT_REQUIREMENT = "ai-edge-litert==2.3.0"
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from realness_tasks.config import BACKBONES, TrainingSettings
 from realness_tasks.crops import crop_decoder, decode_crops  # noqa: F401  (model.decode_crops, as before)
+from realness_tasks.settings import BACKBONES, TrainingSettings
 
 if TYPE_CHECKING:
     import keras

@@ -34,7 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from realness_tasks.config import DetectionSettings
+from realness_tasks.settings import DetectionSettings
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from realness_tasks.config import ConfigurationError, RealnessConfig
+from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.inference import ENGINE_FILES
+from realness_tasks.settings import ConfigurationError
 from realness_tasks.storage import ObjectStore
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from realness_tasks import identities, registry, verdicts
-from realness_tasks.config import ConfigurationError, RealnessConfig
+from realness_tasks.config import RealnessConfig
 from realness_tasks.crops import crop_decoder
 from realness_tasks.db import Database
 from realness_tasks.detector import Detector, sigmoid
@@ -34,6 +34,7 @@ from realness_tasks.metrics import log_odds
 from realness_tasks.ledger import Status
 from realness_tasks.registry import ModelVersion
 from realness_tasks.resources import run_resources
+from realness_tasks.settings import ConfigurationError
 from realness_tasks.shards import current_shards, read_shard, shard_video_id
 from realness_tasks.storage import ObjectStore, open_store
 from realness_tasks.workspace import scratch_dir

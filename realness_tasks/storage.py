@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
-from realness_tasks.config import S3Settings, local_store_path
+from realness_tasks.config import local_store_path
+from realness_tasks.settings import S3Settings
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import numpy as np
 from realness_tasks import dataset as ds
 from realness_tasks import labels as label_facts
 from realness_tasks import registry, verdicts
-from realness_tasks.config import RealnessConfig, ScoringSettings, TrainingSettings
+from realness_tasks.config import RealnessConfig
 from realness_tasks.crops import decode_crops
 from realness_tasks.db import Database
 from realness_tasks.detector import (CALIBRATED_THRESHOLD, FUSION_GRID, Detector, choose_fusion_weight, fit_temperature,
@@ -39,6 +39,7 @@ from realness_tasks.model import (BACKBONE_NAME, Backbone, build_classifier, cal
                                   predict_probabilities, set_backbone_trainable)
 from realness_tasks.resources import run_resources
 from realness_tasks.sbi import PseudoFakeMaker
+from realness_tasks.settings import ScoringSettings, TrainingSettings
 from realness_tasks.storage import ObjectStore, StorageUnavailable
 from realness_tasks.workspace import scratch_dir
 

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from realness_tasks.config import CropSettings
+from realness_tasks.settings import CropSettings
 from realness_tasks.shards import SHARD_SCHEMA, read_shard
 
 DETECTORS = ["mtcnn", "azure", "both"]

@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from realness_tasks.config import ScoringSettings
 from realness_tasks.db import Database
 from realness_tasks.registry import as_utc
+from realness_tasks.settings import ScoringSettings
 from realness_tasks.storage import ObjectStore
 
 FAKE, REAL, UNCERTAIN, NO_FACE, ERROR = "FAKE", "REAL", "UNCERTAIN", "NO_FACE", "ERROR"

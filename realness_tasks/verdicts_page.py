@@ -44,9 +44,10 @@ from urllib.parse import urlencode
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from realness_tasks.config import ConfigurationError, RealnessConfig
+from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database, DatabaseNotMigrated
 from realness_tasks.html_pages import STYLE, embedded_image, escaped, line_chart
+from realness_tasks.settings import ConfigurationError
 from realness_tasks.storage import open_store
 
 log = logging.getLogger(__name__)

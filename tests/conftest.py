@@ -72,7 +72,7 @@ def s3_endpoint():
 
 @pytest.fixture
 def s3_settings(s3_endpoint):
-    from realness_tasks.config import S3Settings
+    from realness_tasks.settings import S3Settings
 
     return S3Settings(endpoint_url=s3_endpoint, access_key_id="testing", secret_access_key="testing")
 

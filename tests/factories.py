@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from realness_tasks import model, samples
-from realness_tasks.config import CropSettings
 from realness_tasks.faces import crop_face, encode_jpeg
+from realness_tasks.settings import CropSettings
 from realness_tasks.shards import FaceRow, rows_to_table, shard_key, table_to_bytes
 from realness_tasks.storage import ObjectStore
 

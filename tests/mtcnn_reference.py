@@ -12,8 +12,8 @@ from mtcnn.stages import StageONet, StagePNet, StageRNet
 from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, smart_nms_from_bboxes, upscale_bboxes
 from mtcnn.utils.images import normalize_images, scale_images
 
-from realness_tasks.config import DetectionSettings
 from realness_tasks.mtcnn_lite import PNET_NMS_ACROSS_SCALES, PNET_NMS_PER_SCALE, pyramid_scales
+from realness_tasks.settings import DetectionSettings
 
 
 class TensorFlowMtcnn:

@@ -6,8 +6,8 @@ import numpy as np
 
 from realness_tasks import augment, model, samples, sbi
 from realness_tasks import dataset as ds
-from realness_tasks.config import CropSettings
 from realness_tasks.faces import crop_face, encode_jpeg
+from realness_tasks.settings import CropSettings
 from tests.factories import sample_crops
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from realness_tasks import azure_face
 from realness_tasks.azure_face import AzureAuthError, AzureFaceDetector
-from realness_tasks.config import AzureSettings
 from realness_tasks.faces import encode_jpeg
+from realness_tasks.settings import AzureSettings
 from tests.conftest import free_port
 from tests.fake_azure_face import (LANDMARKS, MAX_BYTES, Face, FakeFaceService, malformed, ok, server_error, slow,
                                    throttled, unauthorized)

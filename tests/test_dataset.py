@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from realness_tasks import dataset as ds
-from realness_tasks.config import CropSettings, RealnessConfig
+from realness_tasks.config import RealnessConfig
 from realness_tasks.faces import crop_box, crop_face
+from realness_tasks.settings import CropSettings
 from realness_tasks.storage import open_store
 from tests.factories import face_landmarks, write_labelled_shards
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from realness_tasks import samples
-from realness_tasks.config import AzureSettings, CropSettings, DetectionSettings, RealnessConfig, SamplingSettings
+from realness_tasks.config import RealnessConfig
 from realness_tasks.faces import (
     Detection,
     FrameFaces,
@@ -28,6 +28,7 @@ from realness_tasks.faces import (
     merge_detections,
 )
 from realness_tasks.frames import FrameSampler, probe_video
+from realness_tasks.settings import AzureSettings, CropSettings, DetectionSettings, SamplingSettings
 
 PHOTOS = {p.name: p for p in samples.sample_photos()}
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from realness_tasks.config import ConfigurationError, RealnessConfig
+from realness_tasks.config import RealnessConfig
+from realness_tasks.settings import ConfigurationError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -752,7 +753,7 @@ def test_fault_hung_s3_endpoint_fails_fast_with_the_read_timeout(tmp_path, hung_
     import time
 
     from realness_tasks.cli import explain
-    from realness_tasks.config import S3Settings
+    from realness_tasks.settings import S3Settings
 
     settings = S3Settings(endpoint_url=hung_endpoint, access_key_id="x", secret_access_key="y",
                           read_timeout_s=0.5, max_attempts=1)
@@ -798,7 +799,7 @@ def stalling_s3():
 
 
 def test_fault_stalled_s3_download_is_unavailable_after_the_documented_attempts(tmp_path, stalling_s3):
-    from realness_tasks.config import S3Settings
+    from realness_tasks.settings import S3Settings
 
     endpoint, gets = stalling_s3
     settings = S3Settings(endpoint_url=endpoint, access_key_id="x", secret_access_key="y", transfer_timeout_s=0.3)

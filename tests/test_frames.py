@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from realness_tasks import samples
-from realness_tasks.config import SamplingSettings
 from realness_tasks.frames import (Coverage, FrameSampler, VideoError, VideoInfo, coverage, plan_frames, probe_video,
                                   sniff_container)
+from realness_tasks.settings import SamplingSettings
 
 CONTAINERS = {".mp4": "mp4", ".avi": "avi", ".mkv": "mkv", ".mov": "mov", ".webm": "webm"}
 SIZE = (160, 96)

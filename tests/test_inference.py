@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from realness_tasks import registry, samples, scoring
-from realness_tasks.config import ENGINES, ConfigurationError, RealnessConfig
+from realness_tasks.config import RealnessConfig
 from realness_tasks.inference import ENGINE_FILES, EngineDisagreement, TFLiteScorer, check_agreement, export_tflite
+from realness_tasks.settings import ENGINES, ConfigurationError
 from realness_tasks.storage import open_store
 from tests.factories import fake_image, labelled_rows
 
@@ -50,8 +51,8 @@ def classifier(face_crops, tmp_path_factory):
     """The pretrained Lite0 classifier whose last layer is a least-squares fit telling the even crops' swaps apart."""
     import keras
 
-    from realness_tasks.config import TrainingSettings
     from realness_tasks.model import build_classifier
+    from realness_tasks.settings import TrainingSettings
 
     images, labels = face_crops
     model, _ = build_classifier(TrainingSettings(image_size=IMAGE_SIZE, seed=7), tmp_path_factory.mktemp("weights"))

@@ -8,11 +8,12 @@ from dataclasses import replace
 import pytest
 
 from realness_tasks import ledger
-from realness_tasks.config import RealnessConfig, SamplingSettings
+from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.ingest import (BatchProgress, VideoOutcome, VideoRef, batch_refs, discover, label_facts,
                                    parse_sidecar, read_labels, run_ingest, scan_landing, sidecar_reason,
                                    validate_and_publish)
+from realness_tasks.settings import SamplingSettings
 from realness_tasks.shards import read_shard, rows_to_table, table_to_bytes
 from realness_tasks.storage import StorageUnavailable, open_store
 from tests.conftest import MTCNN_NETWORKS_DIR
@@ -211,7 +212,7 @@ def test_s3_store_over_http_with_odd_keys(tmp_path, s3_bucket_uri, s3_settings):
 
 
 def test_unreachable_store_fails_loudly_so_airflow_retries(tmp_path):
-    from realness_tasks.config import S3Settings
+    from realness_tasks.settings import S3Settings
     from tests.conftest import free_port
 
     settings = S3Settings(endpoint_url=f"http://127.0.0.1:{free_port()}", access_key_id="x", secret_access_key="y",

@@ -13,10 +13,11 @@ import pytest
 
 from realness_tasks import frames as frames_module
 from realness_tasks import ledger, samples
-from realness_tasks.config import RealnessConfig, SamplingSettings
+from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.frames import FrameSampler, coverage, keyframe_interval, probe_video
 from realness_tasks.ingest import run_ingest
+from realness_tasks.settings import SamplingSettings
 from realness_tasks.shards import read_shard
 from realness_tasks.storage import open_store
 from tests.conftest import MTCNN_NETWORKS_DIR

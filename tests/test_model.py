@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from realness_tasks import model, samples
-from realness_tasks.config import TrainingSettings
 from realness_tasks.faces import encode_jpeg
+from realness_tasks.settings import TrainingSettings
 from tests.factories import calibrated_backbone, sample_crops
 
 LITE0 = TrainingSettings(image_size=32, dropout=0.25, seed=1)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from realness_tasks import mtcnn_lite, samples
-from realness_tasks.config import DetectionSettings
 from realness_tasks.mtcnn_lite import LiteMtcnn, converted_networks, pyramid_scales
+from realness_tasks.settings import DetectionSettings
 from tests.conftest import MTCNN_NETWORKS_DIR, ROOT
 from tests.factories import fake_image
 
@@ -172,8 +172,8 @@ def test_a_warm_cache_detects_faces_without_importing_tensorflow(networks):
     script = (
         "import json, sys\n"
         "from realness_tasks import samples\n"
-        "from realness_tasks.config import DetectionSettings\n"
         "from realness_tasks.faces import MtcnnDetector\n"
+        "from realness_tasks.settings import DetectionSettings\n"
         "found = MtcnnDetector(DetectionSettings()).detect([p.image for p in samples.sample_photos()])\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'mtcnn', 'tf_keras'))\n"
         "print(json.dumps({'faces': [len(f.detections) for f in found], 'heavy': heavy}))\n")

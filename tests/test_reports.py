@@ -163,7 +163,7 @@ def test_gradcam_maps_have_the_crop_size_and_follow_the_bright_regions(scored, c
 def test_gradcam_works_on_the_real_classifier(tmp_path):
     """The project's own network (the default pretrained EfficientNet-Lite0 backbone and the paper's head)."""
     from realness_tasks import model
-    from realness_tasks.config import TrainingSettings
+    from realness_tasks.settings import TrainingSettings
 
     classifier, _ = model.build_classifier(TrainingSettings(image_size=128, seed=3), tmp_path / "weights")
     classifier.save(tmp_path / "model.keras")

@@ -8,8 +8,8 @@ import pytest
 
 from realness_tasks import dataset as ds
 from realness_tasks import samples, sbi
-from realness_tasks.config import CropSettings
 from realness_tasks.faces import crop_face, encode_jpeg
+from realness_tasks.settings import CropSettings
 from tests.factories import face_landmarks
 
 SIZE = 96

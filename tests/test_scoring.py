@@ -18,11 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from realness_tasks import ledger, registry, scoring
-from realness_tasks.config import CropSettings, RealnessConfig
+from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.faces import crop_face, encode_jpeg
 from realness_tasks.ledger import LedgerEntry, Status
 from realness_tasks.samples import sample_photos
+from realness_tasks.settings import CropSettings
 from realness_tasks.shards import FaceRow, rows_to_table, shard_key, table_to_bytes
 from realness_tasks.storage import ObjectStore, open_store
 
@@ -358,9 +359,9 @@ def test_a_fusing_champion_stores_calibrated_p_fake_beside_the_raw_score_and_kee
 
 
 def test_a_fusing_champion_cannot_score_with_the_foundation_branch_off(tmp_path, brightness_tflite, crops):
-    from realness_tasks.config import ConfigurationError
     from realness_tasks.detector import Detector
     from realness_tasks.foundation import LinearHead
+    from realness_tasks.settings import ConfigurationError
 
     cfg = RealnessConfig.from_env({}, home=str(tmp_path / "home"), foundation={"encoder": "none"})
     store = open_store(cfg.resolved_store_uri)

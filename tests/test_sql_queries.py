@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from realness_tasks import verdicts
-from realness_tasks.config import ScoringSettings
 from realness_tasks.db import SQL_DIR, Database
 from realness_tasks.registry import ModelRecord, mirror_promotion
+from realness_tasks.settings import ScoringSettings
 
 QUERIES = SQL_DIR / "queries"
 SETTINGS = ScoringSettings()

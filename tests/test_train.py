@@ -20,10 +20,11 @@ import pytest
 
 from realness_tasks import dataset as ds
 from realness_tasks import metrics, registry, train
-from realness_tasks.config import RealnessConfig, ScoringSettings, TrainingSettings
+from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.inference import TFLiteScorer
 from realness_tasks.model import Backbone, decode_crops
+from realness_tasks.settings import ScoringSettings, TrainingSettings
 from realness_tasks.storage import open_store
 from tests.factories import write_labelled_shards
 

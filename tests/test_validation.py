@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from realness_tasks.config import CropSettings
+from realness_tasks.settings import CropSettings
 from realness_tasks.shards import SHARD_SCHEMA, FaceRow, rows_to_table
 from realness_tasks.validation import StagedShard, ValidationReport, validate_shards
 from tests.factories import valid_rows

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from realness_tasks import verdicts
-from realness_tasks.config import ScoringSettings
 from realness_tasks.db import Database
 from realness_tasks.registry import ModelRecord, mirror_promotion
+from realness_tasks.settings import ScoringSettings
 from realness_tasks.storage import open_store
 
 SETTINGS = ScoringSettings()
