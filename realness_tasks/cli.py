@@ -4,7 +4,8 @@
 backfills; ``report`` writes the HTML report of one scored video; ``evaluate`` measures the latest verdicts
 against a labels file; ``status`` prints what the ledger, registry and verdict tables hold; ``demo`` builds a
 local stack (Airflow on SQLite, a local object store, the embedded verdict database), drops sample
-videos made from real photographs into the landing prefix and runs the three DAGs through Airflow.
+videos made from real photographs into the landing prefix and runs the three DAGs through Airflow,
+each in a process of ``scripts/run_dag.py``, so that this package itself never imports Airflow.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from realness_tasks.error_advice import explain, save_traceback
+
 if TYPE_CHECKING:
     from realness_tasks.config import RealnessConfig
+    from realness_tasks.db import Database
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,7 +55,8 @@ def _config() -> RealnessConfig:
     return cfg
 
 
-def cmd_ingest(args) -> int:
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Ingest the landing prefix once, as the realness_ingest DAG does, and list the videos that failed."""
     from realness_tasks.ingest import run_ingest
 
     summary = run_ingest(_config(), run_id=args.run_id or _run_id("cli"), run_date=args.date or _today(),
@@ -64,7 +69,8 @@ def cmd_ingest(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train, register and possibly promote a model, as the realness_train DAG does, and print its test metrics."""
     from realness_tasks.train import run_training
 
     outcome = run_training(_config(), args.run_id or _run_id("cli"), progress=_progress)
@@ -75,7 +81,8 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_approve(args) -> int:
+def cmd_approve(args: argparse.Namespace) -> int:
+    """Promote a registered model on an operator's word; 2 for an unknown version or a missing reason."""
     from realness_tasks import registry
     from realness_tasks.resources import run_resources
 
@@ -91,7 +98,7 @@ def cmd_approve(args) -> int:
     return 0
 
 
-def cmd_identities(args) -> int:
+def cmd_identities(args: argparse.Namespace) -> int:
     """List, name, merge, split or forget identities (REALNESS_IDENTITY_ENABLED); see docs/identities.md."""
     from realness_tasks import identities, registry
     from realness_tasks.config import RealnessConfig
@@ -139,7 +146,8 @@ def cmd_identities(args) -> int:
     return 0
 
 
-def cmd_score(args) -> int:
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score new face shards with the champion, as the realness_score DAG does, then write the run's reports."""
     from realness_tasks.reports import write_run_reports
     from realness_tasks.scoring import run_scoring
 
@@ -151,14 +159,16 @@ def cmd_score(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the HTML report of one scored video and print where it is."""
     from realness_tasks.reports import write_video_report
 
     print(write_video_report(_config(), args.video, args.model_version))
     return 0
 
 
-def cmd_evaluate(args) -> int:
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Compare the latest verdicts with a labels file, print the metrics and store the evaluation report."""
     from realness_tasks.evaluation import (AUC_LEGEND, METRIC_COLUMNS, LabelsError, evaluate, metrics_row,
                                            read_labels, write_evaluation)
 
@@ -194,6 +204,7 @@ def cmd_evaluate(args) -> int:
 
 
 def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
+    """Print rows as an aligned text table (floats to three decimals); ``(none)`` when there are none."""
     if not rows:
         print("  (none)")
         return
@@ -207,7 +218,8 @@ def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
         print("  " + "  ".join(v.ljust(w) for v, w in zip(t, widths)))
 
 
-def cmd_status(args) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print where the store and database are, the ledger's counts, the newest models and the latest verdicts."""
     from realness_tasks import ledger
     from realness_tasks.db import Database
 
@@ -225,14 +237,19 @@ def cmd_status(args) -> int:
     return 0
 
 
-def print_verdicts(db) -> None:
+def print_verdicts(db: Database) -> None:
+    """Print the latest verdict of every video, the most suspicious first."""
     print_table(db.query(
         "SELECT source_uri AS video, verdict, p_fake, faces_scored, model_version, reason FROM latest_verdicts "
         "ORDER BY CASE WHEN p_fake IS NULL THEN 1 ELSE 0 END, p_fake DESC, source_uri"))
 
 
-def cmd_demo(args) -> int:
-    """Local stack, sample videos, and the three DAGs run through Airflow, then the verdict table."""
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Local stack, sample videos, and the three DAGs run through Airflow, then the verdict table.
+
+    Each DAG runs in a process of ``scripts/run_dag.py`` (Airflow's ``dag.test()``), with this
+    checkout's package and plugins first on its path; the demo stops at the first DAG that fails.
+    """
     home = Path(args.home).resolve()
     airflow_home = home / "airflow"
     airflow_home.mkdir(parents=True, exist_ok=True)
@@ -255,7 +272,6 @@ def cmd_demo(args) -> int:
     }
     for name, value in env.items():  # the caller's environment wins, so any setting can be tried in the demo
         os.environ.setdefault(name, value)
-    sys.path.insert(0, str(REPO / "plugins"))
     from realness_tasks import registry, samples
     from realness_tasks.config import RealnessConfig
     from realness_tasks.db import Database
@@ -273,17 +289,12 @@ def cmd_demo(args) -> int:
 
     print("[2/5] Airflow metadata database", flush=True)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    from airflow.dag_processing.dagbag import DagBag
-
-    dagbag = DagBag(dag_folder=str(REPO / "dags"))
-    if dagbag.import_errors:
-        print(f"DAG import errors: {dagbag.import_errors}", file=sys.stderr)
-        return 1
+    path = os.pathsep.join(filter(None, (str(REPO), str(REPO / "plugins"), os.environ.get("PYTHONPATH"))))
     for step, dag_id in ((3, "realness_ingest"), (4, "realness_train"), (5, "realness_score")):
         print(f"[{step}/5] {dag_id} (through Airflow)", flush=True)
-        run = dagbag.get_dag(dag_id).test()
-        if str(run.state) != "success":
-            print(f"{dag_id} ended {run.state}; see the log above", file=sys.stderr)
+        ran = subprocess.run([sys.executable, str(REPO / "scripts" / "run_dag.py"), dag_id],
+                             env={**os.environ, "PYTHONPATH": path})
+        if ran.returncode != 0:
             return 1
         if dag_id == "realness_train" and registry.read_pointer(cfg, store) is None:
             newest = Database(cfg.resolved_database_url).query(
@@ -304,6 +315,7 @@ def cmd_demo(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``realness`` command; a fault its user can fix becomes one line on stderr and exit status 2."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="realness", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -356,71 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         line = explain(exc)
         if line is None:
             raise
-        where = _save_traceback(args.command)
+        where = save_traceback(args.command)
         print(f"realness {args.command}: {line}" + (f" (traceback in {where})" if where else ""), file=sys.stderr)
         return 2
-
-
-def explain(exc: BaseException) -> str | None:
-    """One line saying what failed and which setting or input to fix, for the faults a user can fix."""
-    import sqlalchemy.exc
-
-    from realness_tasks.dataset import NotEnoughData
-    from realness_tasks.model import BackboneUnavailable
-    from realness_tasks.settings import ConfigurationError
-    from realness_tasks.storage import StorageUnavailable
-    from realness_tasks.train import ChampionUnavailable
-
-    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, StorageUnavailable):
-        return (f"the object store could not be reached: {first}. Check REALNESS_STORE_URI and the "
-                "REALNESS_S3_* settings (endpoint, keys, timeouts) or the aws_default connection")
-    if isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
-        return (f"the verdict database could not be used: {detail}. Check REALNESS_DATABASE_URL (or the "
-                "realness_db connection) and that the database server is running")
-    if isinstance(exc, NotEnoughData):
-        return (f"not enough labelled data to train: {first}. Add labelled videos under the landing prefix "
-                "(a metadata.json or real/ and fake/ folders) and run realness ingest")
-    if isinstance(exc, (BackboneUnavailable, ChampionUnavailable)):
-        return first
-    if isinstance(exc, ConfigurationError):  # our own message, whole: its advice comes last
-        return f"configuration: {str(exc).strip().splitlines()[0]}"
-    if isinstance(exc, ValueError) and str(exc).startswith("REALNESS_"):
-        return f"configuration: {first}"
-    if isinstance(exc, OSError):
-        return _explain_os_error(exc, first)
-    return None
-
-
-def _explain_os_error(exc: OSError, first: str) -> str:
-    """The hint that fits the error: free space for a full disk, writable folders for a refused write; an
-    error raised with a message of ours (a model file missing from the registry) says what to do itself."""
-    import errno
-
-    if exc.errno is None:
-        return first
-    name = f" ({exc.filename})" if exc.filename else ""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"{exc.strerror}{name}. Check free space under REALNESS_HOME and the store root"
-    return f"{exc.strerror or first}{name}. Check that REALNESS_HOME and the store root are writable folders (not files)"
-
-
-def _save_traceback(command: str) -> str | None:
-    """Write the traceback being handled to ``<REALNESS_HOME>/logs/``; returns the file, or None if impossible."""
-    import traceback
-
-    home = Path(os.environ.get("REALNESS_HOME") or Path.home() / ".realness")
-    try:
-        folder = home / "logs"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{command}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}.log"
-        path.write_text(traceback.format_exc())
-        logging.getLogger("realness").debug("traceback saved to %s", path)
-        return str(path)
-    except OSError:
-        traceback.print_exc()
-        return None
 
 
 if __name__ == "__main__":

@@ -698,7 +698,7 @@ def test_fault_database_lost_mid_run_fails_and_the_rerun_completes(tmp_path, cli
 def test_fault_disk_full_while_staging_fails_and_the_rerun_completes(tmp_path, clips, monkeypatch):
     import errno
 
-    from realness_tasks.cli import explain
+    from realness_tasks.error_advice import explain
     from realness_tasks.storage import LocalStore
 
     cfg = config(tmp_path)
@@ -752,7 +752,7 @@ def hung_endpoint():
 def test_fault_hung_s3_endpoint_fails_fast_with_the_read_timeout(tmp_path, hung_endpoint):
     import time
 
-    from realness_tasks.cli import explain
+    from realness_tasks.error_advice import explain
     from realness_tasks.settings import S3Settings
 
     settings = S3Settings(endpoint_url=hung_endpoint, access_key_id="x", secret_access_key="y",
@@ -812,7 +812,7 @@ def test_fault_stalled_s3_download_is_unavailable_after_the_documented_attempts(
 def test_fault_missing_model_file_gets_its_own_hint_not_free_space():
     import errno
 
-    from realness_tasks.cli import explain
+    from realness_tasks.error_advice import explain
 
     missing = FileNotFoundError("model v1 has no model.tflite (fp32 engine) in file:///s/models/v1/: export it "
                                 "with realness_tasks.inference.export_tflite")
