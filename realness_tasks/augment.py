@@ -3,8 +3,8 @@
 Geometric augmentation (rotation, flip, zoom, shift, shear), and optionally random erasing (a
 patch of noise, so the model cannot lean on one region of the face). No colour or blur changes:
 they could wipe out exactly the blending seams and colour mismatches that give a swapped face
-away (resampling whole crops was measured to cost; docs/detection-benchmark.md). The stage runs on the training split
-only; validation and test pipelines are deterministic, so the threshold and the metrics are
+away (docs/detection-benchmark.md shows what resampling whole crops costs). The stage runs on the
+training split only; validation and test pipelines are deterministic, so the threshold and the metrics are
 measured on the faces as scoring will see them.
 """
 

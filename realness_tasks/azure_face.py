@@ -81,6 +81,7 @@ class AzureImage:
 
     @property
     def digest(self) -> str:
+        """The JPEG's sha256: the key of its cached answer."""
         return hashlib.sha256(self.jpeg).hexdigest()
 
 
@@ -92,14 +93,17 @@ class AzureFace:
     landmarks: tuple[float, ...] | None  # x1, y1 .. x5, y5 in FIVE_POINTS order
 
     def to_json(self) -> dict:
+        """The face as the cache file stores it."""
         return {"box": list(self.box), "landmarks": None if self.landmarks is None else list(self.landmarks)}
 
     @classmethod
     def from_json(cls, data: dict) -> AzureFace:
+        """A face read back from the cache file."""
         landmarks = data["landmarks"]
         return cls(tuple(data["box"]), None if landmarks is None else tuple(landmarks))
 
     def to_detection(self, image: AzureImage) -> Detection:
+        """The face in the frame's pixels, as a detection (Azure gives no score: confidence 1)."""
         left, top, width, height = self.box
         landmarks = None
         if self.landmarks is not None:
@@ -175,6 +179,7 @@ def _five_points(landmarks: object) -> tuple[float, ...] | None:
 
 
 def auth_message(status: int | None, detail: str) -> str:
+    """What to fix when Azure refuses the credentials: the settings or the Airflow connection."""
     return (f"Azure Face refused the credentials (HTTP {status}: {detail.rstrip('.')}). Fix the key and "
             "endpoint: REALNESS_AZURE_KEY / REALNESS_AZURE_ENDPOINT, or the password / host of the Airflow "
             "connection 'azure_face'.")

@@ -84,18 +84,22 @@ class RealnessConfig:
 
     @property
     def required_connection_ids(self) -> tuple[str, ...]:
+        """The Airflow connection ids that must exist, from ``required_connections``."""
         return tuple(c.strip() for c in self.required_connections.split(",") if c.strip())
 
     @property
     def resolved_store_uri(self) -> str:
+        """The object store root, ``<home>/store`` when none is set."""
         return self.store_uri or Path(self.home, "store").resolve().as_uri()
 
     @property
     def resolved_database_url(self) -> str:
+        """The verdict database, ``<home>/realness.db`` when none is set."""
         return self.database_url or f"sqlite:///{Path(self.home, 'realness.db').resolve()}"
 
     @property
     def resolved_networks_dir(self) -> Path:
+        """Where MTCNN's converted networks are cached, ``<home>/weights`` when none is set."""
         return Path(self.detection.networks_dir or Path(self.home, "weights"))
 
     def check_database_placement(self) -> None:

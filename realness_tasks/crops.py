@@ -35,7 +35,7 @@ def decode_crops(jpegs: Sequence[bytes] | tf.Tensor, image_size: int) -> tf.Tens
 
 
 def crop_decoder(image_size: int) -> Callable[[Sequence[bytes]], np.ndarray]:
-    """:func:`decode_crops` traced once as a TF graph: the same ops, about 1.7x faster than eagerly."""
+    """:func:`decode_crops` traced once as a TF graph: the same ops, faster than calling them eagerly."""
     import tensorflow as tf
 
     graph = tf.function(lambda jpegs: decode_crops(jpegs, image_size),

@@ -63,11 +63,13 @@ class FaceSet:
         return len(self.jpegs)
 
     def take(self, indices: Sequence[int] | np.ndarray) -> FaceSet:
+        """The faces at ``indices``, in that order."""
         idx = np.asarray(indices, dtype=np.int64)
         return FaceSet([self.jpegs[i] for i in idx], self.labels[idx], self.video_ids[idx], self.boxes[idx],
                        [self.landmarks[i] for i in idx], self.face_index[idx])
 
     def class_counts(self) -> dict[str, int]:
+        """Faces per label name (REAL, FAKE), zero for a label with none."""
         counts = Counter(int(y) for y in self.labels)
         return {name: counts.get(value, 0) for name, value in LABELS.items()}
 
@@ -75,6 +77,8 @@ class FaceSet:
 
 @dataclass(frozen=True)
 class LabelledDataset:
+    """The labelled faces split by video (or group) into train, validation and test, with their manifest."""
+
     train: FaceSet
     val: FaceSet
     test: FaceSet
@@ -83,6 +87,7 @@ class LabelledDataset:
 
     @property
     def total_faces(self) -> int:
+        """Faces in all three splits."""
         return len(self.train) + len(self.val) + len(self.test)
 
 
@@ -93,6 +98,7 @@ def split_of(unit: str, seed: int) -> str:
 
 
 def hash_fraction(unit: str, seed: int) -> float:
+    """A stable number in [0, 1) for ``unit`` and ``seed``: the same split on every run and machine."""
     digest = hashlib.sha256(f"{seed}:{unit}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2 ** 64
 
@@ -228,7 +234,7 @@ def read_faces(cfg: RealnessConfig, store: ObjectStore, shards: Sequence[dict],
     if not paths:
         return FacesRead(FaceSet([], np.zeros(0, np.int32), np.array([], dtype=str), np.zeros((0, 4), np.float32),
                                  [], np.zeros(0, np.int16)), 0, 0)
-    # The explicit schema reads a shard written before crop_margin existed with a null margin.
+    # The explicit schema reads a shard without a crop_margin column with a null margin.
     table = pads.dataset(paths, schema=SHARD_SCHEMA, filesystem=fs, format="parquet").to_table(columns=COLUMNS)
     if labels:
         table = apply_labels(table, labels)

@@ -17,6 +17,8 @@ Box = tuple[float, float, float, float]  # x, y, w, h
 
 @dataclass(frozen=True)
 class Detection:
+    """One face found in a frame."""
+
     box: Box  # in full-resolution frame pixels
     confidence: float  # [0, 1]
     landmarks: tuple[float, ...] | None  # x1, y1, ..., x5, y5: eyes, nose, mouth corners (full-res px)
@@ -25,11 +27,15 @@ class Detection:
 
 @dataclass
 class FrameFaces:
+    """The faces of one frame; ``azure_status`` says what Azure did with it (None without Azure)."""
+
     detections: list[Detection]
     azure_status: str | None = None
 
 
 class FaceDetector(Protocol):
+    """What every face detector offers: MTCNN, Azure Face, or both merged."""
+
     name: str
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[FrameFaces]:
@@ -43,6 +49,7 @@ class FaceDetector(Protocol):
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """``image`` (BGR) as JPEG bytes at ``quality``."""
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise ValueError("OpenCV could not encode the crop as JPEG")

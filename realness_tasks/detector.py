@@ -51,13 +51,16 @@ class Detector:
         return z
 
     def calibrated(self, fused: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities from fused log-odds: the decision threshold maps to ``CALIBRATED_THRESHOLD``."""
         return calibrate(fused, self.raw_threshold, self.temperature)
 
     @property
     def needs_features(self) -> bool:
+        """Whether scoring needs the foundation features (the head has a share of the score)."""
         return self.head is not None and self.efficientnet_weight < 1
 
     def to_json(self) -> dict[str, Any]:
+        """The detector as the model version's files record it."""
         return {"efficientnet_weight": self.efficientnet_weight, "efficientnet_scale": self.efficientnet_scale,
                 "head": self.head.to_json() if self.head else None, "head_scale": self.head_scale,
                 "raw_threshold": self.raw_threshold, "temperature": self.temperature,
@@ -65,11 +68,13 @@ class Detector:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Detector:
+        """A detector read back from a model version's files."""
         return cls(float(data["efficientnet_weight"]), float(data["efficientnet_scale"]),
                    LinearHead.from_json(data["head"]) if data.get("head") else None, float(data["head_scale"]),
                    float(data["raw_threshold"]), float(data["temperature"]))
 
     def describe(self) -> str:
+        """How the score is made, in words, for reports and logs."""
         if self.head is None or self.efficientnet_weight >= 1:
             return "EfficientNet alone"
         if self.efficientnet_weight <= 0:
@@ -79,10 +84,12 @@ class Detector:
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function, in float64."""
     return 1 / (1 + np.exp(-np.asarray(z, np.float64)))
 
 
 def calibrate(fused: np.ndarray, raw_threshold: float, temperature: float) -> np.ndarray:
+    """Probabilities from fused log-odds: ``raw_threshold`` maps to 0.5, ``temperature`` scales the distance from it."""
     return sigmoid((np.asarray(fused, np.float64) - float(log_odds(np.array([raw_threshold]))[0])) / temperature)
 
 

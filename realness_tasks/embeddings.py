@@ -1,10 +1,10 @@
 """Face-recognition embeddings: who a face is, as 128 numbers, for identity-aware verdicts.
 
-dlib's ResNet face descriptor (``face_recognition_models``' ``dlib_face_recognition_resnet_model_v1``,
-99.38 % on LFW as published by dlib): its 5-point shape predictor aligns a 150 x 150 chip inside the
-detector's box on the full-resolution frame, the network maps it to a unit-scale 128-d vector in
-which two faces of the same person lie within about 0.6 of each other. Both model files come with the
-pinned ``face_recognition_models`` package, so nothing is downloaded at run time.
+dlib's ResNet face descriptor (``face_recognition_models``' ``dlib_face_recognition_resnet_model_v1``):
+its 5-point shape predictor aligns a 150 x 150 chip inside the detector's box on the full-resolution
+frame, the network maps it to a unit-scale 128-d vector in which two faces of the same person lie
+within about 0.6 of each other. Both model files come with the pinned ``face_recognition_models``
+package, so nothing is downloaded at run time.
 
 Embeddings are biometric data: they are computed only when ``REALNESS_IDENTITY_ENABLED`` is on
 (``docs/identities.md`` says what is kept and how one person's data is deleted).
@@ -30,6 +30,8 @@ EMBEDDER_NAME = "dlib_resnet_v1"
 
 @dataclass(frozen=True)
 class EmbedderFiles:
+    """The two dlib model files a face embedder needs."""
+
     shape_predictor: Path
     recognition_model: Path
 

@@ -2,7 +2,7 @@
 
 ``crop_face`` is THE crop convention: training reads crops made by it and scoring makes its crops
 with it, so a change here changes what the model sees. ``docs/detection.md`` explains the merge
-rule, the MTCNN pyramid fix, why MTCNN runs on LiteRT and the measured cost per frame.
+rule, the MTCNN pyramid fix, why MTCNN runs on LiteRT and its cost per frame.
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ def _rescale(detection: Detection, sx: float, sy: float) -> Detection:
 
 
 def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (x, y, w, h)."""
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
     inter_w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))

@@ -19,6 +19,7 @@ HOLD_AT = "REALNESS_TEST_HOLD_AT"
 
 
 def checkpoint(point: str) -> None:
+    """Kill or hold this process here when a test asked for ``point``; otherwise return at once."""
     if os.environ.get(KILL_AT) == point:
         os.kill(os.getpid(), signal.SIGKILL)
     held_point, _, seconds = os.environ.get(HOLD_AT, "").partition("=")

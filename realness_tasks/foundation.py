@@ -125,6 +125,7 @@ def decode_rgb(jpeg: bytes) -> np.ndarray:
 
 
 def l2_normalise(features: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (the head is fitted on unit-length features)."""
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     return (features / np.maximum(norms, 1e-12)).astype(np.float32)
 
@@ -144,10 +145,12 @@ CACHE_SCHEMA = pa.schema([("crop_sha256", pa.string()), ("features", pa.list_(pa
 
 
 def crop_digest(jpeg: bytes) -> str:
+    """A crop's sha256: the key of its features in the cache."""
     return hashlib.sha256(jpeg).hexdigest()
 
 
 def cache_key(features_prefix: str, encoder: ClipEncoder, video_id: str) -> str:
+    """Where one video's features from ``encoder`` are kept under ``features_prefix``."""
     return f"{features_prefix}{ENCODER_NAME}-{encoder.sha256[:16]}/{video_id}.parquet"
 
 
@@ -216,14 +219,17 @@ class LinearHead:
     encoder: str          # ClipEncoder.identity of the features it was fitted on
 
     def logits(self, features: np.ndarray) -> np.ndarray:
+        """The head's log-odds that each face (a row of features) is fake."""
         return np.asarray(features, np.float64) @ self.weights + self.bias
 
     def to_json(self) -> dict:
+        """The head as the model version's files record it."""
         return {"weights": [round(float(w), 7) for w in self.weights], "bias": float(self.bias), "c": self.c,
                 "encoder": self.encoder}
 
     @classmethod
     def from_json(cls, data: dict) -> LinearHead:
+        """A head read back from a model version's files."""
         return cls(np.asarray(data["weights"], np.float64), float(data["bias"]), float(data["c"]), data["encoder"])
 
 

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class VideoInfo:
+    """What probing a video found: container, size, frame rate and length."""
+
     container: str
     width: int
     height: int
@@ -49,6 +51,8 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class Frame:
+    """One decoded frame and where it is in the video."""
+
     index: int
     timestamp_s: float
     image: np.ndarray  # BGR uint8, full resolution
@@ -261,6 +265,7 @@ class FrameSampler:
         self.decoded = 0
 
     def coverage(self) -> Coverage:
+        """How much of the video the frames returned so far cover."""
         return coverage(self.returned, self.info)
 
     def __iter__(self) -> Iterator[Frame]:

@@ -114,6 +114,7 @@ class TFLiteScorer:
 
     @property
     def image_size(self) -> int:
+        """The side, in pixels, of the face crops the engine takes."""
         return self.face_shape[0]
 
     def predict(self, batch: np.ndarray) -> np.ndarray:

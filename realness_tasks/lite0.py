@@ -58,6 +58,7 @@ class BlockSpec:
 
     @property
     def residual(self) -> bool:
+        """Whether the block adds its input to its output (same shape in and out)."""
         return self.stride == 1 and self.channels_in == self.channels_out
 
 
@@ -259,6 +260,7 @@ def source_weights_path(configured: str | None = None) -> Path:
 
 
 def sha256_file(path: Path) -> str:
+    """The file's sha256, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

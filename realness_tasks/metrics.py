@@ -45,14 +45,12 @@ def log_odds(scores: np.ndarray) -> np.ndarray:
 def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     """The point halfway, in log-odds, between the median validation score of real faces and of fake faces.
 
-    The validation split holds few people (2-5 on the detection benchmark). The cut maximising
-    Youden's J (the rule until 2026-11-27) lands on whichever face separates those few people,
-    anywhere from 0.016 to 0.9999 between runs, and new people's real videos then fall above it.
-    Over 17 runs of the recipe sweep (docs/recipe-sweep.md, on video scores) this midpoint called
-    fewer of the new people's real videos FAKE and balanced real and fake better (balanced accuracy
-    0.796 against 0.771 with 20 training people, 0.795 against 0.760 with 56). Log-odds because
-    scores crowd near 0 and 1; medians so that one saturated face does not move it. Like J, it does
-    not depend on the share of fakes, which differs between the labelled set and what arrives for scoring.
+    The validation split holds few people. A cut maximising Youden's J lands on whichever face
+    separates those few people, far from run to run, and new people's real videos then fall above
+    it; the midpoint calls fewer of them FAKE and balances real and fake better
+    (docs/detection-benchmark.md). Log-odds because scores crowd near 0 and 1; medians so that one
+    saturated face does not move it. Like J, it does not depend on the share of fakes, which differs
+    between the labelled set and what arrives for scoring.
     """
     labels = np.asarray(labels)
     if not (labels == 0).any() or not (labels == 1).any():
@@ -63,6 +61,7 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1 (FAKE is positive), AUC and the confusion matrix at ``threshold``."""
     labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
     predicted = (scores >= threshold).astype(int)
     tp = int(((predicted == 1) & (labels == 1)).sum())
@@ -78,6 +77,7 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: fl
 
 
 def binary_cross_entropy(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mean log loss of ``scores`` against 0/1 ``labels``; NaN for no labels."""
     p = np.clip(np.asarray(scores, np.float64), 1e-7, 1 - 1e-7)
     y = np.asarray(labels, np.float64)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if len(y) else float("nan")

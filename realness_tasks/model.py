@@ -43,6 +43,7 @@ class Backbone:
 
     @property
     def pretrained(self) -> bool:
+        """Whether the backbone started from ImageNet weights rather than random ones."""
         return self.weights != RANDOM_WEIGHTS
 
 
@@ -132,14 +133,13 @@ def calibrate_batchnorm(backbone: keras.Model, batches: Iterable, *, never_narro
     cannot train without this data-dependent initialisation. Each batch passes once in training
     mode with momentum 0, so each layer's moving statistics become that batch's, and every layer
     ends with the mean of its per-batch statistics. The pass is a traced graph and batches are
-    streamed: with eager calls instead, ``realness train`` on the detection benchmark peaked at
-    4.4 GB against 2.7-2.9 GB (docs/detection-benchmark.md).
+    streamed, which keeps training's peak memory well below that of eager calls
+    (docs/detection-benchmark.md).
 
     ``never_narrower`` keeps each channel's variance at least what it was (for a pretrained
-    backbone: ImageNet's). Measured on a few similar faces, some channels' variance is far below
-    what other faces show, and dividing by it inflates their activations: on the tests' 64 px crops
-    of four photographs the classifier then learned nothing (``tests/test_train.py`` failed with a
-    test AUC of 0.5 before this floor).
+    backbone: ImageNet's). Estimated on a few similar faces, some channels' variance is far below
+    what other faces show, and dividing by it inflates their activations until the classifier
+    learns nothing (the tests' 64 px crops of four photographs are such a set).
     Returns the number of batches used.
     """
     import keras
@@ -175,8 +175,7 @@ def set_backbone_trainable(model: keras.Model, trainable: bool, min_stride: int 
 
     Fine-tuning only the coarse, late stages keeps the early high-resolution layers (the generic
     edge and texture filters) as ImageNet made them, and their activations need not be kept for
-    back-propagation: at 224 px and batch 32 that is the difference between about 3.5 GB and 2 GB
-    of memory. Recompile afterwards for it to take effect.
+    back-propagation, which saves much of training's memory. Recompile afterwards for it to take effect.
     """
     backbone = model.get_layer(BACKBONE_NAME)
     backbone.trainable = trainable
@@ -201,8 +200,8 @@ def predict_probabilities(model: keras.Model, jpegs: Sequence[bytes], image_size
                           batch_size: int = 32) -> list[float]:
     """Fake probabilities for JPEG crops, streamed through the evaluation pipeline and Keras' compiled ``predict``.
 
-    Not eager calls: at 224 px an eager call on 64 faces peaked at 6 GB, ``predict`` over the same
-    faces in batches of 32 at 1.3 GB (process total, TensorFlow included).
+    Not eager calls: an eager call holds every face's activations at once, ``predict`` only one
+    batch's, several times less memory.
     """
     import numpy as np
 

@@ -1,7 +1,7 @@
 """MTCNN on LiteRT: the ``mtcnn`` package's networks and steps, without importing TensorFlow.
 
 Why: every mapped ``extract_faces`` task is a fresh process, and importing TensorFlow for MTCNN
-was most of a task's fixed cost (``docs/scan.md``). LiteRT runs the same networks and imports in a
+would be most of a task's fixed cost (``docs/scan.md``). LiteRT runs the same networks and imports in a
 fraction of the time.
 
 The networks: ``mtcnn`` 1.0.0 ships P-Net, R-Net and O-Net as weight files and builds them in

@@ -22,6 +22,8 @@ CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v", ".webm
 
 @dataclass(frozen=True)
 class SamplePhoto:
+    """One of the packaged photographs and where its face is."""
+
     name: str
     image: np.ndarray  # BGR
     face_box: tuple[int, int, int, int]  # x, y, w, h
@@ -29,6 +31,8 @@ class SamplePhoto:
 
 @dataclass
 class SampleVideo:
+    """A generated sample video, the frames that show a face, and its label."""
+
     path: Path
     fps: float
     frame_count: int
@@ -38,6 +42,7 @@ class SampleVideo:
 
 
 def sample_photos() -> list[SamplePhoto]:
+    """The packaged photographs of real faces, sorted by file name."""
     boxes = json.loads((SAMPLE_DIR / "faces.json").read_text())
     return [SamplePhoto(Path(name).stem, cv2.imread(str(SAMPLE_DIR / name)), tuple(box))
             for name, box in sorted(boxes.items())]
@@ -185,5 +190,6 @@ def labelled_set(directory: Path, *, per_class: int = 4, seconds: float = 2.0, f
 
 
 def write_metadata(directory: Path, videos: Sequence[SampleVideo]) -> None:
+    """The videos' labels as a DFDC-style metadata.json in ``directory``."""
     metadata = {v.path.name: {"label": v.label, "split": "train"} for v in videos if v.label}
     (directory / "metadata.json").write_text(json.dumps(metadata, indent=1))

@@ -24,6 +24,8 @@ LANDMARK_SPREAD = (2.0, 2.0)   # (horizontal, vertical) factor
 
 @dataclass(frozen=True)
 class SelfBlended:
+    """A self-blended face and the blending mask that made it."""
+
     image: np.ndarray   # uint8, the input's shape
     mask: np.ndarray    # float32 H x W: weight of the altered copy in each pixel (ratio included)
 
@@ -121,6 +123,7 @@ class PseudoFakeMaker:
         return len(self.real)
 
     def make(self, index: int, draw: int) -> bytes:
+        """A self-blended fake made from real face ``index``, as JPEG; each ``draw`` gives another, reproducibly."""
         rng = np.random.default_rng([self.seed, draw])
         image = cv2.imdecode(np.frombuffer(self.real.jpegs[index], np.uint8), cv2.IMREAD_COLOR)
         blended = self_blend(image, self.real.landmarks[index], self.real.boxes[index], rng)

@@ -115,6 +115,7 @@ class AzureSettings:
 
     @property
     def enabled(self) -> bool:
+        """Whether Azure Face is used: both an endpoint and a key are set."""
         return bool(self.endpoint and self.key)
 
 
@@ -221,6 +222,7 @@ class FoundationSettings:
 
     @property
     def enabled(self) -> bool:
+        """Whether the foundation branch is used (an encoder is configured)."""
         return self.encoder != "none"
 
 
@@ -299,4 +301,5 @@ class ReportSettings:
 
     @property
     def verdict_set(self) -> frozenset[str]:
+        """The verdicts that get a report, upper-case."""
         return frozenset(v.strip().upper() for v in self.verdicts.split(",") if v.strip())

@@ -81,10 +81,12 @@ if [f.name for f in fields(FaceRow)] != SHARD_SCHEMA.names:
 
 
 def shard_key(faces_prefix: str, run_date: str, video_id: str) -> str:
+    """Where a video's shard of one run date lives under ``faces_prefix``."""
     return f"{faces_prefix}date={run_date}/{video_id}.parquet"
 
 
 def shard_video_id(key: str) -> str:
+    """The video id a shard's key names."""
     return posixpath.basename(key).removesuffix(".parquet")
 
 
@@ -105,10 +107,12 @@ def current_shards(store: ObjectStore, faces_prefix: str) -> dict[str, StoredObj
 
 
 def rows_to_table(rows: Sequence[FaceRow]) -> pa.Table:
+    """Face rows as an Arrow table of the shard schema."""
     return pa.Table.from_pylist([asdict(r) for r in rows], schema=SHARD_SCHEMA)
 
 
 def table_to_bytes(table: pa.Table) -> bytes:
+    """A shard table as Parquet bytes."""
     sink = io.BytesIO()
     # Crops are JPEG already: compressing them again gains nothing, the metadata columns are small.
     pq.write_table(table, sink, compression="zstd", use_dictionary=["video_id", "source_uri", "detector", "label",
@@ -117,8 +121,10 @@ def table_to_bytes(table: pa.Table) -> bytes:
 
 
 def read_shard(data: bytes) -> pa.Table:
+    """A shard's Parquet bytes as an Arrow table."""
     return pq.read_table(io.BytesIO(data))
 
 
 def concat(tables: Iterable[pa.Table]) -> pa.Table:
+    """Several shard tables as one, in the shard schema's columns and types."""
     return pa.concat_tables([t.select(SHARD_SCHEMA.names).cast(SHARD_SCHEMA) for t in tables])

@@ -30,6 +30,8 @@ class StorageUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class StoredObject:
+    """One object of a listing: its key, size, etag and modification time."""
+
     key: str
     size: int
     etag: str
@@ -56,37 +58,48 @@ class ObjectStore:
     root_uri: str
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object under ``prefix``, recursively."""
         raise NotImplementedError
 
     def get_bytes(self, key: str) -> bytes:
+        """The object's content."""
         raise NotImplementedError
 
     def put_bytes(self, key: str, data: bytes) -> None:
+        """Write ``data`` as the object ``key``, replacing one there."""
         raise NotImplementedError
 
     def download(self, key: str, path: Path) -> None:
+        """Copy the object to the local file ``path``."""
         raise NotImplementedError
 
     def upload(self, path: Path, key: str) -> None:
+        """Copy the local file ``path`` to the object ``key``."""
         raise NotImplementedError
 
     def delete(self, key: str) -> None:
+        """Remove the object; no error when it is already gone."""
         raise NotImplementedError
 
     def exists(self, key: str) -> bool:
+        """Whether the object exists."""
         raise NotImplementedError
 
     def copy(self, src_key: str, dst_key: str) -> None:
+        """Copy one object to another key."""
         self.put_bytes(dst_key, self.get_bytes(src_key))
 
     def move(self, src_key: str, dst_key: str) -> None:
+        """Copy one object to another key, then remove the original."""
         self.copy(src_key, dst_key)
         self.delete(src_key)
 
     def uri_for(self, key: str) -> str:
+        """The URI of ``key``, as tables and shards record it."""
         return f"{self.root_uri.rstrip('/')}/{key}"
 
     def key_for(self, uri: str) -> str:
+        """The key of a URI inside this store; ValueError for a URI outside it."""
         root = self.root_uri.rstrip("/") + "/"
         if not uri.startswith(root):
             raise ValueError(f"{uri} is not inside {self.root_uri}")
@@ -111,6 +124,8 @@ def _umask() -> int:
 
 
 class LocalStore(ObjectStore):
+    """An object store in a local folder (``file://``), for one machine and the tests."""
+
     def __init__(self, root: Path):
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -211,6 +226,8 @@ class LocalStore(ObjectStore):
 
 
 class S3Store(ObjectStore):
+    """An object store in an S3 bucket (AWS, MinIO), with the configured timeouts and attempts."""
+
     def __init__(self, bucket: str, prefix: str, settings: S3Settings):
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""

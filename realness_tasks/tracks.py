@@ -59,6 +59,7 @@ def colour_histogram(crop_bgr: np.ndarray) -> np.ndarray:
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two boxes (x, y, w, h)."""
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
     w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))

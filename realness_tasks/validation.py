@@ -56,16 +56,20 @@ class StagedShard:
 
 @dataclass(frozen=True)
 class ValidationReport:
+    """The outcome of validating one shard: whether it passed, and why not."""
+
     success: bool
     rows: int
     failures: list[str] = field(default_factory=list)  # one human-readable line per failed check
     details: dict[str, Any] = field(default_factory=dict)  # the failed expectations and this shard's rows, as JSON
 
     def reason(self) -> str:
+        """The failed checks in one line, or ``ok``."""
         return "; ".join(self.failures) if self.failures else "ok"
 
 
 def schema_problems(table: pa.Table) -> list[str]:
+    """One line per column that is missing, of another type, or not in the shard schema."""
     problems = []
     actual = {f.name: f.type for f in table.schema}
     for expected in SHARD_SCHEMA:

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def scratch_root(home: str) -> Path:
+    """The scratch folder under ``home``, made when missing."""
     path = Path(home, "scratch")
     path.mkdir(parents=True, exist_ok=True)
     return path
