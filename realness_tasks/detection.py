@@ -15,6 +15,17 @@ import numpy as np
 Box = tuple[float, float, float, float]  # x, y, w, h
 
 
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (x, y, w, h)."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    inter_w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    inter_h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = inter_w * inter_h
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class Detection:
     """One face found in a frame."""

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from realness_tasks.config import RealnessConfig
-from realness_tasks.detection import Box, Detection, FaceDetector, FrameFaces, encode_jpeg  # noqa: F401 - re-exported
+from realness_tasks.detection import Box, Detection, FaceDetector, FrameFaces, encode_jpeg, iou  # noqa: F401 - re-exported
 from realness_tasks.mtcnn_lite import LiteMtcnn, converted_networks
 from realness_tasks.settings import CropSettings, DetectionSettings
 
@@ -109,17 +109,6 @@ def _rescale(detection: Detection, sx: float, sy: float) -> Detection:
     if detection.landmarks is not None:
         landmarks = tuple(v * (sx if i % 2 == 0 else sy) for i, v in enumerate(detection.landmarks))
     return Detection((x * sx, y * sy, w * sx, h * sy), detection.confidence, landmarks, detection.detector)
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes (x, y, w, h)."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    inter_w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    inter_h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = inter_w * inter_h
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
 
 
 def merge_detections(a: list[Detection], b: list[Detection], iou_threshold: float) -> list[Detection]:

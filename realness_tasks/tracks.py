@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from realness_tasks.detection import iou
+
 MIN_IOU = 0.2
 MAX_SHIFT = 0.5
 MAX_MISSED = 1
@@ -56,16 +58,6 @@ def colour_histogram(crop_bgr: np.ndarray) -> np.ndarray:
     counts = [cv2.calcHist([centre], [c], None, [HISTOGRAM_BINS], [0, 256]).ravel() for c in range(3)]
     histogram = np.concatenate(counts).astype(np.float32)
     return histogram / max(float(histogram.sum()), 1.0)
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two boxes (x, y, w, h)."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    union = aw * ah + bw * bh - w * h
-    return w * h / union if union > 0 else 0.0
 
 
 def near(a: Sequence[float], b: Sequence[float]) -> bool:
