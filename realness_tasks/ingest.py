@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from realness_tasks import labels, ledger
-from realness_tasks.faults import checkpoint
+from realness_tasks.crash_points import checkpoint
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.ledger import LedgerEntry, Status, VideoRecord
