@@ -287,8 +287,6 @@ def scan_landing(cfg: RealnessConfig, store: ObjectStore, db: Database, *, repro
     are written only when new or changed, so a re-run changes nothing. Labels found for videos ingested
     before are recorded in the ``labels`` table.
     """
-    from realness_tasks import labels as label_table
-
     listed = list(store.list(cfg.landing_prefix))
     skipped = [{"source_uri": store.uri_for(o.key), "reason": reason}
                for o in listed if (reason := skip_reason(o.key, o.size))]
@@ -323,7 +321,7 @@ def scan_landing(cfg: RealnessConfig, store: ObjectStore, db: Database, *, repro
     for obj in objects:
         if obj.problem:
             note(obj, Status.UNSAFE_KEY, obj.problem)
-    label_table.sync_from_landing(db, store, facts, rows, {o.key: o.etag for o in objects}, sidecars, run_id=run_id)
+    labels.sync_from_landing(db, store, facts, rows, {o.key: o.etag for o in objects}, sidecars, run_id=run_id)
     clean_staging(cfg, store, db)
 
     done = {} if reprocess else {uri: r["source_etag"] for uri, r in rows.items() if Status(r["status"]).terminal}
