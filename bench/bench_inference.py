@@ -126,7 +126,7 @@ def quality(version: str, threads: int) -> None:
     import keras
 
     from realness_tasks import dataset as ds
-    from realness_tasks import labels as label_facts
+    from realness_tasks import labels
     from realness_tasks import registry
     from realness_tasks.config import RealnessConfig
     from realness_tasks.db import Database
@@ -141,7 +141,7 @@ def quality(version: str, threads: int) -> None:
     try:
         manifest = json.loads(store.get_bytes(registry.artefact_key(cfg, version, "manifest.json")))
         metrics = json.loads(store.get_bytes(registry.artefact_key(cfg, version, "metrics.json")))
-        faces = ds.read_faces(cfg, store, manifest["shards"], label_facts.for_training(db)).faces
+        faces = ds.read_faces(cfg, store, manifest["shards"], labels.for_training(db)).faces
     finally:
         db.dispose()
     split = {name: set(part["videos"]) for name, part in manifest["splits"].items()}

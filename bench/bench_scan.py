@@ -123,7 +123,7 @@ def land(settings: dict[str, str], paths: list[Path]) -> None:
 
 def ingest_report(settings: dict[str, str], run_id: str) -> dict:
     from realness_tasks.config import RealnessConfig
-    from realness_tasks.ingest import report_key
+    from realness_tasks.run_summary import report_key
     from realness_tasks.storage import open_store
 
     cfg = RealnessConfig.from_env(settings)

@@ -45,7 +45,7 @@ def realness_ingest():
         from dataclasses import asdict
 
         from realness_airflow import load_config
-        from realness_tasks.ingest import batch_refs, scan_landing
+        from realness_tasks.discovery import batch_refs, scan_landing
         from realness_tasks.resources import run_resources
 
         cfg = load_config()
@@ -64,7 +64,8 @@ def realness_ingest():
         from realness_airflow import load_config, run_id_from_context
         from realness_tasks.embeddings import build_embedder
         from realness_tasks.faces import build_detector
-        from realness_tasks.ingest import BatchProgress, VideoRef, process_video
+        from realness_tasks.discovery import VideoRef
+        from realness_tasks.extraction import BatchProgress, process_video
         from realness_tasks.resources import run_resources
 
         from airflow.sdk.exceptions import AirflowFailException
@@ -88,11 +89,12 @@ def realness_ingest():
         """One task for the whole run (a reduce over extract_faces): Great Expectations is imported once
         and validates the run's shards a few hundred per suite run."""
         from realness_airflow import load_config, run_id_from_context
-        from realness_tasks.ingest import VideoOutcome, validate_and_publish
+        from realness_tasks.ledger import LedgerEntry
+        from realness_tasks.publication import validate_and_publish
         from realness_tasks.resources import run_resources
 
         run_id, run_date = run_id_from_context()
-        outcomes = [VideoOutcome.from_dict(o) for batch in batches for o in batch]
+        outcomes = [LedgerEntry.from_dict(o) for batch in batches for o in batch]
         with run_resources(load_config()) as run:
             validated = validate_and_publish(run.cfg, run.store, run.db, outcomes, run_id=run_id, run_date=run_date)
         return [o.to_dict() for o in validated]
@@ -101,16 +103,17 @@ def realness_ingest():
     def summarize(validated: list[dict], accounted: dict | None = None, dag_run=None) -> dict:
         """The run report, from the validated outcomes and what ``discover`` ``accounted`` for itself."""
         from realness_airflow import load_config
-        from realness_tasks.ingest import VideoOutcome, summarize
+        from realness_tasks.ledger import LedgerEntry
         from realness_tasks.resources import run_resources
+        from realness_tasks.run_summary import write_run_summary
 
         accounted = accounted or {}
-        outcomes = [VideoOutcome.from_dict(o) for o in accounted.get("recorded", [])]
-        outcomes += [VideoOutcome.from_dict(o) for o in validated]
+        outcomes = [LedgerEntry.from_dict(o) for o in accounted.get("recorded", [])]
+        outcomes += [LedgerEntry.from_dict(o) for o in validated]
         with run_resources(load_config()) as run:
-            summary = summarize(run.cfg, run.store, run.db, outcomes, run_id=dag_run.run_id,
-                                dag_id=dag_run.dag_id, started_at=dag_run.start_date,
-                                skipped=accounted.get("skipped", []))
+            summary = write_run_summary(run.cfg, run.store, run.db, outcomes, run_id=dag_run.run_id,
+                                        dag_id=dag_run.dag_id, started_at=dag_run.start_date,
+                                        skipped=accounted.get("skipped", []))
         print(f"ingest summary: {summary['statuses']}, {summary['faces']} faces published")
         return {k: summary[k] for k in ("videos", "statuses", "faces", "published")}
 

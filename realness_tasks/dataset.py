@@ -300,14 +300,14 @@ def load_dataset(cfg: RealnessConfig, store: ObjectStore, listed_at: datetime, d
     Labels come from the ``labels`` table of ``db`` (opened from ``cfg`` when not given) and, for
     videos it does not know, from the shards.
     """
-    from realness_tasks import labels as label_table
+    from realness_tasks import labels
 
     shards = list_shards(cfg, store)
     own = db is None
     db = db or Database(cfg.resolved_database_url)
     try:
-        table_labels = label_table.for_training(db)
-        table_groups = label_table.split_groups(db)
+        table_labels = labels.for_training(db)
+        table_groups = labels.split_groups(db)
     finally:
         if own:
             db.dispose()

@@ -8,7 +8,7 @@ ingesting the videos again. Training reads the effective label of each video fro
 ``video_labels`` view (a sidecar's label before a folder's, then the most recently recorded), and
 falls back on the label written into the shard only where the table has none.
 
-A label carries the video's split group when the sidecar gives one (``ingest.split_groups``: a
+A label carries the video's split group when the sidecar gives one (``landing_labels.split_groups``: a
 person, a shoot, the real video a fake was made from); training keeps a group in one split. It is
 part of the label's value: a sidecar that changes only the group updates the row too.
 

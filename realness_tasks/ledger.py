@@ -63,7 +63,7 @@ class LedgerEntry:
     decode_path: str | None = None        # how the sampled frames were decoded: "keyframes" or "sequential"
     staged_key: str | None = None
     detector_stats: dict[str, int] = field(default_factory=dict)
-    stage_seconds: dict[str, float] = field(default_factory=dict)  # where the time went (ingest.STAGES)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # where the time went (stage_timings.STAGES)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", str(Status(self.status)))

@@ -27,7 +27,7 @@ from realness_tasks.config import RealnessConfig
 from realness_tasks.crops import crop_decoder
 from realness_tasks.db import Database
 from realness_tasks.detector import Detector, sigmoid
-from realness_tasks.faults import checkpoint
+from realness_tasks.crash_points import checkpoint
 from realness_tasks.foundation import FeatureCache, load_encoder
 from realness_tasks.inference import TFLiteScorer
 from realness_tasks.metrics import log_odds

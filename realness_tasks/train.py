@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from realness_tasks import dataset as ds
-from realness_tasks import labels as label_facts
+from realness_tasks import labels
 from realness_tasks import registry, verdicts
 from realness_tasks.config import RealnessConfig
 from realness_tasks.crops import decode_crops
@@ -780,4 +780,4 @@ def labelled_faces_since(cfg: RealnessConfig, store: ObjectStore, db: Database, 
     since = registry.as_utc(since) if since is not None else registry.last_data_cutoff(db)
     keys = [o.key for o in store.list(cfg.faces_prefix)
             if o.key.endswith(".parquet") and (since is None or registry.as_utc(o.modified) > since)]
-    return ds.count_labelled(store, keys, label_facts.for_training(db))
+    return ds.count_labelled(store, keys, labels.for_training(db))

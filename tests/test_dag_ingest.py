@@ -11,7 +11,7 @@ from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.shards import read_shard
 from realness_tasks.storage import open_store
-from realness_tasks.ingest import report_key
+from realness_tasks.run_summary import report_key
 from tests.conftest import run_dag
 from tests.landing import populate
 

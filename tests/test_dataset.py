@@ -236,16 +236,16 @@ def test_a_group_holding_a_class_s_only_videos_stays_in_train():
         assert all(any(videos[v] == 0 for v in split[name]) for name in ds.SPLITS), (seed, split)
 
 
-def record_groups(cfg, groups: dict[str, str], labels: dict[str, str]) -> None:
-    """Record ``labels`` in the labels table as a sidecar would, with each video's split group."""
-    from realness_tasks import labels as label_table
+def record_groups(cfg, groups: dict[str, str], video_labels: dict[str, str]) -> None:
+    """Record ``video_labels`` in the labels table as a sidecar would, with each video's split group."""
+    from realness_tasks import labels
     from realness_tasks.db import Database
 
     db = Database(cfg.resolved_database_url)
-    for video, label in labels.items():
-        label_table.record(db, video, label=label, source="file:///landing/metadata.json", kind=label_table.METADATA,
-                           source_uri=f"file:///landing/{video}.mp4", source_etag="e", split_group=groups.get(video),
-                           run_id="r")
+    for video, label in video_labels.items():
+        labels.record(db, video, label=label, source="file:///landing/metadata.json", kind=labels.METADATA,
+                      source_uri=f"file:///landing/{video}.mp4", source_etag="e", split_group=groups.get(video),
+                      run_id="r")
     db.dispose()
 
 

@@ -164,8 +164,7 @@ from datetime import datetime  # noqa: E402
 
 import pyarrow.parquet as pq  # noqa: E402
 
-from realness_tasks import labels as label_table  # noqa: E402
-from realness_tasks import ledger, samples, scoring  # noqa: E402
+from realness_tasks import labels, ledger, samples, scoring  # noqa: E402
 from realness_tasks.db import Database  # noqa: E402
 from realness_tasks.ingest import run_ingest  # noqa: E402
 from realness_tasks.storage import StorageUnavailable, open_store  # noqa: E402
@@ -361,7 +360,7 @@ def test_fault_late_and_corrected_sidecars_label_without_reingesting(tmp_path, c
     assert sorted(r["label"] for r in after["videos"]) == ["FAKE", "REAL"]
     db = Database(cfg.resolved_database_url)
     faces, unlabelled, other_margin = dataset.read_faces(cfg, store, dataset.list_shards(cfg, store),
-                                                         label_table.for_training(db))
+                                                         labels.for_training(db))
     assert len(faces) > 0 and unlabelled == other_margin == 0 and set(faces.labels.tolist()) == {0, 1}
 
     # A corrected sidecar changes the label (and when it was recorded); a removed entry withdraws it.
@@ -372,7 +371,7 @@ def test_fault_late_and_corrected_sidecars_label_without_reingesting(tmp_path, c
     assert rows["a.mp4"]["recorded_at"] > by_uri["a.mp4"]["recorded_at"]
     assert rows["b.mp4"]["label"] is None
     faces, unlabelled, other_margin = dataset.read_faces(cfg, store, dataset.list_shards(cfg, store),
-                                                         label_table.for_training(db))
+                                                         labels.for_training(db))
     assert set(faces.labels.tolist()) == {0} and unlabelled > 0 and other_margin == 0
     assert sorted(r["label"] or "-" for r in db.query("SELECT label FROM videos")) == ["-", "REAL"]
     db.dispose()

@@ -10,9 +10,12 @@ import pytest
 from realness_tasks import ledger
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
-from realness_tasks.ingest import (BatchProgress, VideoOutcome, VideoRef, batch_refs, discover, label_facts,
-                                   parse_sidecar, read_labels, run_ingest, scan_landing, sidecar_reason,
-                                   validate_and_publish)
+from realness_tasks.discovery import VideoRef, batch_refs, discover, scan_landing
+from realness_tasks.extraction import BatchProgress
+from realness_tasks.ingest import run_ingest
+from realness_tasks.landing_labels import find_labels, parse_sidecar, read_labels, sidecar_reason
+from realness_tasks.ledger import LedgerEntry
+from realness_tasks.publication import validate_and_publish
 from realness_tasks.settings import SamplingSettings
 from realness_tasks.shards import read_shard, rows_to_table, table_to_bytes
 from realness_tasks.storage import StorageUnavailable, open_store
@@ -132,12 +135,12 @@ def test_a_face_only_in_the_last_minute_of_ten_is_found_and_the_coverage_recorde
     assert sorted(set(shard.column("frame_index").to_pylist())) == [542, 551, 561, 570, 580, 589, 599]
 
 
-def _stage(store, video_id: str, shard: bytes) -> VideoOutcome:
+def _stage(store, video_id: str, shard: bytes) -> LedgerEntry:
     """A shard staged by extract_faces for ``video_id``, and the outcome it handed on."""
     key = f"staging/2026-11-26/{video_id}.parquet"
     store.put_bytes(key, shard)
-    return VideoOutcome(f"file:///{video_id}.mp4", "etag", "STAGED", video_id=video_id, staged_key=key, faces=4,
-                        stage_seconds={"write": 0.1})
+    return LedgerEntry(f"file:///{video_id}.mp4", "etag", "STAGED", video_id=video_id, staged_key=key, faces=4,
+                       stage_seconds={"write": 0.1})
 
 
 def _shard(video_id: str, crop_size: int, **changes) -> bytes:
@@ -150,7 +153,7 @@ def test_a_bad_shard_among_good_ones_is_quarantined_alone_with_its_own_report(lo
     cfg = local_config
     store = open_store(cfg.resolved_store_uri)
     db = Database(cfg.resolved_database_url)
-    no_face = VideoOutcome("file:///n.mp4", "etag", "NO_FACE", reason="no face in 8 sampled frames")
+    no_face = LedgerEntry("file:///n.mp4", "etag", "NO_FACE", reason="no face in 8 sampled frames")
     outcomes = [_stage(store, "g1", _shard("g1", cfg.crop.size)),
                 _stage(store, "b1", _shard("b1", cfg.crop.size, confidence=1.7)), no_face,
                 _stage(store, "u1", b"junk"), _stage(store, "g2", _shard("g2", cfg.crop.size))]
@@ -179,7 +182,7 @@ def test_a_bad_shard_among_good_ones_is_quarantined_alone_with_its_own_report(lo
 
 
 def test_shards_validated_a_chunk_at_a_time_get_the_verdicts_they_get_together(local_config, monkeypatch):
-    from realness_tasks import ingest, validation
+    from realness_tasks import publication, validation
 
     cfg = local_config
     store = open_store(cfg.resolved_store_uri)
@@ -192,7 +195,7 @@ def test_shards_validated_a_chunk_at_a_time_get_the_verdicts_they_get_together(l
         return validate_run(shards, crop)
 
     monkeypatch.setattr(validation, "validate_shards", counted_run)
-    monkeypatch.setattr(ingest, "SHARDS_PER_VALIDATION_RUN", 2)
+    monkeypatch.setattr(publication, "SHARDS_PER_VALIDATION_RUN", 2)
     outcomes = [_stage(store, f"v{i}", _shard(f"v{i}", cfg.crop.size, **({"box_x": 600} if i == 3 else {})))
                 for i in range(5)]
     validated = validate_and_publish(cfg, store, db, outcomes, run_id="r", run_date="2026-11-26")
@@ -254,7 +257,7 @@ def test_sidecar_groups_and_originals_give_each_video_its_split_group():
     keys = [f"landing/dfdc/{n}.mp4" for n in ("orig", "fake1", "anna1", "anna-fake", "own", "solo", "loop-a",
                                                "loop-b", "bad", "blank")] + ["landing/other/x.mp4",
                                                                             "landing/other/y.mp4", "landing/real/z.mp4"]
-    facts = label_facts("landing/", keys, [dfdc, other])
+    facts = find_labels("landing/", keys, [dfdc, other])
     assert {key.removeprefix("landing/"): fact[3] for key, fact in facts.items()} == {
         "dfdc/orig.mp4": "landing/dfdc/orig.mp4", "dfdc/fake1.mp4": "landing/dfdc/orig.mp4",
         "dfdc/anna1.mp4": "anna", "dfdc/anna-fake.mp4": "anna", "dfdc/own.mp4": "bob", "dfdc/solo.mp4": None,
@@ -372,7 +375,7 @@ def test_the_run_report_splits_the_time_by_stage(ingested):
 
 
 def test_embedding_targets_spread_over_the_planned_frames():
-    from realness_tasks.ingest import embedding_targets
+    from realness_tasks.extraction import embedding_targets
 
     assert embedding_targets(list(range(0, 100, 10)), 3) == [0, 40, 90]   # positions 0, 4.5 (to even), 9
     assert embedding_targets([4, 8], 5) == [4, 8]

@@ -1,6 +1,6 @@
 -- Split groups: videos that must stay in one train/val/test split (one person, one shoot, a real
 -- video and the fakes made from it). A sidecar entry's "group", else its "original"'s group, else
--- the original's key (see realness_tasks/ingest.py: label_facts). NULL: the video is its own group.
+-- the original's key (see realness_tasks/landing_labels.py: find_labels). NULL: the video is its own group.
 -- Recorded with the label it came with, so a corrected sidecar updates it like a label.
 
 DROP VIEW video_labels;
