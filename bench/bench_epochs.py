@@ -1,5 +1,5 @@
 """How does each training epoch do on people the model never saw? Trains as ``realness train`` does
-(the same dataset, classifier and ``train.fit``) on the detection benchmark's ingested videos, and
+(the same dataset, classifier and ``fitting.fit``) on the detection benchmark's ingested videos, and
 after every epoch scores the benchmark's 13 scored people (dominant face, mean per video): video
 AUC overall, per manipulation kind, and within each person (real against fake videos of the same
 person, averaged), each person's mean fake probability over their real videos, next to the
@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import pyarrow.dataset as pads  # noqa: E402
 
 from realness_tasks import dataset as ds  # noqa: E402
-from realness_tasks import registry, train  # noqa: E402
+from realness_tasks import fitting, registry  # noqa: E402
 from realness_tasks.config import RealnessConfig  # noqa: E402
 from realness_tasks.db import Database  # noqa: E402
 from realness_tasks.metrics import roc_auc  # noqa: E402
@@ -125,10 +125,10 @@ def main() -> None:
     cfg = RealnessConfig.from_env(home=str(args.work / "ingested"))
     store, db = open_store(cfg.resolved_store_uri, cfg.s3), Database(cfg.resolved_database_url)
     data = ds.load_dataset(cfg, store, listed_at=registry.utc_now(), db=db)
-    maker = train.pseudo_fake_maker(cfg, data.train, print)
-    model, _, _ = train.prepared_classifier(cfg, data.train, print)
+    maker = fitting.pseudo_fake_maker(cfg, data.train, print)
+    model, _, _ = fitting.prepared_classifier(cfg, data.train, print)
 
-    tracker_of_training = train.epoch_tracker
+    tracker_of_training = fitting.epoch_tracker
     fine_tuned: list[list[np.ndarray]] = []   # each fine-tuning epoch's weights, for --flip-and-average
 
     def tracker(report, total_epochs, val_data, val_labels, keep):
@@ -159,8 +159,8 @@ def main() -> None:
         callback.on_epoch_end = on_epoch_end
         return callback
 
-    train.epoch_tracker = tracker   # the one hook: fit() builds its tracker through this name
-    train.fit(model, data.train, data.val, cfg.training, pseudo_fakes=maker, report=print)
+    fitting.epoch_tracker = tracker   # the one hook: fit() builds its tracker through this name
+    fitting.fit(model, data.train, data.val, cfg.training, pseudo_fakes=maker, report=print)
     db.dispose()
 
 

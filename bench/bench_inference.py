@@ -133,7 +133,7 @@ def quality(version: str, threads: int) -> None:
     from realness_tasks.inference import ENGINE_FILES, TFLiteScorer, export_tflite, score_crops
     from realness_tasks.model import predict_probabilities
     from realness_tasks.storage import open_store
-    from realness_tasks.train import calibration_faces, engine_measurement
+    from realness_tasks.version_folder import calibration_faces, engine_measurement
 
     cfg = RealnessConfig.from_env()
     store = open_store(cfg.resolved_store_uri, cfg.s3)

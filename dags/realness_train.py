@@ -61,7 +61,8 @@ def realness_train():
         from dataclasses import asdict
 
         from realness_airflow import load_config
-        from realness_tasks.train import approve_version, run_training
+        from realness_tasks.promotion import approve_version
+        from realness_tasks.train import run_training
 
         if params.get("approve_version"):
             return approve_version(load_config(), params["approve_version"], params.get("approve_reason") or "")

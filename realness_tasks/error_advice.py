@@ -20,7 +20,7 @@ def explain(exc: BaseException) -> str | None:
     from realness_tasks.model import BackboneUnavailable
     from realness_tasks.settings import ConfigurationError
     from realness_tasks.storage import StorageUnavailable
-    from realness_tasks.train import ChampionUnavailable
+    from realness_tasks.promotion import ChampionUnavailable
 
     first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, StorageUnavailable):

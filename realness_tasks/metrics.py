@@ -1,12 +1,25 @@
-"""Metrics shared by training, evaluation and the detector's calibration (FAKE = 1 is the positive class)."""
+"""Metrics shared by training, evaluation and the detector's calibration (FAKE = 1 is the positive class).
+
+Per face (AUC, ROC curve, counts at a threshold, cross-entropy), per video under the verdict rule
+that scoring applies (``video_scores``, ``video_metrics``), and the decision threshold's choice
+(``choose_threshold`` on scores, ``choose_video_threshold`` on the videos they make).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from realness_tasks import verdicts
+
+if TYPE_CHECKING:
+    from realness_tasks.settings import ScoringSettings
+    from realness_tasks.dataset import FaceSet
+
 LOG_ODDS_CLIP = 1e-6  # scores are clipped to [1e-6, 1 - 1e-6] before taking log-odds
+THRESHOLD_RULE = "midpoint_of_class_median_log_odds_of_validation_videos"
+THRESHOLD_ROUNDS = 5  # choose_video_threshold's passes at most: it stops as soon as the threshold stops moving
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -45,12 +58,12 @@ def log_odds(scores: np.ndarray) -> np.ndarray:
 def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     """The point halfway, in log-odds, between the median validation score of real faces and of fake faces.
 
-    The validation split holds few people. A cut maximising Youden's J lands on whichever face
-    separates those few people, far from run to run, and new people's real videos then fall above
-    it; the midpoint calls fewer of them FAKE and balances real and fake better
-    (docs/detection-benchmark.md). Log-odds because scores crowd near 0 and 1; medians so that one
-    saturated face does not move it. Like J, it does not depend on the share of fakes, which differs
-    between the labelled set and what arrives for scoring.
+    The validation split holds few people. The cut maximising Youden's J lands on whichever face
+    separates those few people, so it swings widely between runs and new people's real videos fall
+    above it; this midpoint calls fewer of them FAKE and balances real and fake better
+    (docs/training.md, "Decision threshold"). Log-odds because scores crowd near 0 and 1; medians
+    so that one saturated face does not move it. Like J, it does not depend on the share of fakes,
+    which differs between the labelled set and what arrives for scoring.
     """
     labels = np.asarray(labels)
     if not (labels == 0).any() or not (labels == 1).any():
@@ -81,3 +94,47 @@ def binary_cross_entropy(labels: np.ndarray, scores: np.ndarray) -> float:
     p = np.clip(np.asarray(scores, np.float64), 1e-7, 1 - 1e-7)
     y = np.asarray(labels, np.float64)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if len(y) else float("nan")
+
+
+def video_scores(faces: FaceSet, scores: np.ndarray, threshold: float,
+                 settings: ScoringSettings) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Each video's label and score under the verdict rule scoring uses (confident strategy, per person)."""
+    labels, video_p, verdict_names = [], [], []
+    for video in sorted(set(faces.video_ids.tolist())):
+        rows = np.flatnonzero(faces.video_ids == video)
+        scored = [verdicts.face_score(video, 0, int(faces.face_index[i]), float(scores[i]), threshold) for i in rows]
+        verdict = verdicts.aggregate(video, None, scored, threshold, settings)
+        labels.append(int(faces.labels[rows[0]]))
+        video_p.append(verdict.p_fake)
+        verdict_names.append(verdict.verdict)
+    return np.array(labels, np.int32), np.array(video_p, np.float64), verdict_names
+
+
+def video_metrics(faces: FaceSet, scores: np.ndarray, threshold: float, settings: ScoringSettings) -> dict[str, Any]:
+    """Video-level metrics of held-out faces: AUC of the video scores, and counts at the model's threshold."""
+    labels, video_p, verdict_names = video_scores(faces, scores, threshold, settings)
+    metrics = classification_metrics(labels, video_p, threshold)
+    metrics["videos"] = metrics.pop("faces")
+    metrics["uncertain"] = verdict_names.count(verdicts.UNCERTAIN)
+    return metrics
+
+
+def choose_video_threshold(faces: FaceSet, scores: np.ndarray, settings: ScoringSettings) -> float:
+    """:func:`choose_threshold` over the validation *videos'* scores under the verdict rule.
+
+    The threshold judges videos, and a video's score is not its faces' median: the verdict rule
+    takes the mean of the confidently fake faces when enough of them are, so the videos of real
+    people with many fake-looking frames score well above their faces; a threshold chosen on the
+    videos calls fewer of them FAKE (docs/training.md, "Decision threshold"). The video score
+    depends on the threshold only through the rule's confident cuts (``max(confident_fake, t)``,
+    ``min(confident_real, t)``), so the faces' midpoint starts it and each pass re-chooses on the
+    videos scored with the last threshold until it stops moving.
+    """
+    threshold = choose_threshold(faces.labels, scores)
+    for _ in range(THRESHOLD_ROUNDS):
+        labels, video_p, _ = video_scores(faces, scores, threshold, settings)
+        chosen = choose_threshold(labels, video_p)
+        if chosen == threshold:
+            break
+        threshold = chosen
+    return threshold

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from realness_tasks import dataset as ds
-from realness_tasks import metrics, registry, train
+from realness_tasks import fitting, metrics, promotion, registry, train, version_folder
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.inference import TFLiteScorer
+from realness_tasks.metrics import THRESHOLD_RULE
 from realness_tasks.model import Backbone, decode_crops
 from realness_tasks.settings import ScoringSettings, TrainingSettings
 from realness_tasks.storage import open_store
@@ -99,9 +100,9 @@ def test_the_threshold_is_chosen_on_the_validation_videos_scores_under_the_verdi
     # on faces, the real median is 0.1; on videos, halfway between 0.1 and 0.9 in log-odds, i.e. 0.5
     on_faces = 1 / (1 + math.exp(-(log_odds(0.1) + log_odds(0.95)) / 2))
     assert metrics.choose_threshold(faces.labels, scores) == pytest.approx(on_faces)   # 0.592
-    threshold = train.choose_video_threshold(faces, scores, ScoringSettings())
+    threshold = metrics.choose_video_threshold(faces, scores, ScoringSettings())
     assert threshold == pytest.approx(1 / (1 + math.exp(-log_odds(0.95) / 2)))        # 0.813
-    labels, video_p, _ = train.video_scores(faces, scores, threshold, ScoringSettings())
+    labels, video_p, _ = metrics.video_scores(faces, scores, threshold, ScoringSettings())
     assert video_p.tolist() == pytest.approx([0.95, 0.95, 0.1, 0.1, 0.9, 0.9])      # sorted by video id
     assert metrics.choose_threshold(labels, video_p) == pytest.approx(threshold)      # it stopped where it is stable
 
@@ -116,7 +117,7 @@ def tracked_epochs(keep: str, kernels_by_phase: dict[str, list[float]]) -> tuple
     val_data = tf.data.Dataset.from_tensor_slices((features, labels)).batch(4)
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, activation="sigmoid")])
     messages: list[str] = []
-    tracker = train.epoch_tracker(messages.append, 3, val_data, labels, keep)
+    tracker = fitting.epoch_tracker(messages.append, 3, val_data, labels, keep)
     tracker.set_model(model)
     number = 0
     for phase, kernels in kernels_by_phase.items():
@@ -149,16 +150,17 @@ def test_last_keeps_the_last_epoch_whatever_its_validation_auc():
 
 def test_batchnorm_statistics_are_re_estimated_on_faces_unless_turned_off_but_always_for_a_random_backbone():
     pretrained, random = Backbone("efficientnet_lite0", "imagenet:x sha256:0"), Backbone("efficientnet_lite0", "random")
-    assert train.batchnorm_faces(TrainingSettings(), pretrained) == 1024
-    assert train.batchnorm_faces(TrainingSettings(batchnorm_faces=0), pretrained) == 0
-    assert train.batchnorm_faces(TrainingSettings(batchnorm_faces=0), random) == train.RANDOM_BACKBONE_BATCHNORM_FACES
+    assert fitting.batchnorm_faces(TrainingSettings(), pretrained) == 1024
+    assert fitting.batchnorm_faces(TrainingSettings(batchnorm_faces=0), pretrained) == 0
+    assert (fitting.batchnorm_faces(TrainingSettings(batchnorm_faces=0), random)
+            == fitting.RANDOM_BACKBONE_BATCHNORM_FACES)
 
 
 def test_an_epoch_draws_the_faces_per_epoch_budget_or_the_whole_stream_when_smaller_or_unbudgeted():
-    assert train.epoch_steps(10_000, TrainingSettings(faces_per_epoch=2048, batch_size=32)) == 64
-    assert train.epoch_steps(1_000, TrainingSettings(faces_per_epoch=2048, batch_size=32)) == 32   # 1,000 / 32 up
-    assert train.epoch_steps(10_000, TrainingSettings(faces_per_epoch=0, batch_size=32)) == 313
-    assert train.epoch_steps(100, TrainingSettings(faces_per_epoch=40, batch_size=16)) == 3
+    assert fitting.epoch_steps(10_000, TrainingSettings(faces_per_epoch=2048, batch_size=32)) == 64
+    assert fitting.epoch_steps(1_000, TrainingSettings(faces_per_epoch=2048, batch_size=32)) == 32   # 1,000 / 32 up
+    assert fitting.epoch_steps(10_000, TrainingSettings(faces_per_epoch=0, batch_size=32)) == 313
+    assert fitting.epoch_steps(100, TrainingSettings(faces_per_epoch=40, batch_size=16)) == 3
 
 
 def face_set(labels: list[int], video_ids: list[str] | None = None) -> ds.FaceSet:
@@ -171,12 +173,12 @@ def face_set(labels: list[int], video_ids: list[str] | None = None) -> ds.FaceSe
 
 def test_the_monitored_validation_sample_keeps_each_class_in_its_share_and_is_the_same_every_time():
     val = face_set([0] * 75 + [1] * 25)
-    sample = train.monitoring_sample(val, 20, seed=7)
+    sample = fitting.monitoring_sample(val, 20, seed=7)
     assert sorted(sample.labels.tolist()) == [0] * 15 + [1] * 5
     assert sample.jpegs == sorted(sample.jpegs) and len(set(sample.jpegs)) == 20   # distinct faces, split order
-    assert sample.jpegs == train.monitoring_sample(val, 20, seed=7).jpegs
-    assert train.monitoring_sample(val, 0, seed=7) is val and train.monitoring_sample(val, 100, seed=7) is val
-    assert train.monitoring_sample(face_set([0] * 99 + [1]), 10, seed=7).labels.tolist().count(1) == 1
+    assert sample.jpegs == fitting.monitoring_sample(val, 20, seed=7).jpegs
+    assert fitting.monitoring_sample(val, 0, seed=7) is val and fitting.monitoring_sample(val, 100, seed=7) is val
+    assert fitting.monitoring_sample(face_set([0] * 99 + [1]), 10, seed=7).labels.tolist().count(1) == 1
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +209,7 @@ def test_first_model_is_registered_and_promoted_with_every_artefact(two_runs, tm
         if name.endswith(".png"):
             assert store.get_bytes(store.key_for(uri))[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads(store.get_bytes(registry.artefact_key(cfg, first.version, "metrics.json")))
-    assert metrics["test"] == first.metrics and metrics["threshold_rule"] == train.THRESHOLD_RULE
+    assert metrics["test"] == first.metrics and metrics["threshold_rule"] == THRESHOLD_RULE
     assert metrics["threshold"] == 0.5 and metrics["history"]["phase"][-1] == "fine-tune"
     detector = metrics["detector"]      # fused and calibrated on the validation split; 0.5 is its threshold
     assert 0 <= detector["efficientnet_weight"] <= 1 and detector["temperature"] > 0
@@ -221,8 +223,8 @@ def test_first_model_is_registered_and_promoted_with_every_artefact(two_runs, tm
     fp32, int8 = metrics["engines"]["fp32"], metrics["engines"]["int8"]
     assert fp32["file"] == "model.tflite" and fp32["max_abs_difference"] <= 1e-4 and fp32["faces_compared"] > 0
     assert int8["file"] == "model-int8.tflite" and int8["bytes"] < fp32["bytes"] / 3
-    assert int8["calibration_faces"] == min(train.CALIBRATION_FACES, len(manifest_faces(store, cfg, first.version,
-                                                                                         "train")))
+    assert int8["calibration_faces"] == min(version_folder.CALIBRATION_FACES,
+                                            len(manifest_faces(store, cfg, first.version, "train")))
     test_faces = len(manifest_faces(store, cfg, first.version, "test"))
     assert int8["faces_compared"] == test_faces and 0 < int8["max_abs_difference"] < 0.5  # measured, not bounded
     assert int8["keras_video_auc"] == first.metrics["video"]["auc"] and int8["keras_face_auc"] == first.metrics["auc"]
@@ -320,7 +322,7 @@ def test_a_champion_that_cannot_be_loaded_stops_the_run_instead_of_being_replace
     versions_before = db.query("SELECT COUNT(*) AS n FROM model_versions")[0]["n"]
     store.put_bytes(key, b"not a keras archive")
     try:
-        with pytest.raises(train.ChampionUnavailable, match=f"champion {first.version} could not be loaded"):
+        with pytest.raises(promotion.ChampionUnavailable, match=f"champion {first.version} could not be loaded"):
             train.run_training(RealnessConfig.from_env({}, home=cfg.home, training=quick_settings(
                 frozen_epochs=1, finetune_epochs=0, faces_per_epoch=16, min_video_auc=0.0)), "run-broken-champion")
     finally:
