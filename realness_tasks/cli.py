@@ -93,7 +93,7 @@ def cmd_approve(args) -> int:
 
 def cmd_identities(args) -> int:
     """List, name, merge, split or forget identities (REALNESS_IDENTITY_ENABLED); see docs/identities.md."""
-    from realness_tasks import identities, registry
+    from realness_tasks import identities, identity_store, registry
     from realness_tasks.config import RealnessConfig
     from realness_tasks.db import Database
     from realness_tasks.storage import open_store
@@ -115,10 +115,10 @@ def cmd_identities(args) -> int:
             print(f"identity {args.other} merged into {args.identity}")
         elif args.action == "split":
             store = open_store(cfg.resolved_store_uri, cfg.s3)
-            keys = sorted(identities.video_shards(store, [cfg.faces_prefix], [args.video]).get(args.video, []))
+            keys = sorted(identity_store.video_shards(store, [cfg.faces_prefix], [args.video]).get(args.video, []))
             if not keys:
                 raise identities.UnknownIdentity(f"no shard of video {args.video} under {cfg.faces_prefix}")
-            new_id = identities.split(db, args.identity, args.video, identities.shard_embeddings(store, keys[-1]),
+            new_id = identities.split(db, args.identity, args.video, identity_store.shard_embeddings(store, keys[-1]),
                                       registry.utc_now())
             print(f"video {args.video} of identity {args.identity} is now identity {new_id}")
         elif args.action == "forget":
@@ -127,7 +127,7 @@ def cmd_identities(args) -> int:
                       "repeat with --yes", file=sys.stderr)
                 return 2
             store = open_store(cfg.resolved_store_uri, cfg.s3)
-            done = identities.forget(db, store, [cfg.faces_prefix, cfg.staging_prefix, cfg.quarantine_prefix],
+            done = identity_store.forget(db, store, [cfg.faces_prefix, cfg.staging_prefix, cfg.quarantine_prefix],
                                      args.identity)
             print(f"identity {done.identity_id} forgotten: {done.faces} face assignment(s) deleted, embeddings "
                   f"removed from {len(done.shards_rewritten)} shard(s)")
@@ -208,7 +208,7 @@ def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
 
 
 def cmd_status(args) -> int:
-    from realness_tasks import ledger
+    from realness_tasks import ledger, registry
     from realness_tasks.db import Database
 
     cfg = _config()
@@ -217,8 +217,7 @@ def cmd_status(args) -> int:
     print("ingest ledger:")
     print_table([{"status": k, "objects": v} for k, v in ledger.status_counts(db).items()])
     print("\nmodels:")
-    print_table(db.query("SELECT version, auc, f1_fake, threshold, promoted, reason FROM model_versions "
-                         "ORDER BY created_at DESC LIMIT 5"))
+    print_table(registry.recent_versions(db, 5))
     print("\nlatest verdicts:")
     print_verdicts(db)
     db.dispose()
@@ -226,9 +225,9 @@ def cmd_status(args) -> int:
 
 
 def print_verdicts(db) -> None:
-    print_table(db.query(
-        "SELECT source_uri AS video, verdict, p_fake, faces_scored, model_version, reason FROM latest_verdicts "
-        "ORDER BY CASE WHEN p_fake IS NULL THEN 1 ELSE 0 END, p_fake DESC, source_uri"))
+    from realness_tasks import queries
+
+    print_table(queries.verdict_table(db))
 
 
 def cmd_demo(args) -> int:
@@ -286,8 +285,7 @@ def cmd_demo(args) -> int:
             print(f"{dag_id} ended {run.state}; see the log above", file=sys.stderr)
             return 1
         if dag_id == "realness_train" and registry.read_pointer(cfg, store) is None:
-            newest = Database(cfg.resolved_database_url).query(
-                "SELECT version, reason FROM model_versions ORDER BY created_at DESC LIMIT 1")
+            newest = registry.recent_versions(Database(cfg.resolved_database_url), 1)
             why = f"{newest[0]['version']}: {newest[0]['reason']}" if newest else "no model was registered"
             print(f"The demo's model was not promoted ({why}), so there is nothing to score with: the demo stops "
                   f"here rather than publish verdicts of a model that failed its quality gate.", file=sys.stderr)

@@ -5,7 +5,7 @@ exports (one file per scoring engine, named in the record), metrics, dataset man
 names the model that scoring uses; it is replaced with one PUT, so readers see the old champion
 or the new one, never a mix. The store is the source of truth; the ``model_versions`` table
 mirrors it for queries and dashboards, and :func:`champion` repairs the mirror if a crash left
-it behind the pointer.
+it behind the pointer. This module alone writes ``model_versions``.
 """
 
 from __future__ import annotations
@@ -372,3 +372,17 @@ def last_data_cutoff(db: Database) -> datetime | None:
     """When the newest registered model's training data was listed (None before the first model)."""
     rows = db.query("SELECT MAX(data_cutoff) AS cutoff FROM model_versions")
     return as_utc(rows[0]["cutoff"]) if rows else None
+
+
+def recent_versions(db: Database, limit: int) -> list[dict]:
+    """The ``limit`` most recently registered versions: version, auc, f1_fake, threshold, promoted, reason."""
+    return db.query("SELECT version, auc, f1_fake, threshold, promoted, reason FROM model_versions "
+                    "ORDER BY created_at DESC LIMIT :limit", {"limit": limit})
+
+
+def version_threshold(db: Database, model_version: str) -> float:
+    """The decision threshold registered with ``model_version``; KeyError for a version not registered."""
+    rows = db.query("SELECT threshold FROM model_versions WHERE version = :v", {"v": model_version})
+    if not rows:
+        raise KeyError(f"model version {model_version} is not in model_versions")
+    return float(rows[0]["threshold"])
