@@ -208,7 +208,7 @@ def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
 
 
 def cmd_status(args) -> int:
-    from realness_tasks import ledger, registry
+    from realness_tasks import ledger, queries
     from realness_tasks.db import Database
 
     cfg = _config()
@@ -217,7 +217,7 @@ def cmd_status(args) -> int:
     print("ingest ledger:")
     print_table([{"status": k, "objects": v} for k, v in ledger.status_counts(db).items()])
     print("\nmodels:")
-    print_table(registry.recent_versions(db, 5))
+    print_table(queries.recent_versions(db, 5))
     print("\nlatest verdicts:")
     print_verdicts(db)
     db.dispose()
@@ -255,7 +255,7 @@ def cmd_demo(args) -> int:
     for name, value in env.items():  # the caller's environment wins, so any setting can be tried in the demo
         os.environ.setdefault(name, value)
     sys.path.insert(0, str(REPO / "plugins"))
-    from realness_tasks import registry, samples
+    from realness_tasks import queries, registry, samples
     from realness_tasks.config import RealnessConfig
     from realness_tasks.db import Database
     from realness_tasks.storage import open_store
@@ -285,7 +285,7 @@ def cmd_demo(args) -> int:
             print(f"{dag_id} ended {run.state}; see the log above", file=sys.stderr)
             return 1
         if dag_id == "realness_train" and registry.read_pointer(cfg, store) is None:
-            newest = registry.recent_versions(Database(cfg.resolved_database_url), 1)
+            newest = queries.recent_versions(Database(cfg.resolved_database_url), 1)
             why = f"{newest[0]['version']}: {newest[0]['reason']}" if newest else "no model was registered"
             print(f"The demo's model was not promoted ({why}), so there is nothing to score with: the demo stops "
                   f"here rather than publish verdicts of a model that failed its quality gate.", file=sys.stderr)

@@ -234,12 +234,6 @@ def _status_params(statuses: Iterable[Status]) -> dict[str, str]:
     return params
 
 
-def status_of(db: Database, source_uri: str) -> str | None:
-    """The ledger status of one source object (None: not in the ledger)."""
-    rows = db.query("SELECT status FROM ingest_ledger WHERE source_uri = :s", {"s": source_uri})
-    return rows[0]["status"] if rows else None
-
-
 def record_run(db: Database, *, run_id: str, dag_id: str, started_at: datetime, summary: Mapping[str, Any],
                status: str = "success") -> None:
     """Upsert the ``runs`` row of a finished run with its summary (a retried run rewrites it)."""

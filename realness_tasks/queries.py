@@ -1,9 +1,9 @@
-"""Reads of the reporting views and of tables that belong to several owners; this module writes nothing.
+"""The reads that show results, and those that join several owners' tables; this module writes nothing.
 
-Each table has one owner module, which alone writes it and holds the reads of that table alone
-(``docs/CONTRACTS.md`` lists them). What reads a view (``latest_verdicts``, ``daily_summary``) or
-joins the tables of several owners lives here, so the CLI, the verdicts page, reports, evaluation
-and the identity rule hold no SQL of their own.
+Each table has one owner module, which alone writes it and holds the reads the pipeline decides
+on (``docs/CONTRACTS.md`` lists them). What the CLI, the verdicts page, reports and evaluation
+read (the views ``latest_verdicts`` and ``daily_summary`` among it), and reads that join the tables
+of several owners (the identity rule's references), live here, so those modules hold no SQL.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from realness_tasks import verdicts
 from realness_tasks.db import Database
 
 # The verdicts page's orderings of ``latest_verdicts``, by the name its links use.
@@ -101,3 +102,73 @@ def reference_face_scores(db: Database, model_version: str, trusted_uri_prefixes
         "SELECT fs.identity_id, fs.video_id, fs.p_raw, fs.p_fake FROM face_scores fs JOIN videos v ON "
         f"v.video_id = fs.video_id WHERE fs.model_version = :m AND fs.identity_id IS NOT NULL AND ({where})",
         {"m": model_version, "real": "REAL", **{f"t{i}": like_prefix(p) for i, p in enumerate(trusted_uri_prefixes)}})
+
+
+
+# --- single tables, for reports, the verdicts page and the CLI ---------------------------------------
+
+
+def verdict_row(db: Database, video_id: str, model_version: str) -> dict:
+    """The ``verdicts`` row of one video by one model; KeyError when there is none."""
+    rows = db.query("SELECT * FROM verdicts WHERE video_id = :v AND model_version = :m",
+                    {"v": video_id, "m": model_version})
+    if not rows:
+        raise KeyError(f"no verdict for video {video_id} by model {model_version}")
+    return rows[0]
+
+
+def find_verdicts(db: Database, video: str, model_version: str) -> list[dict]:
+    """(video_id, model_version) of the verdicts by ``model_version`` of a video id or source URI, newest first."""
+    return db.query("SELECT video_id, model_version FROM verdicts WHERE (video_id = :v OR source_uri = :v) "
+                    "AND model_version = :m ORDER BY decided_at DESC", {"v": video, "m": model_version})
+
+
+def run_verdicts(db: Database, run_id: str, wanted: Sequence[str]) -> list[dict]:
+    """(video_id, model_version, verdict) of the verdicts ``run_id`` decided that are one of ``wanted``."""
+    if not wanted:
+        return []
+    marks = {f"verdict{i}": v for i, v in enumerate(wanted)}
+    return db.query("SELECT video_id, model_version, verdict FROM verdicts WHERE run_id = :run AND verdict IN ("
+                    + ", ".join(":" + k for k in marks) + ") ORDER BY model_version, video_id",
+                    {"run": run_id, **marks})
+
+
+def versions_with_verdicts(db: Database) -> list[str]:
+    """Every model version that decided a verdict, newest name first."""
+    return [r["model_version"] for r in db.query("SELECT DISTINCT model_version FROM verdicts "
+                                                 "ORDER BY model_version DESC")]
+
+
+def report_uri(db: Database, video_id: str, model_version: str) -> str | None:
+    """Where the verdict's report is stored (None: no verdict, or no report written)."""
+    rows = db.query("SELECT report_uri FROM verdicts WHERE video_id = :v AND model_version = :m",
+                    {"v": video_id, "m": model_version})
+    return rows[0]["report_uri"] if rows else None
+
+
+def segments_of(db: Database, video_id: str, model_version: str) -> list[verdicts.Segment]:
+    """The verdict's segments, in time order."""
+    return [verdicts.Segment(r["track_id"], r["start_s"], r["end_s"], r["faces"], r["p_fake"], r["verdict"])
+            for r in db.query("SELECT track_id, start_s, end_s, faces, p_fake, verdict FROM segments "
+                              "WHERE video_id = :v AND model_version = :m ORDER BY start_s, track_id",
+                              {"v": video_id, "m": model_version})]
+
+
+def ledger_status(db: Database, source_uri: str) -> str | None:
+    """The ledger status of one source object (None: not in the ledger)."""
+    rows = db.query("SELECT status FROM ingest_ledger WHERE source_uri = :s", {"s": source_uri})
+    return rows[0]["status"] if rows else None
+
+
+def recent_versions(db: Database, limit: int) -> list[dict]:
+    """The ``limit`` most recently registered versions: version, auc, f1_fake, threshold, promoted, reason."""
+    return db.query("SELECT version, auc, f1_fake, threshold, promoted, reason FROM model_versions "
+                    "ORDER BY created_at DESC LIMIT :limit", {"limit": limit})
+
+
+def version_threshold(db: Database, model_version: str) -> float:
+    """The decision threshold registered with ``model_version``; KeyError for a version not registered."""
+    rows = db.query("SELECT threshold FROM model_versions WHERE version = :v", {"v": model_version})
+    if not rows:
+        raise KeyError(f"model version {model_version} is not in model_versions")
+    return float(rows[0]["threshold"])

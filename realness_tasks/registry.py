@@ -373,16 +373,3 @@ def last_data_cutoff(db: Database) -> datetime | None:
     rows = db.query("SELECT MAX(data_cutoff) AS cutoff FROM model_versions")
     return as_utc(rows[0]["cutoff"]) if rows else None
 
-
-def recent_versions(db: Database, limit: int) -> list[dict]:
-    """The ``limit`` most recently registered versions: version, auc, f1_fake, threshold, promoted, reason."""
-    return db.query("SELECT version, auc, f1_fake, threshold, promoted, reason FROM model_versions "
-                    "ORDER BY created_at DESC LIMIT :limit", {"limit": limit})
-
-
-def version_threshold(db: Database, model_version: str) -> float:
-    """The decision threshold registered with ``model_version``; KeyError for a version not registered."""
-    rows = db.query("SELECT threshold FROM model_versions WHERE version = :v", {"v": model_version})
-    if not rows:
-        raise KeyError(f"model version {model_version} is not in model_versions")
-    return float(rows[0]["threshold"])

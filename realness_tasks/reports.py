@@ -282,7 +282,7 @@ def render(verdict: dict[str, Any], threshold: float, faces: Sequence[ReportFace
 def write_report(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id: str, model_version: str,
                  gradcam: GradCam) -> str:
     """Build the report of one verdict, store it, record its URI with the verdict; returns the URI."""
-    verdict = verdicts.verdict_row(db, video_id, model_version)
+    verdict = queries.verdict_row(db, video_id, model_version)
     faces = load_faces(cfg, store, db, video_id, model_version)
     suspicious = most_suspicious(faces, cfg.report.gradcam_faces)
     heatmaps = {}
@@ -290,8 +290,8 @@ def write_report(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id
         maps = gradcam.heatmaps([f.crop_jpeg for f in suspicious])
         heatmaps = {(f.frame_index, f.face_index): overlay(f.crop_jpeg, m) for f, m in zip(suspicious, maps, strict=True)}
     key = report_key(cfg, video_id, model_version)
-    page = render(verdict, registry.version_threshold(db, model_version), faces, heatmaps,
-                  verdicts.segments_of(db, video_id, model_version))
+    page = render(verdict, queries.version_threshold(db, model_version), faces, heatmaps,
+                  queries.segments_of(db, video_id, model_version))
     store.put_bytes(key, page.encode("utf-8"))
     uri = store.uri_for(key)
     verdicts.set_report_uri(db, video_id, model_version, uri)
@@ -309,7 +309,7 @@ def write_run_reports(cfg: RealnessConfig, run_id: str, progress: Progress | Non
         return {}
     with run_resources(cfg) as run:
         store, db = run.store, run.db
-        rows = verdicts.run_verdicts(db, run_id, wanted)
+        rows = queries.run_verdicts(db, run_id, wanted)
         written: dict[str, str] = {}
         gradcams: dict[str, GradCam] = {}
         for number, row in enumerate(rows, 1):
@@ -328,7 +328,7 @@ def write_video_report(cfg: RealnessConfig, video: str, model_version: str | Non
     with run_resources(cfg) as run:
         store, db = run.store, run.db
         rows = (queries.latest_verdicts_of(db, video) if model_version is None
-                else verdicts.find_verdicts(db, video, model_version))
+                else queries.find_verdicts(db, video, model_version))
         if not rows:
             raise KeyError(f"no verdict for {video}" + (f" by model {model_version}" if model_version else "")
                            + ": give a video id or source URI that was scored")

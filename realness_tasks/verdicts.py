@@ -5,8 +5,7 @@ Detection Challenge 2020), adapted to a model's stored threshold; ``docs/scoring
 the rule with examples. :func:`publish` writes a run's videos, face scores and verdicts in one
 transaction, as upserts keyed by (video, model version), so a re-run rewrites the same rows.
 
-This module alone writes ``face_scores``, ``verdicts``, ``segments`` and ``verdict_exports``, and
-holds the reads of those tables.
+This module alone writes ``face_scores``, ``verdicts``, ``segments`` and ``verdict_exports``.
 """
 
 from __future__ import annotations
@@ -356,7 +355,7 @@ def _mark_exported(db: Database, run_id: str, uri: str | None) -> None:
                {"now": datetime.now(timezone.utc).replace(tzinfo=None), "uri": uri, "run_id": run_id})
 
 
-# --- reads, and the writes other modules ask for -------------------------------------------------
+# --- what scoring reads, and the writes other modules ask for -------------------------------------------------
 
 
 def scored_videos(db: Database, model_version: str) -> set[str]:
@@ -371,56 +370,10 @@ def decided_videos(db: Database, model_version: str) -> set[str]:
                                             {"v": model_version})}
 
 
-def verdict_row(db: Database, video_id: str, model_version: str) -> dict:
-    """The ``verdicts`` row of one video by one model; KeyError when there is none."""
-    rows = db.query("SELECT * FROM verdicts WHERE video_id = :v AND model_version = :m",
-                    {"v": video_id, "m": model_version})
-    if not rows:
-        raise KeyError(f"no verdict for video {video_id} by model {model_version}")
-    return rows[0]
-
-
-def find_verdicts(db: Database, video: str, model_version: str) -> list[dict]:
-    """(video_id, model_version) of the verdicts by ``model_version`` of a video id or source URI, newest first."""
-    return db.query("SELECT video_id, model_version FROM verdicts WHERE (video_id = :v OR source_uri = :v) "
-                    "AND model_version = :m ORDER BY decided_at DESC", {"v": video, "m": model_version})
-
-
-def run_verdicts(db: Database, run_id: str, wanted: Sequence[str]) -> list[dict]:
-    """(video_id, model_version, verdict) of the verdicts ``run_id`` decided that are one of ``wanted``."""
-    if not wanted:
-        return []
-    marks = {f"verdict{i}": v for i, v in enumerate(wanted)}
-    return db.query("SELECT video_id, model_version, verdict FROM verdicts WHERE run_id = :run AND verdict IN ("
-                    + ", ".join(":" + k for k in marks) + ") ORDER BY model_version, video_id",
-                    {"run": run_id, **marks})
-
-
-def versions_with_verdicts(db: Database) -> list[str]:
-    """Every model version that decided a verdict, newest name first."""
-    return [r["model_version"] for r in db.query("SELECT DISTINCT model_version FROM verdicts "
-                                                 "ORDER BY model_version DESC")]
-
-
-def report_uri(db: Database, video_id: str, model_version: str) -> str | None:
-    """Where the verdict's report is stored (None: no verdict, or no report written)."""
-    rows = db.query("SELECT report_uri FROM verdicts WHERE video_id = :v AND model_version = :m",
-                    {"v": video_id, "m": model_version})
-    return rows[0]["report_uri"] if rows else None
-
-
 def set_report_uri(db: Database, video_id: str, model_version: str, uri: str) -> None:
     """Record a written report with its verdict (a re-decision clears it, see :func:`publish`)."""
     db.execute("UPDATE verdicts SET report_uri = :uri WHERE video_id = :v AND model_version = :m",
                {"uri": uri, "v": video_id, "m": model_version})
-
-
-def segments_of(db: Database, video_id: str, model_version: str) -> list[Segment]:
-    """The verdict's segments, in time order."""
-    return [Segment(r["track_id"], r["start_s"], r["end_s"], r["faces"], r["p_fake"], r["verdict"])
-            for r in db.query("SELECT track_id, start_s, end_s, faces, p_fake, verdict FROM segments "
-                              "WHERE video_id = :v AND model_version = :m ORDER BY start_s, track_id",
-                              {"v": video_id, "m": model_version})]
 
 
 def move_face_identities(conn: Connection, gone: int, keep: int, video_id: str | None = None) -> None:

@@ -44,7 +44,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from realness_tasks import ledger, queries, verdicts
+from realness_tasks import queries
 from realness_tasks.config import ConfigurationError, RealnessConfig
 from realness_tasks.db import Database, DatabaseNotMigrated
 from realness_tasks.html_pages import STYLE, embedded_image, escaped, line_chart
@@ -366,7 +366,7 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
     def list_page(filters: Filters, token: str, message: str = "") -> str:
         cfg, db = resources()
         rows, total = verdict_rows(db, cfg.resolved_store_uri, filters, cfg.report.page_size)
-        versions = verdicts.versions_with_verdicts(db)
+        versions = queries.versions_with_verdicts(db)
         rates = daily_fake_rates(db, filters)
         return render_list(rows, total, filters, cfg.report.page_size, versions,
                            fake_rate_chart(rates) if rates else None, token, message)
@@ -381,7 +381,7 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
 
     def stored_report(video_id: str, model_version: str) -> str:
         cfg, db = resources()
-        uri = verdicts.report_uri(db, video_id, model_version)
+        uri = queries.report_uri(db, video_id, model_version)
         if not uri:
             raise HTTPException(404, "no report for this verdict (realness report VIDEO_ID writes one)")
         store = open_store(cfg.resolved_store_uri, cfg.s3)
@@ -422,7 +422,7 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
     def upload_progress(source_uri: str) -> tuple[str | None, dict | None]:
         _, db = resources()
         verdict = queries.latest_verdicts_of(db, source_uri)
-        return ledger.status_of(db, source_uri), (verdict[0] if verdict else None)
+        return queries.ledger_status(db, source_uri), (verdict[0] if verdict else None)
 
     @app.get("/check", response_class=HTMLResponse)
     async def check(request: Request, source_uri: str, run_id: str) -> str:
