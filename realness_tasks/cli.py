@@ -100,7 +100,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 def cmd_identities(args: argparse.Namespace) -> int:
     """List, name, merge, split or forget identities (REALNESS_IDENTITY_ENABLED); see docs/identities.md."""
-    from realness_tasks import identities, registry
+    from realness_tasks import identities, identity_store, registry
     from realness_tasks.config import RealnessConfig
     from realness_tasks.db import Database
     from realness_tasks.storage import open_store
@@ -122,10 +122,10 @@ def cmd_identities(args: argparse.Namespace) -> int:
             print(f"identity {args.other} merged into {args.identity}")
         elif args.action == "split":
             store = open_store(cfg.resolved_store_uri, cfg.s3)
-            keys = sorted(identities.video_shards(store, [cfg.faces_prefix], [args.video]).get(args.video, []))
+            keys = sorted(identity_store.video_shards(store, [cfg.faces_prefix], [args.video]).get(args.video, []))
             if not keys:
                 raise identities.UnknownIdentity(f"no shard of video {args.video} under {cfg.faces_prefix}")
-            new_id = identities.split(db, args.identity, args.video, identities.shard_embeddings(store, keys[-1]),
+            new_id = identities.split(db, args.identity, args.video, identity_store.shard_embeddings(store, keys[-1]),
                                       registry.utc_now())
             print(f"video {args.video} of identity {args.identity} is now identity {new_id}")
         elif args.action == "forget":
@@ -134,7 +134,7 @@ def cmd_identities(args: argparse.Namespace) -> int:
                       "repeat with --yes", file=sys.stderr)
                 return 2
             store = open_store(cfg.resolved_store_uri, cfg.s3)
-            done = identities.forget(db, store, [cfg.faces_prefix, cfg.staging_prefix, cfg.quarantine_prefix],
+            done = identity_store.forget(db, store, [cfg.faces_prefix, cfg.staging_prefix, cfg.quarantine_prefix],
                                      args.identity)
             print(f"identity {done.identity_id} forgotten: {done.faces} face assignment(s) deleted, embeddings "
                   f"removed from {len(done.shards_rewritten)} shard(s)")
@@ -220,7 +220,7 @@ def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print where the store and database are, the ledger's counts, the newest models and the latest verdicts."""
-    from realness_tasks import ledger
+    from realness_tasks import ledger, queries
     from realness_tasks.db import Database
 
     cfg = _config()
@@ -229,8 +229,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("ingest ledger:")
     print_table([{"status": k, "objects": v} for k, v in ledger.status_counts(db).items()])
     print("\nmodels:")
-    print_table(db.query("SELECT version, auc, f1_fake, threshold, promoted, reason FROM model_versions "
-                         "ORDER BY created_at DESC LIMIT 5"))
+    print_table(queries.recent_versions(db, 5))
     print("\nlatest verdicts:")
     print_verdicts(db)
     db.dispose()
@@ -239,9 +238,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def print_verdicts(db: Database) -> None:
     """Print the latest verdict of every video, the most suspicious first."""
-    print_table(db.query(
-        "SELECT source_uri AS video, verdict, p_fake, faces_scored, model_version, reason FROM latest_verdicts "
-        "ORDER BY CASE WHEN p_fake IS NULL THEN 1 ELSE 0 END, p_fake DESC, source_uri"))
+    from realness_tasks import queries
+
+    print_table(queries.verdict_table(db))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -272,7 +271,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     }
     for name, value in env.items():  # the caller's environment wins, so any setting can be tried in the demo
         os.environ.setdefault(name, value)
-    from realness_tasks import registry, samples
+    from realness_tasks import queries, registry, samples
     from realness_tasks.config import RealnessConfig
     from realness_tasks.db import Database
     from realness_tasks.storage import open_store
@@ -297,8 +296,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if ran.returncode != 0:
             return 1
         if dag_id == "realness_train" and registry.read_pointer(cfg, store) is None:
-            newest = Database(cfg.resolved_database_url).query(
-                "SELECT version, reason FROM model_versions ORDER BY created_at DESC LIMIT 1")
+            newest = queries.recent_versions(Database(cfg.resolved_database_url), 1)
             why = f"{newest[0]['version']}: {newest[0]['reason']}" if newest else "no model was registered"
             print(f"The demo's model was not promoted ({why}), so there is nothing to score with: the demo stops "
                   f"here rather than publish verdicts of a model that failed its quality gate.", file=sys.stderr)

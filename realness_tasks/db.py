@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,7 +84,21 @@ def migrate(engine: Engine) -> list[str]:
     return applied_now
 
 
-_apply_migrations = migrate   # inside Database.__init__ its ``migrate`` argument hides this function's name
+_migrated_urls: set[str] = set()
+_migrating = threading.Lock()
+
+
+def migrate_once(url: str, engine: Engine) -> None:
+    """Apply the migrations to ``url``'s database once per process: every task and command opens the
+    database several times, and each open need not read ``schema_migrations`` again. An in-memory
+    SQLite database is a new database on every engine, so it is migrated every time."""
+    if url.endswith(":memory:") or url.endswith("://"):
+        migrate(engine)
+        return
+    with _migrating:
+        if url not in _migrated_urls:
+            migrate(engine)
+            _migrated_urls.add(url)
 
 
 def unapplied_migrations(engine: Engine) -> list[str]:
@@ -99,6 +114,9 @@ def unapplied_migrations(engine: Engine) -> list[str]:
 class Database:
     """A migrated database handle; every write happens inside :meth:`transaction`.
 
+    A writer's handle (the default) applies missing migrations on the first open of its URL in the
+    process (:func:`migrate_once`).
+
     ``migrate=False`` opens a read-only handle for a reader whose role may not change the schema (the
     verdicts page): it applies nothing, refuses writes, and raises :class:`DatabaseNotMigrated` when a
     migration is missing, instead of failing later on a missing table.
@@ -108,7 +126,7 @@ class Database:
         self.url = url
         self.engine = create_db_engine(url, read_only=not migrate)
         if migrate:
-            _apply_migrations(self.engine)
+            migrate_once(url, self.engine)
             return
         missing = unapplied_migrations(self.engine)
         if missing:

@@ -76,8 +76,7 @@ def scan_landing(cfg: RealnessConfig, store: ObjectStore, db: Database, *, repro
     sidecars = read_sidecars(store, [o for o in objects if o.problem is None],
                              max_bytes=cfg.sidecar_max_megabytes * 1024 * 1024)
     facts = find_labels(cfg.landing_prefix, [o.key for o in objects], sidecars)
-    rows = {r["source_uri"]: r for r in db.query("SELECT source_uri, source_etag, status, reason, video_id "
-                                                 "FROM ingest_ledger")}
+    rows = ledger.ledger_rows(db)
     recorded: list[LedgerEntry] = []
 
     def note(obj, status: Status, reason: str) -> None:
@@ -144,11 +143,9 @@ def clean_staging(cfg: RealnessConfig, store: ObjectStore, db: Database) -> list
     A run that dies after staging leaves ``STAGED``; the next run processes the video again, on its
     own date, and publishes that shard, so the first one would stay under ``staging/`` for ever.
     """
-    in_flight = {r["video_id"] for r in db.query(
-        "SELECT video_id FROM ingest_ledger WHERE status IN ('PENDING', 'STAGED') AND video_id IS NOT NULL")}
-    finished = {r["video_id"] for r in db.query(
-        "SELECT video_id FROM ingest_ledger WHERE status IN ('PUBLISHED', 'QUARANTINED', 'NO_FACE', 'DUPLICATE')"
-        " AND video_id IS NOT NULL")}
+    in_flight = ledger.video_ids_with_status(db, [Status.PENDING, Status.STAGED])
+    finished = ledger.video_ids_with_status(db, [Status.PUBLISHED, Status.QUARANTINED, Status.NO_FACE,
+                                                 Status.DUPLICATE])
     removed = []
     for obj in store.list(cfg.staging_prefix):
         video_id = posixpath.basename(obj.key).removesuffix(".parquet")

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from realness_tasks import queries
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.html_pages import STYLE, embedded_image, escaped
@@ -204,17 +205,6 @@ def source_prefix(cfg: RealnessConfig, store: ObjectStore, prefix: str | None) -
     return store.uri_for(key if key.startswith(cfg.landing_prefix) else cfg.landing_prefix + key)
 
 
-def latest_verdicts(db: Database, uri_prefix: str | None) -> list[dict[str, Any]]:
-    """The latest verdict of every video with a source URI, under ``uri_prefix`` when given."""
-    where = "source_uri IS NOT NULL"
-    params: dict[str, Any] = {}
-    if uri_prefix:
-        where += " AND SUBSTR(source_uri, 1, :length) = :prefix"
-        params = {"length": len(uri_prefix), "prefix": uri_prefix}
-    return db.query(f"SELECT video_id, source_uri, verdict, p_fake, model_version FROM latest_verdicts WHERE {where} "
-                    "ORDER BY source_uri", params)
-
-
 def is_named_by(source_uri: str, name: str) -> bool:
     """Whether a label name names this source URI: the same last path components."""
     return source_uri == name or source_uri.endswith("/" + name.lstrip("/"))
@@ -298,7 +288,7 @@ def evaluate(cfg: RealnessConfig, labels: Sequence[LabelRow], prefix: str | None
     uri_prefix = source_prefix(cfg, store, prefix)
     db = Database(cfg.resolved_database_url)
     try:
-        verdicts = latest_verdicts(db, uri_prefix)
+        verdicts = queries.latest_verdicts_under(db, uri_prefix)
     finally:
         db.dispose()
     videos, ambiguous, unlabelled = match(labels, verdicts)

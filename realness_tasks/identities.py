@@ -11,8 +11,8 @@ Three parts, each used by scoring and the CLI:
   real clips (``docs/identity-benchmark.md``). Faces without their own embedding (ingest embeds the faces of
   a few frames per video) take the identity of the nearest embedded face of the same video
   (:func:`nearest_embedded`).
-* **The tables** (``identities``, ``face_identities``; this module alone writes them): assignment
-  once per face, operator merges, splits, names and deletion (:func:`forget`).
+* **The tables** (``identities``, ``face_identities``, written by ``identity_store`` alone): assignment
+  once per face, operator merges, splits and names; deleting a person is ``identity_store.forget``.
 * **The rule** (:class:`IdentityRule`): a face's raw log-odds minus its person's offset, where
   the offset is how far that person's reference faces (videos labelled REAL or under trusted-real
   prefixes, scored by the same model) sit above the reference faces of everyone, shrunk toward
@@ -23,26 +23,20 @@ Three parts, each used by scoring and the CLI:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
-import pyarrow as pa
-import sqlalchemy as sa
 
+from realness_tasks import identity_store, queries
 from realness_tasks.db import Database
+# The operator's lookups are part of this module's interface (the CLI's ``identities`` commands).
+from realness_tasks.identity_store import FaceIdentity, UnknownIdentity, identity_row, list_identities  # noqa: F401
 from realness_tasks.metrics import log_odds
-from realness_tasks.shards import read_shard, table_to_bytes
-from realness_tasks.storage import ObjectStore
 
 log = logging.getLogger(__name__)
-
-
-class UnknownIdentity(LookupError):
-    pass
 
 
 # --- clustering ---------------------------------------------------------------------------------
@@ -200,37 +194,10 @@ def population_mean(references: Mapping[int, Reference]) -> float | None:
 # --- the tables ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FaceIdentity:
-    """One face's identity (a row of ``face_identities``)."""
-
-    video_id: str
-    frame_index: int
-    face_index: int
-    identity_id: int
-    embedded: bool              # its own embedding decided it; else it took its nearest embedded face's
-    distance: float | None      # to the identity's centroid when assigned; None for a new identity or inherited
-
-
 def load_index(db: Database, embedder: str) -> IdentityIndex:
-    rows = db.query("SELECT identity_id, centroid, faces FROM identities WHERE embedder = :e ORDER BY identity_id",
-                    {"e": embedder})
-    top = db.query("SELECT COALESCE(MAX(identity_id), 0) AS top FROM identities")[0]["top"]
-    return IdentityIndex([int(r["identity_id"]) for r in rows],
-                         [np.asarray(json.loads(r["centroid"]), np.float64) for r in rows],
-                         [int(r["faces"]) for r in rows], int(top) + 1)
-
-
-def assigned_videos(db: Database, video_ids: Sequence[str]) -> set[str]:
-    if not video_ids:
-        return set()
-    found: set[str] = set()
-    for start in range(0, len(video_ids), 500):
-        chunk = list(video_ids[start:start + 500])
-        marks = ", ".join(f":v{i}" for i in range(len(chunk)))
-        found |= {r["video_id"] for r in db.query(f"SELECT DISTINCT video_id FROM face_identities WHERE video_id IN "
-                                                  f"({marks})", {f"v{i}": v for i, v in enumerate(chunk)})}
-    return found
+    rows = identity_store.index_rows(db, embedder)
+    return IdentityIndex([int(r["identity_id"]) for r in rows], [identity_store.centroid_of(r) for r in rows],
+                         [int(r["faces"]) for r in rows], identity_store.next_identity_id(db))
 
 
 @dataclass(frozen=True)
@@ -255,16 +222,17 @@ def assign(db: Database, videos: Iterable[VideoFaces], *, embedder: str, match_d
     videos = list(videos)
     result: dict[str, np.ndarray] = {}
     with db.transaction() as conn:
-        if db.dialect == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7210427)"))
-        known = assigned_videos(db, [v.video_id for v in videos])
+        identity_store.lock_for_assignment(db, conn)
+        known = identity_store.assigned_videos(db, [v.video_id for v in videos])
         index = load_index(db, embedder)
         before = dict(zip(index.ids, index.sizes, strict=True))
         rows: list[FaceIdentity] = []
         touched: set[int] = set()
         for video in videos:
             if video.video_id in known:
-                result[video.video_id] = _assigned_before(conn, video)
+                before_faces = identity_store.assigned_before(conn, video.video_id)
+                result[video.video_id] = np.asarray([before_faces.get((int(f), int(i)), -1) for f, i in zip(
+                    video.frame_index, video.face_index, strict=True)], np.int64)
                 continue
             embedded = np.asarray([e is not None for e in video.embeddings], bool)
             if not embedded.any():
@@ -299,15 +267,6 @@ def assign(db: Database, videos: Iterable[VideoFaces], *, embedder: str, match_d
     return result
 
 
-def _assigned_before(conn, video: VideoFaces) -> np.ndarray:
-    """The identities a video's faces were given before (-1 for a face without a row)."""
-    rows = conn.execute(sa.text("SELECT frame_index, face_index, identity_id FROM face_identities "
-                                "WHERE video_id = :v"), {"v": video.video_id}).all()
-    known = {(int(r.frame_index), int(r.face_index)): int(r.identity_id) for r in rows}
-    return np.asarray([known.get((int(f), int(i)), -1) for f, i in zip(video.frame_index, video.face_index,
-                                                                        strict=True)], np.int64)
-
-
 def _merge_met(index: IdentityIndex, merge_distance: float) -> dict[int, int]:
     """Merge identities whose centroids came within ``merge_distance``; returns gone -> kept."""
     merged: dict[int, int] = {}
@@ -326,58 +285,20 @@ def _write_assignment(conn, index: IdentityIndex, before: Mapping[int, int], tou
         if identity in merges or identity not in index.ids:
             continue
         at = index.ids.index(identity)
-        params = {"id": identity, "centroid": json.dumps([round(float(x), 6) for x in index.centroids[at]]),
-                  "faces": index.sizes[at], "now": now, "embedder": embedder}
         if identity in before:
-            conn.execute(sa.text("UPDATE identities SET centroid = :centroid, faces = :faces, last_seen_at = :now "
-                                 "WHERE identity_id = :id"), params)
+            identity_store.set_centroid(conn, identity, index.centroids[at], index.sizes[at], seen_at=now)
         else:
-            conn.execute(sa.text("INSERT INTO identities (identity_id, name, embedder, centroid, faces, "
-                                 "first_seen_at, last_seen_at) VALUES (:id, NULL, :embedder, :centroid, :faces, "
-                                 ":now, :now)"), params)
+            identity_store.add_identity(conn, identity, embedder, index.centroids[at], index.sizes[at], now)
     for gone, keep in merges.items():
-        _move_faces(conn, gone, keep, now)
-    if rows:
-        final = [{**row.__dict__, "identity_id": merges.get(row.identity_id, row.identity_id),
-                  "embedded": int(row.embedded), "now": now} for row in rows]
-        conn.execute(sa.text("INSERT INTO face_identities (video_id, frame_index, face_index, identity_id, embedded, "
-                             "distance, assigned_at) VALUES (:video_id, :frame_index, :face_index, :identity_id, "
-                             ":embedded, :distance, :now)"), final)
-
-
-def _move_faces(conn, gone: int, keep: int, now: datetime) -> None:
-    """Everything of identity ``gone`` becomes ``keep``'s; ``gone`` is deleted (its name kept if ``keep`` has none)."""
-    conn.execute(sa.text("UPDATE face_identities SET identity_id = :keep WHERE identity_id = :gone"),
-                 {"keep": keep, "gone": gone})
-    conn.execute(sa.text("UPDATE face_scores SET identity_id = :keep WHERE identity_id = :gone"),
-                 {"keep": keep, "gone": gone})
-    conn.execute(sa.text(
-        "UPDATE identities SET name = COALESCE(name, (SELECT g.name FROM identities g WHERE g.identity_id = :gone)), "
-        "first_seen_at = CASE WHEN first_seen_at <= (SELECT g.first_seen_at FROM identities g WHERE g.identity_id = "
-        ":gone) THEN first_seen_at ELSE (SELECT g.first_seen_at FROM identities g WHERE g.identity_id = :gone) END, "
-        "last_seen_at = :now WHERE identity_id = :keep"), {"keep": keep, "gone": gone, "now": now})
-    conn.execute(sa.text("DELETE FROM identities WHERE identity_id = :gone"), {"gone": gone})
-
-
-def identity_row(db: Database, identity_id: int) -> dict:
-    rows = db.query("SELECT * FROM identities WHERE identity_id = :id", {"id": identity_id})
-    if not rows:
-        raise UnknownIdentity(f"no identity {identity_id}: `realness identities list` shows them")
-    return rows[0]
-
-
-def list_identities(db: Database) -> list[dict]:
-    return db.query("SELECT i.identity_id, i.name, i.faces AS embedded_faces, i.first_seen_at, i.last_seen_at, "
-                    "COUNT(DISTINCT f.video_id) AS videos FROM identities i LEFT JOIN face_identities f ON "
-                    "f.identity_id = i.identity_id GROUP BY i.identity_id, i.name, i.faces, i.first_seen_at, "
-                    "i.last_seen_at ORDER BY i.identity_id")
+        identity_store.move_faces(conn, gone, keep, now)
+    identity_store.add_faces(conn, [replace(row, identity_id=merges.get(row.identity_id, row.identity_id))
+                                    for row in rows], now)
 
 
 def name(db: Database, identity_id: int, new_name: str | None) -> None:
     """An operator's name for an identity (never guessed by the pipeline); None clears it."""
     identity_row(db, identity_id)
-    db.execute("UPDATE identities SET name = :name WHERE identity_id = :id",
-               {"name": (new_name or "").strip() or None, "id": identity_id})
+    identity_store.rename(db, identity_id, (new_name or "").strip() or None)
 
 
 def merge(db: Database, keep: int, gone: int, now: datetime) -> None:
@@ -385,13 +306,12 @@ def merge(db: Database, keep: int, gone: int, now: datetime) -> None:
     if keep == gone:
         raise ValueError("cannot merge an identity with itself")
     a, b = identity_row(db, keep), identity_row(db, gone)
-    ca, cb = np.asarray(json.loads(a["centroid"])), np.asarray(json.loads(b["centroid"]))
     total = int(a["faces"]) + int(b["faces"])
-    centroid = (ca * int(a["faces"]) + cb * int(b["faces"])) / max(total, 1)
+    centroid = (identity_store.centroid_of(a) * int(a["faces"]) + identity_store.centroid_of(b) * int(b["faces"])
+                ) / max(total, 1)
     with db.transaction() as conn:
-        _move_faces(conn, gone, keep, now)
-        conn.execute(sa.text("UPDATE identities SET centroid = :c, faces = :n WHERE identity_id = :id"),
-                     {"c": json.dumps([round(float(x), 6) for x in centroid]), "n": total, "id": keep})
+        identity_store.move_faces(conn, gone, keep, now)
+        identity_store.set_centroid(conn, keep, centroid, total)
 
 
 def split(db: Database, identity_id: int, video_id: str, embeddings: Mapping[tuple[int, int], np.ndarray],
@@ -402,53 +322,24 @@ def split(db: Database, identity_id: int, video_id: str, embeddings: Mapping[tup
     shard): both centroids are recomputed from them, so the next assignment sees the split.
     """
     row = identity_row(db, identity_id)
-    faces = db.query("SELECT frame_index, face_index, embedded FROM face_identities WHERE identity_id = :id AND "
-                     "video_id = :v", {"id": identity_id, "v": video_id})
+    faces = identity_store.faces_in_video(db, identity_id, video_id)
     if not faces:
         raise UnknownIdentity(f"identity {identity_id} has no face in video {video_id}")
-    if len(db.query("SELECT DISTINCT video_id FROM face_identities WHERE identity_id = :id", {"id": identity_id})) < 2:
+    if len(identity_store.identity_faces(db, identity_id)) < 2:
         raise ValueError(f"identity {identity_id} lives in one video only: nothing to split off")
     moved = [embeddings[(r["frame_index"], r["face_index"])] for r in faces
              if r["embedded"] and (r["frame_index"], r["face_index"]) in embeddings]
     if not moved:
         raise ValueError(f"video {video_id} has no embedded face of identity {identity_id} in its shard")
     centroid = np.mean(moved, axis=0)
-    old = np.asarray(json.loads(row["centroid"]))
     rest = int(row["faces"]) - len(moved)
-    remaining = (old * int(row["faces"]) - centroid * len(moved)) / max(rest, 1)
-    new_id = int(db.query("SELECT COALESCE(MAX(identity_id), 0) AS top FROM identities")[0]["top"]) + 1
+    remaining = (identity_store.centroid_of(row) * int(row["faces"]) - centroid * len(moved)) / max(rest, 1)
+    new_id = identity_store.next_identity_id(db)
     with db.transaction() as conn:
-        conn.execute(sa.text("INSERT INTO identities (identity_id, name, embedder, centroid, faces, first_seen_at, "
-                             "last_seen_at) VALUES (:id, NULL, :embedder, :c, :n, :now, :now)"),
-                     {"id": new_id, "embedder": row["embedder"], "c": json.dumps([round(float(x), 6) for x in centroid]),
-                      "n": len(moved), "now": now})
-        conn.execute(sa.text("UPDATE identities SET centroid = :c, faces = :n WHERE identity_id = :id"),
-                     {"c": json.dumps([round(float(x), 6) for x in remaining]), "n": max(rest, 0), "id": identity_id})
-        for statement in ("UPDATE face_identities SET identity_id = :new WHERE identity_id = :id AND video_id = :v",
-                          "UPDATE face_scores SET identity_id = :new WHERE identity_id = :id AND video_id = :v"):
-            conn.execute(sa.text(statement), {"new": new_id, "id": identity_id, "v": video_id})
+        identity_store.add_identity(conn, new_id, row["embedder"], centroid, len(moved), now)
+        identity_store.set_centroid(conn, identity_id, remaining, max(rest, 0))
+        identity_store.move_video(conn, identity_id, new_id, video_id)
     return new_id
-
-
-def identity_faces(db: Database, identity_id: int) -> dict[str, set[tuple[int, int]]]:
-    """video id -> (frame_index, face_index) of the identity's faces."""
-    out: dict[str, set[tuple[int, int]]] = {}
-    for r in db.query("SELECT video_id, frame_index, face_index FROM face_identities WHERE identity_id = :id",
-                      {"id": identity_id}):
-        out.setdefault(r["video_id"], set()).add((int(r["frame_index"]), int(r["face_index"])))
-    return out
-
-
-def forget_rows(db: Database, identity_id: int) -> int:
-    """Delete the identity, its face assignments and its link from face scores; returns faces unlinked."""
-    identity_row(db, identity_id)
-    count = db.query("SELECT COUNT(*) AS n FROM face_identities WHERE identity_id = :id", {"id": identity_id})[0]["n"]
-    with db.transaction() as conn:
-        conn.execute(sa.text("UPDATE face_scores SET identity_id = NULL, reference_faces = NULL, p_identity = NULL "
-                             "WHERE identity_id = :id"), {"id": identity_id})
-        conn.execute(sa.text("DELETE FROM face_identities WHERE identity_id = :id"), {"id": identity_id})
-        conn.execute(sa.text("DELETE FROM identities WHERE identity_id = :id"), {"id": identity_id})
-    return int(count)
 
 
 def references(db: Database, model_version: str, trusted_uri_prefixes: Sequence[str],
@@ -459,12 +350,7 @@ def references(db: Database, model_version: str, trusted_uri_prefixes: Sequence[
     log-odds) of faces scored in this run, not yet in the table), leaving out ``exclude_videos``
     (the ones the model was fitted on)."""
     excluded = set(exclude_videos)
-    trusted = " OR ".join(f"v.source_uri LIKE :t{i} ESCAPE '\\'" for i in range(len(trusted_uri_prefixes)))
-    where = "v.label = 'REAL'" + (f" OR {trusted}" if trusted else "")
-    rows = db.query(
-        "SELECT fs.identity_id, fs.video_id, fs.p_raw, fs.p_fake FROM face_scores fs JOIN videos v ON "
-        f"v.video_id = fs.video_id WHERE fs.model_version = :m AND fs.identity_id IS NOT NULL AND ({where})",
-        {"m": model_version, **{f"t{i}": _like_prefix(p) for i, p in enumerate(trusted_uri_prefixes)}})
+    rows = queries.reference_face_scores(db, model_version, trusted_uri_prefixes)
     sums: dict[int, dict[str, float]] = {}
     counts: dict[int, dict[str, int]] = {}
 
@@ -483,68 +369,3 @@ def references(db: Database, model_version: str, trusted_uri_prefixes: Sequence[
         if video_id not in excluded:
             add(int(identity), video_id, float(z))
     return {i: Reference(i, sums[i], counts[i]) for i in sums}
-
-
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-
-# --- deleting one person's data -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Forgotten:
-    identity_id: int
-    faces: int                  # face assignments deleted
-    shards_rewritten: list[str]  # shard keys whose embeddings of this person were removed
-
-
-def video_shards(store: ObjectStore, prefixes: Sequence[str], video_ids: Iterable[str]) -> dict[str, list[str]]:
-    """video id -> keys of every shard of it under ``prefixes`` (published, staged or quarantined)."""
-    wanted = set(video_ids)
-    found: dict[str, list[str]] = {}
-    for prefix in prefixes:
-        for obj in store.list(prefix):
-            stem = obj.key.rsplit("/", 1)[-1].removesuffix(".parquet")
-            if obj.key.endswith(".parquet") and stem in wanted:
-                found.setdefault(stem, []).append(obj.key)
-    return found
-
-
-def shard_embeddings(store: ObjectStore, key: str) -> dict[tuple[int, int], np.ndarray]:
-    """(frame_index, face_index) -> embedding of a shard's embedded faces."""
-    table = read_shard(store.get_bytes(key))
-    if "embedding" not in table.column_names:
-        return {}
-    return {(int(f), int(i)): np.asarray(e, np.float64)
-            for f, i, e in zip(table.column("frame_index").to_pylist(), table.column("face_index").to_pylist(),
-                               table.column("embedding").to_pylist(), strict=True) if e is not None}
-
-
-def forget(db: Database, store: ObjectStore, shard_prefixes: Sequence[str], identity_id: int) -> Forgotten:
-    """Delete one person's biometric data: their embeddings in every shard (rewritten in place, the
-    face crops kept), their face assignments, their identity row and the identity columns of their
-    face scores. The shards are rewritten first, so an interrupted run can simply be repeated."""
-    faces = identity_faces(db, identity_id)
-    rewritten = []
-    for video_id, keys in sorted(video_shards(store, shard_prefixes, faces).items()):
-        for key in sorted(keys):
-            table = read_shard(store.get_bytes(key))
-            if "embedding" not in table.column_names:
-                continue
-            frames, indices = table.column("frame_index").to_pylist(), table.column("face_index").to_pylist()
-            embeddings = table.column("embedding").to_pylist()
-            cleared = [None if (f, i) in faces[video_id] else e
-                       for f, i, e in zip(frames, indices, embeddings, strict=True)]
-            if cleared == embeddings:
-                continue
-            at = table.column_names.index("embedding")
-            table = table.set_column(at, table.schema.field("embedding"),
-                                     pa.array(cleared, type=table.schema.field("embedding").type))
-            store.put_bytes(key, table_to_bytes(table))
-            rewritten.append(key)
-    count = forget_rows(db, identity_id)
-    log.info("identity %d forgotten: %d face assignments, embeddings removed from %d shard(s)", identity_id, count,
-             len(rewritten))
-    return Forgotten(identity_id, count, rewritten)

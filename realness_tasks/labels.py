@@ -12,6 +12,8 @@ A label carries the video's split group when the sidecar gives one (``landing_la
 person, a shoot, the real video a fake was made from); training keeps a group in one split. It is
 part of the label's value: a sidecar that changes only the group updates the row too.
 
+This module alone writes ``labels``; the label a ``videos`` row carries follows it (``ledger.save_videos``).
+
 A sidecar that is still there is the authority for the videos it names: an entry removed from it
 withdraws that label (the row stays, with ``label`` NULL, so the shard's copy is not used either).
 A sidecar that is gone leaves its labels in place (archives often move sidecars away after ingest);
@@ -24,6 +26,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
+from realness_tasks import ledger
 from realness_tasks.db import Database
 from realness_tasks.ledger import Status
 
@@ -59,14 +62,9 @@ def record(db: Database, video_id: str, *, label: str, source: str, kind: str, s
 
 
 def refresh_videos(db: Database, video_ids: Iterable[str]) -> None:
-    """Set ``videos.label`` to each video's effective label (NULL once every source withdrew it)."""
-    import sqlalchemy as sa
-
+    """Bring ``videos.label`` to each video's effective label (``ledger.save_videos`` states the rule)."""
     with db.transaction() as conn:
-        for video_id in sorted(set(video_ids)):
-            conn.execute(sa.text("UPDATE videos SET label = (SELECT label FROM video_labels WHERE video_id = :v) "
-                                 "WHERE video_id = :v AND EXISTS (SELECT 1 FROM labels WHERE video_id = :v)"),
-                         {"v": video_id})
+        ledger.apply_labels(conn, video_ids)
 
 
 def for_training(db: Database) -> dict[str, str | None]:

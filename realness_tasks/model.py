@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from realness_tasks.crops import crop_decoder, decode_crops  # noqa: F401  (model.decode_crops, as before)
-from realness_tasks.settings import BACKBONES, TrainingSettings
+from realness_tasks.crops import crop_decoder, decode_crops  # noqa: F401 - the classifier input, re-exported
+from realness_tasks.settings import BACKBONES, TrainingSettings  # noqa: F401 - model.BACKBONES, the choices
 
 if TYPE_CHECKING:
     import keras

@@ -5,7 +5,7 @@ exports (one file per scoring engine, named in the record), metrics, dataset man
 names the model that scoring uses; it is replaced with one PUT, so readers see the old champion
 or the new one, never a mix. The store is the source of truth; the ``model_versions`` table
 mirrors it for queries and dashboards, and :func:`champion` repairs the mirror if a crash left
-it behind the pointer.
+it behind the pointer. This module alone writes ``model_versions``.
 """
 
 from __future__ import annotations
@@ -373,3 +373,4 @@ def last_data_cutoff(db: Database) -> datetime | None:
     """When the newest registered model's training data was listed (None before the first model)."""
     rows = db.query("SELECT MAX(data_cutoff) AS cutoff FROM model_versions")
     return as_utc(rows[0]["cutoff"]) if rows else None
+

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from realness_tasks import registry, verdicts
+from realness_tasks import queries, registry, verdicts
 from realness_tasks.config import RealnessConfig
 from realness_tasks.crops import decode_crops
 from realness_tasks.db import Database
@@ -185,10 +185,8 @@ def _draw_timeline(axes: Any, faces: Sequence[ReportFace], threshold: float,
 def load_faces(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id: str,
                model_version: str) -> list[ReportFace]:
     """The video's scored faces: scores from ``face_scores``, crops and detections from its newest shard."""
-    scores = {(r["frame_index"], r["face_index"]): r for r in db.query(
-        "SELECT s.frame_index, s.face_index, s.p_fake, s.label, s.confidence, s.identity_id, s.reference_faces, "
-        "s.p_identity, i.name FROM face_scores s LEFT JOIN identities i ON i.identity_id = s.identity_id "
-        "WHERE s.video_id = :v AND s.model_version = :m", {"v": video_id, "m": model_version})}
+    scores = {(r["frame_index"], r["face_index"]): r
+              for r in queries.report_face_scores(db, video_id, model_version)}
     key = newest_shards(cfg, store).get(video_id)
     if not scores or key is None:
         return []
@@ -201,14 +199,6 @@ def load_faces(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id: 
                                     score["confidence"], identity_label(score["identity_id"], score["name"]),
                                     score["reference_faces"], score["p_identity"], row.get("track_id")))
     return sorted(faces, key=lambda f: (f.timestamp_s, f.face_index))
-
-
-def load_segments(db: Database, video_id: str, model_version: str) -> list[verdicts.Segment]:
-    """The verdict's segments (table ``segments``), in time order."""
-    return [verdicts.Segment(r["track_id"], r["start_s"], r["end_s"], r["faces"], r["p_fake"], r["verdict"])
-            for r in db.query("SELECT track_id, start_s, end_s, faces, p_fake, verdict FROM segments "
-                              "WHERE video_id = :v AND model_version = :m ORDER BY start_s, track_id",
-                              {"v": video_id, "m": model_version})]
 
 
 def identity_label(identity_id: int | None, name: str | None) -> str | None:
@@ -289,25 +279,10 @@ def render(verdict: dict[str, Any], threshold: float, faces: Sequence[ReportFace
     return "\n".join(parts)
 
 
-def verdict_row(db: Database, video_id: str, model_version: str) -> dict[str, Any]:
-    rows = db.query("SELECT * FROM verdicts WHERE video_id = :v AND model_version = :m",
-                    {"v": video_id, "m": model_version})
-    if not rows:
-        raise KeyError(f"no verdict for video {video_id} by model {model_version}")
-    return rows[0]
-
-
-def model_threshold(db: Database, model_version: str) -> float:
-    rows = db.query("SELECT threshold FROM model_versions WHERE version = :v", {"v": model_version})
-    if not rows:
-        raise KeyError(f"model version {model_version} is not in model_versions")
-    return float(rows[0]["threshold"])
-
-
 def write_report(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id: str, model_version: str,
                  gradcam: GradCam) -> str:
     """Build the report of one verdict, store it, record its URI with the verdict; returns the URI."""
-    verdict = verdict_row(db, video_id, model_version)
+    verdict = queries.verdict_row(db, video_id, model_version)
     faces = load_faces(cfg, store, db, video_id, model_version)
     suspicious = most_suspicious(faces, cfg.report.gradcam_faces)
     heatmaps = {}
@@ -315,12 +290,11 @@ def write_report(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id
         maps = gradcam.heatmaps([f.crop_jpeg for f in suspicious])
         heatmaps = {(f.frame_index, f.face_index): overlay(f.crop_jpeg, m) for f, m in zip(suspicious, maps, strict=True)}
     key = report_key(cfg, video_id, model_version)
-    page = render(verdict, model_threshold(db, model_version), faces, heatmaps,
-                  load_segments(db, video_id, model_version))
+    page = render(verdict, queries.version_threshold(db, model_version), faces, heatmaps,
+                  queries.segments_of(db, video_id, model_version))
     store.put_bytes(key, page.encode("utf-8"))
     uri = store.uri_for(key)
-    db.execute("UPDATE verdicts SET report_uri = :uri WHERE video_id = :v AND model_version = :m",
-               {"uri": uri, "v": video_id, "m": model_version})
+    verdicts.set_report_uri(db, video_id, model_version, uri)
     return uri
 
 
@@ -335,9 +309,7 @@ def write_run_reports(cfg: RealnessConfig, run_id: str, progress: Progress | Non
         return {}
     with run_resources(cfg) as run:
         store, db = run.store, run.db
-        rows = db.query("SELECT video_id, model_version, verdict FROM verdicts WHERE run_id = :run AND verdict IN ("
-                        + ", ".join(f":v{i}" for i in range(len(wanted))) + ") ORDER BY model_version, video_id",
-                        {"run": run_id, **{f"v{i}": v for i, v in enumerate(wanted)}})
+        rows = queries.run_verdicts(db, run_id, wanted)
         written: dict[str, str] = {}
         gradcams: dict[str, GradCam] = {}
         for number, row in enumerate(rows, 1):
@@ -355,12 +327,8 @@ def write_video_report(cfg: RealnessConfig, video: str, model_version: str | Non
     """The report of one scored video, by video id or source URI; by default for its latest verdict."""
     with run_resources(cfg) as run:
         store, db = run.store, run.db
-        if model_version is None:
-            rows = db.query("SELECT video_id, model_version FROM latest_verdicts WHERE video_id = :v OR source_uri = :v "
-                            "ORDER BY decided_at DESC", {"v": video})
-        else:
-            rows = db.query("SELECT video_id, model_version FROM verdicts WHERE (video_id = :v OR source_uri = :v) "
-                            "AND model_version = :m ORDER BY decided_at DESC", {"v": video, "m": model_version})
+        rows = (queries.latest_verdicts_of(db, video) if model_version is None
+                else queries.find_verdicts(db, video, model_version))
         if not rows:
             raise KeyError(f"no verdict for {video}" + (f" by model {model_version}" if model_version else "")
                            + ": give a video id or source URI that was scored")

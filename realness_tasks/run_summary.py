@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
+from realness_tasks import ledger
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.discovery import clean_staging
@@ -45,17 +46,7 @@ def write_run_summary(cfg: RealnessConfig, store: ObjectStore, db: Database, out
     }
     clean_staging(cfg, store, db)  # shards a crashed run staged for videos this run published
     store.put_bytes(report_key(cfg, run_id), json.dumps(summary, indent=1).encode())
-    db.execute(
-        """
-        INSERT INTO runs (run_id, dag_id, started_at, finished_at, status, summary)
-        VALUES (:run_id, :dag_id, :started, :finished, :status, :summary)
-        ON CONFLICT (run_id) DO UPDATE SET finished_at = excluded.finished_at, status = excluded.status,
-            summary = excluded.summary
-        """,
-        {"run_id": run_id, "dag_id": dag_id, "started": started_at.replace(tzinfo=None),
-         "finished": datetime.now(timezone.utc).replace(tzinfo=None), "status": "success",
-         "summary": json.dumps(summary)},
-    )
+    ledger.record_run(db, run_id=run_id, dag_id=dag_id, started_at=started_at, summary=summary)
     return summary
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from realness_tasks import identities, registry, verdicts
+from realness_tasks import identities, ledger, registry, verdicts
 from realness_tasks.config import RealnessConfig
 from realness_tasks.crops import crop_decoder
 from realness_tasks.db import Database
@@ -118,8 +118,7 @@ def newest_shards(cfg: RealnessConfig, store: ObjectStore) -> dict[str, str]:
 def pending_shards(cfg: RealnessConfig, store: ObjectStore, db: Database, version: str) -> tuple[list[str], int]:
     """Shard keys to score for ``version`` (the newest shard per video) and how many are already scored."""
     newest = newest_shards(cfg, store)
-    scored = {r["video_id"] for r in db.query("SELECT DISTINCT video_id FROM face_scores WHERE model_version = :v",
-                                              {"v": version})}
+    scored = verdicts.scored_videos(db, version)
     pending = sorted(key for video_id, key in newest.items() if video_id not in scored)
     return pending, len(newest) - len(pending)
 
@@ -208,12 +207,8 @@ def ledger_verdicts(db: Database, version: str, skip: set[str]) -> list[verdicts
     An entry without a video id (ingest never read its bytes) is keyed by the hash of its URI. When
     several entries share a video, the most recently updated one speaks for it.
     """
-    rows = db.query(
-        "SELECT source_uri, video_id, status, reason FROM ingest_ledger WHERE status IN ("
-        + ", ".join(f"'{s}'" for s in [str(Status.NO_FACE), *FAILURE_STATUSES])
-        + ") ORDER BY updated_at, source_uri")
-    decided = {r["video_id"] for r in db.query("SELECT video_id FROM verdicts WHERE model_version = :v",
-                                               {"v": version})}
+    rows = ledger.entries_with_status(db, [Status.NO_FACE, *FAILURE_STATUSES])
+    decided = verdicts.decided_videos(db, version)
     latest: dict[str, verdicts.VideoVerdict] = {}
     for row in rows:
         video_id = row["video_id"] or "source:" + hashlib.sha256(row["source_uri"].encode()).hexdigest()

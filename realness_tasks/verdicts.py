@@ -4,6 +4,8 @@ The aggregation is the "confident strategy" of the DFDC winner (Selim Seferbekov
 Detection Challenge 2020), adapted to a model's stored threshold; ``docs/scoring.md`` explains
 the rule with examples. :func:`publish` writes a run's videos, face scores and verdicts in one
 transaction, as upserts keyed by (video, model version), so a re-run rewrites the same rows.
+
+This module alone writes ``face_scores``, ``verdicts``, ``segments`` and ``verdict_exports``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
+from realness_tasks import ledger
 from realness_tasks.db import Database
 from realness_tasks.registry import as_utc
 from realness_tasks.settings import ScoringSettings
@@ -220,12 +224,6 @@ def unscored(video_id: str, source_uri: str | None, verdict: str, reason: str | 
     return VideoVerdict(video_id, source_uri, verdict, None, 0, 0, reason)
 
 
-_UPSERT_VIDEO = sa.text("""
-    INSERT INTO videos (video_id, source_uri, size_bytes, label, width, height, first_seen_at)
-    VALUES (:video_id, :source_uri, 0, :label, :width, :height, :now)
-    ON CONFLICT (video_id) DO UPDATE SET label = COALESCE(videos.label, excluded.label)
-""")
-
 _UPSERT_FACE_SCORE = sa.text("""
     INSERT INTO face_scores (video_id, frame_index, face_index, model_version, p_fake, label, confidence,
                              run_id, scored_at, p_raw, identity_id, reference_faces, p_identity)
@@ -271,8 +269,8 @@ def publish(db: Database, *, model_version: str, run_id: str, run_date: str, dec
             videos: Sequence[VideoRow], faces: Sequence[FaceScore], verdicts: Sequence[VideoVerdict]) -> None:
     """Write one run's results in one transaction: all of them or, on any error, none.
 
-    ``videos`` rows are inserted only when ingest has not written them (a shard from elsewhere),
-    with ``size_bytes`` 0 for "unknown"; an existing row only gains a label it lacked. When the run
+    ``videos`` rows go through ``ledger.save_videos`` (a shard from elsewhere gets its row there, with
+    ``size_bytes`` 0 for "unknown"; its rule decides what an existing row keeps). When the run
     decided verdicts, the same transaction marks its Parquet export as owed (``verdict_exports``), so
     a run that dies before writing the file leaves a debt that :func:`export_pending` pays. Each
     verdict's segments replace those of its video's earlier verdict by the same version.
@@ -281,9 +279,10 @@ def publish(db: Database, *, model_version: str, run_id: str, run_date: str, dec
     segments = [{**asdict(segment), "video_id": v.video_id, **common} for v in verdicts for segment in v.segments]
     decided = [{**asdict(row), **common} for row in verdicts]
     with db.transaction() as conn:
-        for statement, rows in ((_UPSERT_VIDEO, videos), (_UPSERT_FACE_SCORE, faces)):
-            if rows:
-                conn.execute(statement, [{**asdict(row), **common} for row in rows])
+        ledger.save_videos(conn, [ledger.VideoRecord(v.video_id, v.source_uri, 0, v.label, v.width, v.height)
+                                  for v in videos])
+        if faces:
+            conn.execute(_UPSERT_FACE_SCORE, [{**asdict(face), **common} for face in faces])
         if verdicts:
             conn.execute(_UPSERT_VERDICT, decided)
             conn.execute(_DELETE_SEGMENTS, decided)
@@ -354,3 +353,39 @@ def export_run(db: Database, store: ObjectStore, verdicts_prefix: str, run_id: s
 def _mark_exported(db: Database, run_id: str, uri: str | None) -> None:
     db.execute("UPDATE verdict_exports SET exported_at = :now, uri = :uri WHERE run_id = :run_id",
                {"now": datetime.now(timezone.utc).replace(tzinfo=None), "uri": uri, "run_id": run_id})
+
+
+# --- what scoring reads, and the writes other modules ask for -------------------------------------------------
+
+
+def scored_videos(db: Database, model_version: str) -> set[str]:
+    """The videos with face scores by ``model_version``."""
+    return {r["video_id"] for r in db.query("SELECT DISTINCT video_id FROM face_scores WHERE model_version = :v",
+                                            {"v": model_version})}
+
+
+def decided_videos(db: Database, model_version: str) -> set[str]:
+    """The videos with a verdict by ``model_version``."""
+    return {r["video_id"] for r in db.query("SELECT video_id FROM verdicts WHERE model_version = :v",
+                                            {"v": model_version})}
+
+
+def set_report_uri(db: Database, video_id: str, model_version: str, uri: str) -> None:
+    """Record a written report with its verdict (a re-decision clears it, see :func:`publish`)."""
+    db.execute("UPDATE verdicts SET report_uri = :uri WHERE video_id = :v AND model_version = :m",
+               {"uri": uri, "v": video_id, "m": model_version})
+
+
+def move_face_identities(conn: Connection, gone: int, keep: int, video_id: str | None = None) -> None:
+    """Face scores of identity ``gone`` (in ``video_id`` only, when given) become ``keep``'s, inside the
+    caller's transaction (the identity store's merges and splits)."""
+    only_video = " AND video_id = :v" if video_id is not None else ""
+    conn.execute(sa.text(f"UPDATE face_scores SET identity_id = :keep WHERE identity_id = :gone{only_video}"),
+                 {"keep": keep, "gone": gone, "v": video_id})
+
+
+def unlink_identity(conn: Connection, identity_id: int) -> None:
+    """Clear the identity columns of the face scores of ``identity_id`` (a forgotten person), inside the
+    caller's transaction."""
+    conn.execute(sa.text("UPDATE face_scores SET identity_id = NULL, reference_faces = NULL, p_identity = NULL "
+                         "WHERE identity_id = :id"), {"id": identity_id})

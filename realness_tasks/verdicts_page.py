@@ -44,6 +44,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from realness_tasks import queries
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database, DatabaseNotMigrated
 from realness_tasks.html_pages import STYLE, embedded_image, escaped, line_chart
@@ -53,11 +54,6 @@ from realness_tasks.storage import open_store
 log = logging.getLogger(__name__)
 
 INGEST_DAG = "realness_ingest"
-SORTS = {
-    "p_fake_desc": "CASE WHEN p_fake IS NULL THEN 1 ELSE 0 END, p_fake DESC, decided_at DESC, video_id",
-    "p_fake_asc": "CASE WHEN p_fake IS NULL THEN 1 ELSE 0 END, p_fake ASC, decided_at DESC, video_id",
-    "newest": "decided_at DESC, video_id",
-}
 VERDICTS = ("FAKE", "REAL", "UNCERTAIN", "NO_FACE", "ERROR")
 UPLOAD_CHUNK = 1 << 20
 # Airflow's session cookie (``base_auth_manager.COOKIE_NAME_JWT_TOKEN``, which the plugin passes on).
@@ -95,7 +91,7 @@ class Filters:
                 date.fromisoformat(value)   # ValueError on anything but YYYY-MM-DD
         page = params.get("page", "1")
         return cls(verdict if verdict in VERDICTS else "", dates[0], dates[1], params.get("model_version", "").strip(),
-                   params.get("prefix", "").strip(), sort if sort in SORTS else "p_fake_desc",
+                   params.get("prefix", "").strip(), sort if sort in queries.VERDICT_ORDERS else "p_fake_desc",
                    max(1, int(page) if page.isdigit() else 1))
 
     def query(self, **changes: Any) -> str:
@@ -103,51 +99,24 @@ class Filters:
         return urlencode({k: v for k, v in values.items() if v not in ("", None)})
 
 
-def _like_prefix(value: str) -> str:
-    return re.sub(r"([\\%_])", r"\\\1", value) + "%"
-
-
 def verdict_rows(db: Database, store_root: str, filters: Filters, page_size: int) -> tuple[list[dict], int]:
     """One page of ``latest_verdicts`` matching ``filters``, and how many match in all.
 
     A source prefix without a scheme is taken relative to the store root (``landing/demo/``).
     """
-    where, params = [], {}
-    if filters.verdict:
-        where.append("verdict = :verdict")
-        params["verdict"] = filters.verdict
-    if filters.date_from:
-        where.append("run_date >= :date_from")
-        params["date_from"] = filters.date_from
-    if filters.date_to:
-        where.append("run_date <= :date_to")
-        params["date_to"] = filters.date_to
-    if filters.model_version:
-        where.append("model_version = :model_version")
-        params["model_version"] = filters.model_version
-    if filters.prefix:
-        prefix = filters.prefix if "://" in filters.prefix else f"{store_root.rstrip('/')}/{filters.prefix}"
-        where.append("source_uri LIKE :prefix ESCAPE '\\'")
-        params["prefix"] = _like_prefix(prefix)
-    clause = (" WHERE " + " AND ".join(where)) if where else ""
-    total = db.query(f"SELECT COUNT(*) AS n FROM latest_verdicts{clause}", params)[0]["n"]
-    rows = db.query(f"SELECT * FROM latest_verdicts{clause} ORDER BY {SORTS[filters.sort]} LIMIT :limit OFFSET :offset",
-                    {**params, "limit": page_size, "offset": (filters.page - 1) * page_size})
-    return rows, int(total)
+    prefix = filters.prefix
+    if prefix and "://" not in prefix:
+        prefix = f"{store_root.rstrip('/')}/{prefix}"
+    return queries.latest_verdicts_page(db, verdict=filters.verdict, date_from=filters.date_from,
+                                        date_to=filters.date_to, model_version=filters.model_version,
+                                        source_prefix=prefix, order=filters.sort, limit=page_size,
+                                        offset=(filters.page - 1) * page_size)
 
 
 def daily_fake_rates(db: Database, filters: Filters) -> dict[str, list[tuple[str, float]]]:
     """model version -> [(day, fakes / videos with a score)] from ``daily_summary`` within the date filter."""
-    where, params = ["fakes + real + uncertain > 0"], {}
-    if filters.date_from:
-        where.append("day >= :date_from")
-        params["date_from"] = filters.date_from
-    if filters.date_to:
-        where.append("day <= :date_to")
-        params["date_to"] = filters.date_to
     rates: dict[str, list[tuple[str, float]]] = {}
-    for row in db.query("SELECT day, model_version, fakes, real, uncertain FROM daily_summary WHERE "
-                        + " AND ".join(where) + " ORDER BY model_version, day", params):
+    for row in queries.daily_summary(db, filters.date_from, filters.date_to):
         scored = row["fakes"] + row["real"] + row["uncertain"]
         rates.setdefault(row["model_version"], []).append((row["day"], row["fakes"] / scored))
     return rates
@@ -398,8 +367,7 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
     def list_page(filters: Filters, token: str, message: str = "") -> str:
         cfg, db = resources()
         rows, total = verdict_rows(db, cfg.resolved_store_uri, filters, cfg.report.page_size)
-        versions = [r["model_version"] for r in db.query(
-            "SELECT DISTINCT model_version FROM verdicts ORDER BY model_version DESC")]
+        versions = queries.versions_with_verdicts(db)
         rates = daily_fake_rates(db, filters)
         return render_list(rows, total, filters, cfg.report.page_size, versions,
                            fake_rate_chart(rates) if rates else None, token, message)
@@ -414,12 +382,11 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
 
     def stored_report(video_id: str, model_version: str) -> str:
         cfg, db = resources()
-        rows = db.query("SELECT report_uri FROM verdicts WHERE video_id = :v AND model_version = :m",
-                        {"v": video_id, "m": model_version})
-        if not rows or not rows[0]["report_uri"]:
+        uri = queries.report_uri(db, video_id, model_version)
+        if not uri:
             raise HTTPException(404, "no report for this verdict (realness report VIDEO_ID writes one)")
         store = open_store(cfg.resolved_store_uri, cfg.s3)
-        return store.get_bytes(store.key_for(rows[0]["report_uri"])).decode("utf-8")
+        return store.get_bytes(store.key_for(uri)).decode("utf-8")
 
     @app.get("/report", response_class=HTMLResponse)
     async def report(video_id: str, model_version: str) -> HTMLResponse:
@@ -455,10 +422,8 @@ def create_app(load_config: Callable[[], RealnessConfig], authenticate: Callable
 
     def upload_progress(source_uri: str) -> tuple[str | None, dict | None]:
         _, db = resources()
-        ledger = db.query("SELECT status FROM ingest_ledger WHERE source_uri = :s", {"s": source_uri})
-        verdict = db.query("SELECT * FROM latest_verdicts WHERE source_uri = :s ORDER BY decided_at DESC",
-                           {"s": source_uri})
-        return (ledger[0]["status"] if ledger else None), (verdict[0] if verdict else None)
+        verdict = queries.latest_verdicts_of(db, source_uri)
+        return queries.ledger_status(db, source_uri), (verdict[0] if verdict else None)
 
     @app.get("/check", response_class=HTMLResponse)
     async def check(request: Request, source_uri: str, run_id: str) -> str:
