@@ -10,7 +10,7 @@ people only, each set in its own ``--work`` folder; the benchmark's default unti
 and zooming with light flicker and sensor noise. The training sidecar names each video's person as
 its ``group``, as an archive that knows who is in its videos would. Everything else is the default configuration a user gets
 (224 px, sampling, epochs, promotion floor), run through the ``realness`` CLI as separate
-processes, so the reported time and peak memory (the child's own ``ru_maxrss``, ``bench/common.py``)
+processes, so the reported time and peak memory (the child's own ``ru_maxrss``, ``bench.common.run_measured``)
 are what a user sees.
 
     python -m bench.bench_detection                                  # the default backbone

@@ -3,7 +3,7 @@
 The 86 labelled clips of ``bench/realdata/manifest.csv`` (FaceForensics++ originals and four
 manipulations, DeepFakeDetection actors, Celeb-DF face-crop segments, DFDC fakes; see
 ``bench/realdata/README.md``) go through the ``realness`` CLI as separate processes, each step's wall
-time and its own peak RSS measured (``bench/common.py``), as ``bench/bench_detection.py`` does
+time and its own peak RSS measured (``bench.common.run_measured``), as ``bench/bench_detection.py`` does
 for synthetic videos. Scenarios (``--scenario``, default all):
 
 * ``in-domain``: the manifest split by ``source_id`` (a fake goes with its original), about 60 % of

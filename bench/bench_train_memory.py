@@ -7,7 +7,7 @@ settings except the training faces per epoch (``--faces-per-epoch``) and one epo
 run is short but still goes through everything that scales with the data: reading every shard, the
 split, the input pipeline, both training phases, validation after every epoch, the threshold and
 the test-split evaluation over every held-out face, the TFLite export and registration. Peak RSS
-is the child's own ``ru_maxrss`` (``bench/common.py``).
+is the child's own ``ru_maxrss`` (``bench.common.run_measured``).
 
     python -m bench.bench_train_memory                       # 1000 5000 20000 faces, 640 per epoch
     python -m bench.bench_train_memory --faces 1000 --faces-per-epoch 160
