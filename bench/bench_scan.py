@@ -246,9 +246,11 @@ def main() -> None:
                 results[group.name] = scan_through_airflow(stack, settings, group, archive[group.name])
                 print(f"{group.name}: {json.dumps(results[group.name], default=str)}", file=sys.stderr, flush=True)
         if not args.no_cli:
+            # one MTCNN conversion for all CLI runs, as one deployment converts once
+            cli_settings = {"REALNESS_DETECTION_NETWORKS_DIR": str(Path(tmp, "cli-networks")), **task_settings}
             for group in groups:
                 results[group.name]["cli_wall_s"] = scan_through_cli(
-                    group, archive[group.name], champion, task_settings, Path(tmp, f"cli-{group.name}"))
+                    group, archive[group.name], champion, cli_settings, Path(tmp, f"cli-{group.name}"))
     load_after = os.getloadavg()
 
     print(f"# nightly scan through Airflow (LocalExecutor, parallelism 2, PostgreSQL), {FRAMES_PER_10_S} frames per "
