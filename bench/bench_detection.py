@@ -10,11 +10,11 @@ people only, each set in its own ``--work`` folder; the benchmark's default unti
 and zooming with light flicker and sensor noise. The training sidecar names each video's person as
 its ``group``, as an archive that knows who is in its videos would. Everything else is the default configuration a user gets
 (224 px, sampling, epochs, promotion floor), run through the ``realness`` CLI as separate
-processes, so the reported time and peak memory (the child's own ``ru_maxrss``, ``bench/measured.py``)
+processes, so the reported time and peak memory (the child's own ``ru_maxrss``, ``bench.common.run_measured``)
 are what a user sees.
 
-    python bench/bench_detection.py                                  # the default backbone
-    python bench/bench_detection.py --backbones efficientnet_lite0 efficientnet_b0
+    python -m bench.bench_detection                                  # the default backbone
+    python -m bench.bench_detection --backbones efficientnet_lite0 efficientnet_b0
 
 EfficientNetB0's ImageNet file cannot be downloaded here, so B0 runs from random weights
 (``REALNESS_TRAINING_RANDOM_INIT``) for comparison when the file is not in Keras' cache.
@@ -31,15 +31,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from bench import face_corpus
+from bench.common import ROOT, run_measured
+from realness_tasks.settings import BACKBONES
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-
-import numpy as np  # noqa: E402
-
-import face_corpus  # noqa: E402
-from measured import run_measured  # noqa: E402
-from realness_tasks.settings import BACKBONES  # noqa: E402
 
 # dlib's example photographs and how many faces MTCNN finds in each (at the confidence portraits() asks)
 DLIB_GROUPS = (("2007_007763", 7), ("2008_001009", 2), ("2008_001322", 3), ("2008_002079", 5), ("2008_002470", 6),

@@ -5,9 +5,9 @@ AUC overall, per manipulation kind, and within each person (real against fake vi
 person, averaged), each person's mean fake probability over their real videos, next to the
 validation AUC that training itself sees.
 
-    python bench/bench_detection.py ...        # first: makes and ingests the videos
-    REALNESS_TRAINING_PATIENCE=100 python bench/bench_epochs.py --out epochs.jsonl
-    python bench/bench_epochs.py --out ensemble.jsonl --ensemble DIR DIR   # runs saved with --save-probabilities
+    python -m bench.bench_detection ...        # first: makes and ingests the videos
+    REALNESS_TRAINING_PATIENCE=100 python -m bench.bench_epochs --out epochs.jsonl
+    python -m bench.bench_epochs --out ensemble.jsonl --ensemble DIR DIR   # runs saved with --save-probabilities
 
 Settings come from ``REALNESS_TRAINING_*`` as for ``realness train``. This is for understanding
 training (which epoch generalises, what early stopping and the kept weights do), never for
@@ -20,24 +20,22 @@ import argparse
 import csv
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow.dataset as pads
+
+from bench.common import ROOT
+from realness_tasks import dataset as ds
+from realness_tasks import fitting, registry
+from realness_tasks.config import RealnessConfig
+from realness_tasks.db import Database
+from realness_tasks.metrics import roc_auc
+from realness_tasks.model import predict_probabilities
+from realness_tasks.storage import open_store
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
-
-import numpy as np  # noqa: E402
-import pyarrow.dataset as pads  # noqa: E402
-
-from realness_tasks import dataset as ds  # noqa: E402
-from realness_tasks import fitting, registry  # noqa: E402
-from realness_tasks.config import RealnessConfig  # noqa: E402
-from realness_tasks.db import Database  # noqa: E402
-from realness_tasks.metrics import roc_auc  # noqa: E402
-from realness_tasks.model import predict_probabilities  # noqa: E402
-from realness_tasks.storage import open_store  # noqa: E402
 
 KINDS = ("swap", "partial", "smoothed")
 

@@ -7,21 +7,19 @@ face per call as the code runs it, and the engine in its default batch; each fig
 ``--repeats`` passes. A face whose features are already kept (a rescore by a new champion) costs the
 engine and a Parquet read only.
 
-    python bench/bench_foundation.py                 # 2 threads, 64 faces, 3 passes
-    python bench/bench_foundation.py --threads 1 2
+    python -m bench.bench_foundation                 # 2 threads, 64 faces, 3 passes
+    python -m bench.bench_foundation --threads 1 2
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def sample_jpegs(count: int) -> list[bytes]:

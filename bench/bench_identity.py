@@ -27,9 +27,9 @@ imports) at its default settings except ``REALNESS_IDENTITY_ENABLED=true`` and t
    draws, seeded), over all scored videos, over the videos of the people given a reference half, and per
    data set (Celeb-DF and DFD need both labels among their scored videos).
 
-    nice python bench/bench_identity.py                        # into out/bench-identity/
-    python bench/bench_identity.py --table                     # the table of out/bench-identity/results.json
-    python bench/bench_identity.py --analyse                   # redo clustering and AUCs from that run's database
+    nice python -m bench.bench_identity                        # into out/bench-identity/
+    python -m bench.bench_identity --table                     # the table of out/bench-identity/results.json
+    python -m bench.bench_identity --analyse                   # redo clustering and AUCs from that run's database
 
 Results: ``<work>/results.json`` and a markdown table on stdout; ``docs/identity-benchmark.md``.
 """
@@ -43,7 +43,6 @@ import os
 import re
 import shutil
 import sqlite3
-import sys
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
@@ -51,10 +50,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path[:0] = [str(Path(__file__).resolve().parent)]
-from bench_realdata import (BOOTSTRAP_DRAWS, DATA, ROOT, auc, brief, code_state, copy_videos,  # noqa: E402
-                            describe_part, failure_line, ingest_summary, interval, latest_model, read_manifest,
-                            run_cli, split_by_source)
+from bench.bench_realdata import (BOOTSTRAP_DRAWS, DATA, ROOT, auc, brief, code_state, copy_videos,
+                                  describe_part, failure_line, ingest_summary, interval, latest_model,
+                                  read_manifest, run_cli, split_by_source)
 
 REFERENCE_SUFFIX, SCORED_SUFFIX = "-ref1.mp4", "-half2.mp4"
 

@@ -16,27 +16,25 @@ with Keras and both engines, and prints each engine's largest difference from Ke
 and video AUC. The int8 file comes from the version folder, or is exported (calibrated on the
 version's training faces) when the version predates int8 exports.
 
-    python bench/bench_inference.py                      # 224 px, batches 1, 8, 32, 2 engine threads
-    python bench/bench_inference.py --faces 128 --batch-sizes 1 16 --threads 4
-    REALNESS_STORE_URI=... REALNESS_DATABASE_URL=... python bench/bench_inference.py --model-version 20250301T...
+    python -m bench.bench_inference                      # 224 px, batches 1, 8, 32, 2 engine threads
+    python -m bench.bench_inference --faces 128 --batch-sizes 1 16 --threads 4
+    REALNESS_STORE_URI=... REALNESS_DATABASE_URL=... python -m bench.bench_inference --model-version 20250301T...
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
+from realness_tasks.settings import BACKBONES
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import numpy as np  # noqa: E402
-
-from realness_tasks.settings import BACKBONES  # noqa: E402
 
 
 def faces_per_second(engines: dict[str, Callable], inputs, batch_size: int, repeats: int

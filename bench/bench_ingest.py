@@ -7,7 +7,7 @@ grabbed, the sampled ones retrieved), then runs MTCNN twice: on frames downscale
 full-resolution faces of at least ``--min-face`` px (box height) that the downscaled path also
 finds (IoU >= 0.5).
 
-    python bench/bench_ingest.py [--frames 16] [--resolutions 640x360,1280x720,1920x1080] [--ext .mp4]
+    python -m bench.bench_ingest [--frames 16] [--resolutions 640x360,1280x720,1920x1080] [--ext .mp4]
 """
 
 from __future__ import annotations
@@ -15,19 +15,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import cv2
 
-import cv2  # noqa: E402
-
-from realness_tasks import samples  # noqa: E402
-from realness_tasks.faces import (  # noqa: E402
+from realness_tasks import samples
+from realness_tasks.settings import CropSettings, DetectionSettings, SamplingSettings
+from realness_tasks.faces import (
     FrameFaces,
     MtcnnDetector,
     crop_face,
@@ -35,9 +32,10 @@ from realness_tasks.faces import (  # noqa: E402
     encode_jpeg,
     iou,
 )
-from realness_tasks.frames import Frame, FrameSampler, probe_video  # noqa: E402
-from realness_tasks.settings import CropSettings, DetectionSettings, SamplingSettings  # noqa: E402
-from realness_tasks.shards import FaceRow, rows_to_table, table_to_bytes  # noqa: E402
+from realness_tasks.frames import Frame, FrameSampler, probe_video
+from realness_tasks.shards import FaceRow, rows_to_table, table_to_bytes
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 FPS = 30.0
 FACE_HEIGHTS = (80, 110, 160, 240)  # px at full resolution, from the recall threshold up (where the frame allows)

@@ -8,7 +8,7 @@ Peak RSS is the child's own ``ru_maxrss`` (KiB on Linux); it includes the librar
 Expectations, pyarrow, OpenCV, LiteRT), so the growth between resolutions is what the frames cost.
 Streaming means it should grow with one frame batch, not with the video.
 
-    python bench/bench_ingest_memory.py [--resolutions 1280x720,1920x1080,3840x2160] [--seconds 10]
+    python -m bench.bench_ingest_memory [--resolutions 1280x720,1920x1080,3840x2160] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.common import ROOT
 
 CHILD = """
 import json, resource, sys, time

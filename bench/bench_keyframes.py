@@ -5,7 +5,7 @@ and samples it at one frame every ``--every`` seconds with REALNESS_SAMPLING_DEC
 =sequential, in turn, ``--repeat`` times each; prints the best seconds, the frames decoded and the
 largest pixel difference between the two paths at the frames both returned.
 
-    python bench/bench_keyframes.py [--seconds 60] [--size 1920x1080] [--fps 30] [--keyframe-every 1] [--every 1]
+    python -m bench.bench_keyframes [--seconds 60] [--size 1920x1080] [--fps 30] [--keyframe-every 1] [--every 1]
 """
 
 from __future__ import annotations
@@ -14,19 +14,16 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from realness_tasks import samples  # noqa: E402
-from realness_tasks.frames import FrameSampler, probe_video  # noqa: E402
-from realness_tasks.settings import SamplingSettings  # noqa: E402
+from realness_tasks import samples
+from realness_tasks.settings import SamplingSettings
+from realness_tasks.frames import FrameSampler, probe_video
 
 
 def run(path: Path, sampling: SamplingSettings, repeat: int) -> tuple[float, FrameSampler, dict[int, np.ndarray]]:

@@ -3,7 +3,7 @@
 The 86 labelled clips of ``bench/realdata/manifest.csv`` (FaceForensics++ originals and four
 manipulations, DeepFakeDetection actors, Celeb-DF face-crop segments, DFDC fakes; see
 ``bench/realdata/README.md``) go through the ``realness`` CLI as separate processes, each step's wall
-time and its own peak RSS measured (``bench/measured.py``), as ``bench/bench_detection.py`` does
+time and its own peak RSS measured (``bench.common.run_measured``), as ``bench/bench_detection.py`` does
 for synthetic videos. Scenarios (``--scenario``, default all):
 
 * ``in-domain``: the manifest split by ``source_id`` (a fake goes with its original), about 60 % of
@@ -26,8 +26,8 @@ A model that training registers without promoting it whatever the floor (one tra
 labelled fakes) is promoted with ``realness approve`` so that it is measured, the gate's reason
 recorded (``--no-approve``: left unscored). Details and results: ``docs/realdata-benchmark.md``.
 
-    python bench/bench_realdata.py                                   # every scenario
-    nice python bench/bench_realdata.py --scenario in-domain --work out/bench-realdata
+    python -m bench.bench_realdata                                   # every scenario
+    nice python -m bench.bench_realdata --scenario in-domain --work out/bench-realdata
 
 Results: ``<work>/results-<scenario>.json`` (also the bootstrap intervals: videos resampled with
 replacement, 2000 draws, seeded) and a markdown table on stdout. ``--table`` only prints the table
@@ -51,12 +51,11 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-
 import numpy as np
-from measured import run_measured
+
+from bench.common import ROOT, run_measured
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MANIFEST = ROOT / "bench" / "realdata" / "manifest.csv"
 DATA = ROOT / ".realness-realdata"
@@ -75,7 +74,7 @@ def read_manifest(data: Path) -> list[dict]:
     missing = [r["local_path"] for r in rows if not (data / r["local_path"]).is_file()]
     if missing:
         raise SystemExit(f"{len(missing)} clip(s) missing under {data} (e.g. {missing[0]}): rebuild them with "
-                         f"python bench/realdata/rebuild.py --mirrors /work/.mirror")
+                         f"python -m bench.realdata.rebuild --mirrors /work/.mirror")
     names = Counter(Path(r["local_path"]).name for r in rows)
     if max(names.values()) > 1:
         raise SystemExit(f"file names are not unique: {[n for n, c in names.items() if c > 1]}")

@@ -18,7 +18,7 @@ per-video part), the per-stage split from the ingest
 report plus the scoring task, and the same group through the CLI (``realness ingest`` then
 ``realness score`` in one process each) for comparison. Sampling is 32 frames per 10 s.
 
-    python bench/bench_scan.py [--clips 200 --clip-seconds 10 --long 20 --long-seconds 60] [--setting NAME=VALUE]
+    python -m bench.bench_scan [--clips 200 --clip-seconds 10 --long 20 --long-seconds 60] [--setting NAME=VALUE]
 
 Needs PostgreSQL (``REALNESS_TEST_POSTGRES_URL``, default postgres@127.0.0.1:5432). Generated
 videos are kept in ``--workdir`` and reused by later runs.
@@ -38,8 +38,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.airflow_stack import airflow_stack
+from bench.common import ROOT, fresh_database
 
 FRAMES_PER_10_S = 32
 INGEST, SCORE = "realness_ingest", "realness_score"
@@ -225,9 +225,6 @@ def main() -> None:
                              "REALNESS_DETECTION_THREADS=1")
     args = parser.parse_args()
 
-    from tests.airflow_stack import airflow_stack
-    from tests.conftest import fresh_database
-
     size = {name: tuple(int(v) for v in getattr(args, f"{name}_size").split("x")) for name in ("clip", "long")}
     groups = [g for g in (Group(f"clips-{size['clip'][1]}p", args.clips, args.clip_seconds, size["clip"]),
                           Group(f"long-{size['long'][1]}p", args.long, args.long_seconds, size["long"])) if g.count]
@@ -249,9 +246,11 @@ def main() -> None:
                 results[group.name] = scan_through_airflow(stack, settings, group, archive[group.name])
                 print(f"{group.name}: {json.dumps(results[group.name], default=str)}", file=sys.stderr, flush=True)
         if not args.no_cli:
+            # one MTCNN conversion for all CLI runs, as one deployment converts once
+            cli_settings = {"REALNESS_DETECTION_NETWORKS_DIR": str(Path(tmp, "cli-networks")), **task_settings}
             for group in groups:
                 results[group.name]["cli_wall_s"] = scan_through_cli(
-                    group, archive[group.name], champion, task_settings, Path(tmp, f"cli-{group.name}"))
+                    group, archive[group.name], champion, cli_settings, Path(tmp, f"cli-{group.name}"))
     load_after = os.getloadavg()
 
     print(f"# nightly scan through Airflow (LocalExecutor, parallelism 2, PostgreSQL), {FRAMES_PER_10_S} frames per "

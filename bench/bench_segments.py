@@ -15,7 +15,7 @@ For each (segment_min_faces, segment_min_seconds) on the grid, and for the rule 
 (per-video confident strategy only), it prints the share called FAKE of each kind, and for the
 partial fakes called FAKE by a segment the median IoU of the named segment with the true one.
 
-    nice python bench/bench_segments.py                 # the defaults measured in docs/scoring.md
+    nice python -m bench.bench_segments                 # the defaults measured in docs/scoring.md
 """
 
 from __future__ import annotations

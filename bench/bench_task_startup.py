@@ -6,7 +6,7 @@ first frame, and the ``validate_shards`` task (one per run) pays Great Expectati
 its first shard. This times those
 parts in the order a task meets them, in ``--repeats`` fresh processes (median shown), for MTCNN
 on LiteRT (what tasks run) beside MTCNN on TensorFlow (what they ran before,
-``tests/mtcnn_reference.py``):
+``bench/mtcnn_reference.py``):
 
 - imports of the ingest modules (``realness_tasks.ingest``, ``faces``: OpenCV, pyarrow, SQLAlchemy);
 - importing the engine: ``ai_edge_litert.interpreter`` or ``tensorflow``;
@@ -24,7 +24,7 @@ at build); that conversion is timed too, in its own process, into a fresh direct
 It does not include Airflow's own per-task start (fork, DAG parse, API calls): ``bench_scan.py``
 measures a whole task through Airflow.
 
-    python bench/bench_task_startup.py [--repeats 3]
+    python -m bench.bench_task_startup [--repeats 3]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.common import ROOT
 
 CHILD = r"""
 import json, sys, time
@@ -65,7 +65,7 @@ if engine == "litert":
     detector = MtcnnDetector(DetectionSettings()); detector.load(); lap("load MTCNN networks")
     detect = detector.detect
 else:
-    from tests.mtcnn_reference import TensorFlowMtcnn
+    from bench.mtcnn_reference import TensorFlowMtcnn
     tf_mtcnn = TensorFlowMtcnn(DetectionSettings()); lap("load MTCNN networks")
     def detect(batch):  # as MtcnnDetector did: downscale to 640, RGB, then the three stages
         return tf_mtcnn.detect(np.stack([cv2.cvtColor(cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA),
@@ -77,10 +77,10 @@ parts["tensorflow imported"] = "tensorflow" in sys.modules
 if engine == "litert":
     clock[0] = time.monotonic(); import great_expectations; lap("import great_expectations")
     from dataclasses import replace
+    from bench.face_shards import valid_rows
     from realness_tasks.settings import CropSettings
     from realness_tasks.shards import rows_to_table, table_to_bytes
     from realness_tasks.validation import StagedShard, validate_shards
-    from tests.factories import valid_rows
     rows = valid_rows(224, ROWS_PER_SHARD)
     staged = [table_to_bytes(rows_to_table([replace(r, video_id=f"v{i:03d}") for r in rows]))
               for i in range(max(SHARDS_PER_RUN))]

@@ -7,8 +7,8 @@ show whether decoding and augmentation keep up with the model. Backbones: the pr
 EfficientNet-Lite0 default, and EfficientNetB0 (random weights when Keras' ImageNet file is not
 cached: the same cost per step).
 
-    python bench/bench_train.py                          # both backbones, 224 and 128 px, batch 32, 8 timed steps
-    python bench/bench_train.py --sizes 224 --batch 16 --steps 4
+    python -m bench.bench_train                          # both backbones, 224 and 128 px, batch 32, 8 timed steps
+    python -m bench.bench_train --sizes 224 --batch 16 --steps 4
 """
 
 from __future__ import annotations
@@ -16,18 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
+from realness_tasks.settings import BACKBONES
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import numpy as np  # noqa: E402
-
-from realness_tasks.settings import BACKBONES  # noqa: E402
 
 
 def crops(count: int) -> list[bytes]:

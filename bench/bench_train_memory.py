@@ -7,10 +7,10 @@ settings except the training faces per epoch (``--faces-per-epoch``) and one epo
 run is short but still goes through everything that scales with the data: reading every shard, the
 split, the input pipeline, both training phases, validation after every epoch, the threshold and
 the test-split evaluation over every held-out face, the TFLite export and registration. Peak RSS
-is the child's own ``ru_maxrss`` (``bench/measured.py``).
+is the child's own ``ru_maxrss`` (``bench.common.run_measured``).
 
-    python bench/bench_train_memory.py                       # 1000 5000 20000 faces, 640 per epoch
-    python bench/bench_train_memory.py --faces 1000 --faces-per-epoch 160
+    python -m bench.bench_train_memory                       # 1000 5000 20000 faces, 640 per epoch
+    python -m bench.bench_train_memory --faces 1000 --faces-per-epoch 160
 """
 
 from __future__ import annotations
@@ -20,13 +20,11 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
+
+from bench.common import ROOT, run_measured
+from bench.face_shards import write_labelled_shards
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-
-from measured import run_measured  # noqa: E402
 
 FACES_PER_VIDEO = 10
 
@@ -40,7 +38,6 @@ def main() -> None:
 
     from realness_tasks.config import RealnessConfig
     from realness_tasks.storage import open_store
-    from tests.factories import write_labelled_shards
 
     print("| labelled faces | shards written in | `realness train` wall time | peak RSS |")
     print("|---:|---:|---:|---:|")

@@ -10,11 +10,11 @@ import os
 import socket
 import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from bench.common import free_port, fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,12 +48,6 @@ def port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -102,23 +96,6 @@ def postgres_server_url() -> str:
     except Exception:  # noqa: BLE001 - any failure here means "no server"
         _service_missing(f"PostgreSQL at {url}")
     return url
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database on the server of ``server_url``, dropped (connections and all) afterwards."""
-    import sqlalchemy as sa
-
-    name = f"realness_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield server_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

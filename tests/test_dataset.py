@@ -13,12 +13,12 @@ from datetime import datetime
 import numpy as np
 import pytest
 
+from bench.face_shards import face_landmarks, write_labelled_shards
 from realness_tasks import dataset as ds
 from realness_tasks.config import RealnessConfig
 from realness_tasks.faces import crop_box, crop_face
 from realness_tasks.settings import CropSettings
 from realness_tasks.storage import open_store
-from tests.factories import face_landmarks, write_labelled_shards
 
 
 @pytest.fixture
@@ -154,8 +154,8 @@ def test_reads_shards_from_s3(s3_bucket_uri, s3_settings, tmp_path):
 
 
 def test_labels_table_overrides_shard_labels(local_config):
+    from bench.face_shards import write_labelled_shards
     from realness_tasks.storage import open_store
-    from tests.factories import write_labelled_shards
 
     cfg = local_config
     store = open_store(cfg.resolved_store_uri)
@@ -275,9 +275,9 @@ def test_too_few_groups_is_a_clear_error(local_config):
 
 
 def test_unlabelled_videos_under_a_trusted_real_prefix_train_as_real_and_others_stay_out(local_config):
+    from bench.face_shards import labelled_rows
     from realness_tasks import samples
     from realness_tasks.shards import rows_to_table, shard_key, table_to_bytes
-    from tests.factories import labelled_rows
 
     store = open_store(local_config.resolved_store_uri)
     photo = samples.sample_photos()[0]

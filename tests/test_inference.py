@@ -13,12 +13,12 @@ from datetime import datetime
 import numpy as np
 import pytest
 
+from bench.face_shards import fake_image, labelled_rows
 from realness_tasks import registry, samples, scoring
 from realness_tasks.config import RealnessConfig
 from realness_tasks.inference import ENGINE_FILES, EngineDisagreement, TFLiteScorer, check_agreement, export_tflite
 from realness_tasks.settings import ENGINES, ConfigurationError
 from realness_tasks.storage import open_store
-from tests.factories import fake_image, labelled_rows
 
 IMAGE_SIZE = 64
 

@@ -144,7 +144,7 @@ def _stage(store, video_id: str, shard: bytes) -> LedgerEntry:
 
 
 def _shard(video_id: str, crop_size: int, **changes) -> bytes:
-    from tests.factories import valid_rows
+    from bench.face_shards import valid_rows
 
     return table_to_bytes(rows_to_table([replace(r, video_id=video_id, **changes) for r in valid_rows(crop_size)]))
 

@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.face_shards import fake_image
 from realness_tasks import mtcnn_lite, samples
 from realness_tasks.mtcnn_lite import LiteMtcnn, converted_networks, pyramid_scales
 from realness_tasks.settings import DetectionSettings
 from tests.conftest import MTCNN_NETWORKS_DIR, ROOT
-from tests.factories import fake_image
 
 PHOTOS = samples.sample_photos()
 
@@ -31,7 +31,7 @@ def networks() -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def tensorflow_mtcnn():
     """Builds the TensorFlow reference on demand, one per settings (importing it imports TensorFlow)."""
-    from tests.mtcnn_reference import TensorFlowMtcnn
+    from bench.mtcnn_reference import TensorFlowMtcnn
 
     built: dict[DetectionSettings, TensorFlowMtcnn] = {}
     return lambda settings: built.setdefault(settings, TensorFlowMtcnn(settings))

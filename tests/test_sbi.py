@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.face_shards import face_landmarks
 from realness_tasks import dataset as ds
 from realness_tasks import samples, sbi
 from realness_tasks.faces import crop_face, encode_jpeg
 from realness_tasks.settings import CropSettings
-from tests.factories import face_landmarks
 
 SIZE = 96
 

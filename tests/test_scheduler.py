@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.airflow_stack import FINAL_RUN_STATES, AirflowStack, airflow_stack
 from realness_tasks import ledger
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.storage import ObjectStore, open_store
-from tests.airflow_stack import FINAL_RUN_STATES, AirflowStack, airflow_stack
 from tests.conftest import MTCNN_NETWORKS_DIR, fresh_database
 from tests.landing import Landing, populate
 

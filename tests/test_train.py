@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.face_shards import write_labelled_shards
 from realness_tasks import dataset as ds
 from realness_tasks import fitting, metrics, promotion, registry, train, version_folder
 from realness_tasks.config import RealnessConfig
@@ -27,7 +28,6 @@ from realness_tasks.metrics import THRESHOLD_RULE
 from realness_tasks.model import Backbone, decode_crops
 from realness_tasks.settings import ScoringSettings, TrainingSettings
 from realness_tasks.storage import open_store
-from tests.factories import write_labelled_shards
 
 SIZE = 64
 VIDEOS_PER_CLASS = 12  # fewer made the test split so small that a run's AUC swung between 0.58 and 1.0

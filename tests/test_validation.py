@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bench.face_shards import valid_rows
 from realness_tasks.settings import CropSettings
 from realness_tasks.shards import SHARD_SCHEMA, FaceRow, rows_to_table
 from realness_tasks.validation import StagedShard, ValidationReport, validate_shards
-from tests.factories import valid_rows
 
 
 def _staged(table: pa.Table, video_id: str = "v1") -> StagedShard:

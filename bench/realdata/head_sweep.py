@@ -15,7 +15,7 @@ applied, so these figures compare recipes, not the pipeline) with a 95 % bootstr
 Recipes that need labelled fakes print a note when the training part has none (the ``real-only``
 scenario).
 
-    python bench/realdata/head_sweep.py out/bench-realdata/cross-dataset
+    python -m bench.realdata.head_sweep out/bench-realdata/cross-dataset
 """
 
 from __future__ import annotations
@@ -23,21 +23,18 @@ from __future__ import annotations
 import argparse
 import csv
 import posixpath
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+import numpy as np
+import pyarrow.parquet as pq
 
-import numpy as np  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-
-from realness_tasks import dataset as ds  # noqa: E402
-from realness_tasks.config import RealnessConfig  # noqa: E402
-from realness_tasks.foundation import FeatureCache, fit_linear_head, load_encoder  # noqa: E402
-from realness_tasks.metrics import roc_auc  # noqa: E402
-from realness_tasks.sbi import PseudoFakeMaker  # noqa: E402
-from realness_tasks.storage import open_store  # noqa: E402
+from bench.common import ROOT
+from realness_tasks import dataset as ds
+from realness_tasks.config import RealnessConfig
+from realness_tasks.foundation import FeatureCache, fit_linear_head, load_encoder
+from realness_tasks.metrics import roc_auc
+from realness_tasks.sbi import PseudoFakeMaker
+from realness_tasks.storage import open_store
 
 MANIFEST = ROOT / "bench" / "realdata" / "manifest.csv"
 DRAWS = 2000

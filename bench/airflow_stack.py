@@ -3,9 +3,9 @@
 ``airflow_stack()`` migrates a fresh metadata database with ``airflow db migrate`` and starts
 ``airflow api-server`` (task processes report to its Execution API), ``airflow dag-processor``,
 ``airflow scheduler`` and, for the CeleryExecutor, ``airflow celery worker``, each in its own
-process group with its output in ``<home>/<component>.log``. Tests drive it the way an operator
-does (the ``airflow`` CLI) and read the outcome from the metadata tables. Every process group is
-terminated on exit, whatever happened inside.
+process group with its output in ``<home>/<component>.log``. Tests and the scan benchmark drive it
+the way an operator does (the ``airflow`` CLI) and read the outcome from the metadata tables. Every
+process group is terminated on exit, whatever happened inside.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from urllib.request import urlopen
 
 import sqlalchemy as sa
 
-from tests.conftest import ROOT, free_port, fresh_database
+from bench.common import ROOT, free_port, fresh_database
 
 T = TypeVar("T")
 

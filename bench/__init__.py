@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline, each run from the repository root as a module: ``python -m bench.bench_x``."""

@@ -1,0 +1,1 @@
+"""The real-data benchmark's manifest and its tools, each run as ``python -m bench.realdata.<tool>``."""
