@@ -6,7 +6,8 @@ whose video has no face scores for the model version, decode their crops with th
 aggregate each video (``realness_tasks.verdicts``), add NO_FACE / ERROR verdicts for what ingest
 could not turn into faces, publish everything in one transaction and export the run's verdicts as
 Parquet. Work is keyed by (video, model version): a re-run finds nothing new and changes no row,
-and a new champion re-judges every video under its own version.
+and a new champion re-judges every video under its own version. What scores a face (the engine,
+the foundation head, the detector's fusion and calibration) comes from ``realness_tasks.scorers``.
 """
 
 from __future__ import annotations
@@ -26,17 +27,15 @@ from realness_tasks import identities, ledger, registry, verdicts
 from realness_tasks.config import RealnessConfig
 from realness_tasks.crops import crop_decoder
 from realness_tasks.db import Database
-from realness_tasks.detector import Detector, sigmoid
 from realness_tasks.crash_points import checkpoint
-from realness_tasks.foundation import FeatureCache, load_encoder
 from realness_tasks.inference import TFLiteScorer
-from realness_tasks.metrics import log_odds
 from realness_tasks.ledger import Status
 from realness_tasks.registry import ModelVersion
 from realness_tasks.resources import run_resources
-from realness_tasks.settings import ConfigurationError
+from realness_tasks.scorers import (FoundationScorer, face_log_odds, face_probabilities, foundation_scorer,
+                                    load_scorer, probabilities)
 from realness_tasks.shards import current_shards, read_shard, shard_video_id
-from realness_tasks.storage import ObjectStore, open_store
+from realness_tasks.storage import ObjectStore
 from realness_tasks.workspace import scratch_dir
 
 log = logging.getLogger(__name__)
@@ -220,26 +219,6 @@ def ledger_verdicts(db: Database, version: str, skip: set[str]) -> list[verdicts
     return [v for video_id, v in sorted(latest.items()) if video_id not in decided and video_id not in skip]
 
 
-def face_log_odds(video: ShardVideo, model: ModelVersion) -> np.ndarray:
-    """The model's raw log-odds per face: the detector's fused score, else the engine's output as log-odds."""
-    if not model.detector:
-        return log_odds(video.p_fake)
-    return Detector.from_json(model.detector).fused(video.p_fake, video.head_logits)
-
-
-def probabilities(z: np.ndarray, model: ModelVersion) -> np.ndarray:
-    """Stored ``p_fake`` for raw log-odds ``z``: calibrated by the model's detector, else sigmoid."""
-    return Detector.from_json(model.detector).calibrated(z) if model.detector else sigmoid(z)
-
-
-def face_probabilities(video: ShardVideo, model: ModelVersion) -> tuple[np.ndarray, np.ndarray | None]:
-    """(p_fake, p_raw) of a video's faces: fused and calibrated by the model's detector, else the engine's output."""
-    if not model.detector:
-        return video.p_fake, None
-    z = face_log_odds(video, model)
-    return probabilities(z, model), sigmoid(z)
-
-
 @dataclass(frozen=True)
 class IdentityJudging:
     """What judging faces against their person's reference needs in one run (see ``identities``)."""
@@ -279,8 +258,9 @@ def identity_judging(cfg: RealnessConfig, store: ObjectStore, db: Database, vide
         if video.video_id in fitted_on:
             continue
         if video.label == verdicts.REAL or (trusted and video.source_uri.startswith(trusted)):
+            z_faces = face_log_odds(video.p_fake, video.head_logits, model)
             in_run += [(int(i), video.video_id, float(z))
-                       for i, z in zip(assigned[video.video_id], face_log_odds(video, model), strict=True) if i >= 0]
+                       for i, z in zip(assigned[video.video_id], z_faces, strict=True) if i >= 0]
     references = identities.references(db, model.version, trusted, in_run, exclude_videos=fitted_on)
     rule = identities.IdentityRule(cfg.identity.shrinkage_faces, cfg.identity.min_reference_faces)
     log.info("identities: %d faces in %d videos assigned; %d identities have reference faces (%d training videos "
@@ -296,11 +276,11 @@ def judge(videos: Sequence[ShardVideo], model: ModelVersion, cfg: RealnessConfig
     faces: list[verdicts.FaceScore] = []
     decided: list[verdicts.VideoVerdict] = []
     for video in videos:
-        p_fake, p_raw = face_probabilities(video, model)
+        p_fake, p_raw = face_probabilities(video.p_fake, video.head_logits, model)
         n = len(p_fake)
         raw = p_raw if p_raw is not None else [None] * n
-        ids, used, relative = (identity.judge(video, face_log_odds(video, model)) if identity is not None
-                               else (np.full(n, -1), np.zeros(n, np.int64), None))
+        ids, used, relative = (identity.judge(video, face_log_odds(video.p_fake, video.head_logits, model))
+                               if identity is not None else (np.full(n, -1), np.zeros(n, np.int64), None))
         p_identity = probabilities(relative, model) if relative is not None else np.full(n, np.nan)
         video_faces = [verdicts.face_score(video.video_id, video.frame_index[i], video.face_index[i], p_fake[i],
                                            model.threshold, raw[i], identity_id=int(ids[i]) if ids[i] >= 0 else None,
@@ -316,57 +296,6 @@ def judge(videos: Sequence[ShardVideo], model: ModelVersion, cfg: RealnessConfig
                 f"identity {i} ({u} reference faces)" for i, u in judged))
         decided.append(verdict)
     return faces, decided
-
-
-def load_scorer(cfg: RealnessConfig, model: ModelVersion, workdir: Path) -> TFLiteScorer:
-    """The engine ``REALNESS_SCORING_ENGINE`` names, from its file in ``model``'s version folder."""
-    engine = cfg.scoring.engine
-    if engine not in model.engines:
-        raise FileNotFoundError(f"model {model.version} has no {engine} engine (it has {', '.join(model.engines)}): "
-                                f"set REALNESS_SCORING_ENGINE to one of those, or train a new model, which "
-                                f"exports every engine")
-    name = model.engines[engine]
-    path = workdir / name
-    try:
-        open_store(model.uri, cfg.s3).download(name, path)
-    except KeyError:
-        raise FileNotFoundError(f"model {model.version} has no {name} ({engine} engine) in {model.uri}: export it "
-                                "with realness_tasks.inference.export_tflite") from None
-    scorer = TFLiteScorer(path, threads=cfg.scoring.threads)
-    if scorer.image_size != model.image_size:
-        raise ValueError(f"model {model.version}: {name} takes {scorer.image_size} px faces, "
-                         f"the registry says {model.image_size}")
-    log.info("model %s: scoring with the %s engine (%s)", model.version, engine, name)
-    return scorer
-
-
-class FoundationScorer:
-    """The model's foundation head over cached (or newly encoded) features of a video's crops."""
-
-    def __init__(self, cfg: RealnessConfig, store: ObjectStore, model: ModelVersion):
-        detector = Detector.from_json(model.detector or {})
-        if not cfg.foundation.enabled:
-            raise ConfigurationError(f"model {model.version} fuses a foundation head ({detector.head.encoder}): it "
-                                     "cannot score with REALNESS_FOUNDATION_ENCODER=none; unset it, or promote a "
-                                     "model trained with it")
-        encoder = load_encoder(cfg.foundation.encoder_path, cfg.foundation.threads)
-        if encoder.identity != detector.head.encoder:
-            raise ConfigurationError(f"model {model.version} was fitted on {detector.head.encoder} features, this "
-                                     f"worker's encoder is {encoder.identity} ({encoder.path}): install the pinned "
-                                     f"one, or retrain")
-        self.head = detector.head
-        self.cache = FeatureCache(store, cfg.features_prefix, encoder)
-
-    def logits(self, video_id: str, jpegs: Sequence[bytes]) -> np.ndarray:
-        if not jpegs:
-            return np.zeros(0, np.float64)
-        return self.head.logits(self.cache.features([video_id] * len(jpegs), jpegs))
-
-
-def foundation_scorer(cfg: RealnessConfig, store: ObjectStore, model: ModelVersion) -> FoundationScorer | None:
-    if model.detector and Detector.from_json(model.detector).needs_features:
-        return FoundationScorer(cfg, store, model)
-    return None
 
 
 def run_scoring(cfg: RealnessConfig, run_id: str, run_date: str, *, model: ModelVersion | None = None,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bench.face_shards import fake_image, labelled_rows
-from realness_tasks import registry, samples, scoring
+from realness_tasks import registry, samples, scorers
 from realness_tasks.config import RealnessConfig
 from realness_tasks.inference import ENGINE_FILES, EngineDisagreement, TFLiteScorer, check_agreement, export_tflite
 from realness_tasks.settings import ENGINES, ConfigurationError
@@ -178,7 +178,7 @@ def test_the_engine_setting_selects_the_engine(engines, face_crops, tmp_path, en
     model = register(cfg, {e: engines[e] for e in ENGINES}, dict(ENGINE_FILES))
     faces = face_crops[0][:8]
 
-    scorer = scoring.load_scorer(cfg, model, tmp_path)
+    scorer = scorers.load_scorer(cfg, model, tmp_path)
 
     assert set(model.engines) == set(ENGINES) == set(ENGINE_FILES)
     assert scorer.path.name == ENGINE_FILES[engine]
@@ -189,11 +189,11 @@ def test_a_missing_engine_is_a_clear_error(engines, tmp_path):
     cfg = RealnessConfig.from_env({"REALNESS_SCORING_ENGINE": "int8"}, home=str(tmp_path / "home"))
     legacy = register(cfg, {"fp32": engines["fp32"]}, None)     # registered before int8 exports: no engines recorded
     with pytest.raises(FileNotFoundError, match="has no int8 engine \\(it has fp32\\)"):
-        scoring.load_scorer(cfg, legacy, tmp_path)
+        scorers.load_scorer(cfg, legacy, tmp_path)
 
     recorded_not_stored = register(cfg, {"fp32": engines["fp32"]}, dict(ENGINE_FILES))
     with pytest.raises(FileNotFoundError, match="has no model-int8.tflite \\(int8 engine\\)"):
-        scoring.load_scorer(cfg, recorded_not_stored, tmp_path)
+        scorers.load_scorer(cfg, recorded_not_stored, tmp_path)
 
     with pytest.raises(FileNotFoundError, match="no engine file"):
         TFLiteScorer(tmp_path / "missing.tflite")
