@@ -23,7 +23,7 @@ from realness_tasks import samples
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
 from realness_tasks.storage import open_store
-from realness_tasks.verdicts_page import UPLOAD_TOKEN_FIELD
+from realness_tasks.verdicts_page_html import UPLOAD_TOKEN_FIELD
 from tests.test_reports import champion_files  # noqa: F401 - fixture
 from tests.test_scheduler import INGEST, RUN_TIMEOUT_S, SCORE, realness_settings, verdict_database  # noqa: F401
 from tests.test_scoring import register_champion

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from realness_tasks import reports, samples
-from realness_tasks.verdicts_page import INGEST_DAG, UPLOAD_TOKEN_FIELD, create_app, upload_token
+from realness_tasks.verdicts_page import INGEST_DAG, create_app, upload_token
+from realness_tasks.verdicts_page_html import UPLOAD_TOKEN_FIELD
 from tests.conftest import REQUIRE_SERVICES, ROOT, free_port
 from tests.test_reports import champion_files, crops, scored  # noqa: F401 - fixtures
 
