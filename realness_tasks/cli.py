@@ -161,6 +161,7 @@ def cmd_report(args) -> int:
 def cmd_evaluate(args) -> int:
     from realness_tasks.evaluation import (AUC_LEGEND, METRIC_COLUMNS, LabelsError, evaluate, metrics_row,
                                            read_labels, write_evaluation)
+    from realness_tasks.localisation import summary as localisation_summary
 
     try:
         labels = read_labels(Path(args.labels))
@@ -183,6 +184,8 @@ def cmd_evaluate(args) -> int:
     print(f"  confusion: REAL -> {tn} not FAKE, {fp} FAKE;  FAKE -> {fn} not FAKE, {tp} FAKE")
     for ambiguous in result.ambiguous:
         print(f"  ambiguous: {ambiguous.name} -> {', '.join(ambiguous.candidates)}")
+    if result.localisation is not None:
+        print(f"  {localisation_summary(result.localisation)}")
     if result.breakdown:
         print(f"\n{AUC_LEGEND}")
     for column, groups in result.breakdown.items():

@@ -1,7 +1,8 @@
 """How well the verdicts agree with labels an archive team already trusts (``realness evaluate``).
 
 The labels are a DFDC ``metadata.json`` (an object mapping a file name to ``{"label": ...}``) or a
-CSV with columns ``name,label`` and any others. Each label is matched to a verdict of
+CSV with columns ``name,label`` and any others, either optionally with the times of a manipulated
+segment (:mod:`realness_tasks.localisation`). Each label is matched to a verdict of
 ``latest_verdicts`` by the end of its source URI: a bare file name matches by basename, a
 relative path (``batch2/clip.mp4``) by that path. A name that fits several verdicts is reported as
 ambiguous rather than guessed. The metric functions are training's (:mod:`realness_tasks.metrics`),
@@ -33,14 +34,16 @@ from realness_tasks.db import Database
 from realness_tasks.html_pages import STYLE, embedded_image, escaped
 from realness_tasks.storage import ObjectStore, open_store
 from realness_tasks.metrics import classification_metrics, roc_auc, roc_curve
-from realness_tasks.verdicts import ERROR, FAKE, NO_FACE, REAL, UNCERTAIN
+from realness_tasks.localisation import (SEGMENT_FIELDS, Localisation, SegmentLabelError, labelled_segment, localise,
+                                        localisation_rows, summary)
+from realness_tasks.verdicts import ERROR, FAKE, NO_FACE, REAL, UNCERTAIN, latest_segments, source_under
 
 SCORED_VERDICTS = (FAKE, REAL, UNCERTAIN)  # the verdicts that carry a video score
 NO_VERDICT = "NO_VERDICT"  # a labelled video that no verdict matched
 ALL_OUTCOMES = (*SCORED_VERDICTS, NO_FACE, ERROR, NO_VERDICT)
 # DFDC fields that are not a way to group videos: the label itself, the train/test split, and the
 # name of the real video a fake was made from.
-NOT_BREAKDOWN_FIELDS = {"label", "original", "split"}
+NOT_BREAKDOWN_FIELDS = {"label", "original", "split", *SEGMENT_FIELDS}
 
 
 class LabelsError(ValueError):
@@ -54,6 +57,7 @@ class LabelRow:
     name: str
     label: str
     groups: dict[str, str]
+    segment: tuple[float, float] | None = None   # the manipulated segment's start and end seconds, if given
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class EvaluationResult:
     ambiguous: list[AmbiguousLabel]
     unlabelled_verdicts: int           # verdicts under the prefix that no label names
     model_versions: dict[str, int]     # which versions decided the matched verdicts, and how many
+    localisation: Localisation | None = None   # None: no label gives segment times
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,6 +132,7 @@ class EvaluationResult:
             "breakdown": {column: {value: asdict(m) for value, m in groups.items()}
                           for column, groups in self.breakdown.items()},
             "ambiguous": [asdict(a) for a in self.ambiguous], "unlabelled_verdicts": self.unlabelled_verdicts,
+            "localisation": None if self.localisation is None else asdict(self.localisation),
             "videos": [{"name": v.label.name, "label": v.label.label, "groups": v.label.groups, "verdict": v.verdict,
                         "p_fake": v.p_fake, "source_uri": v.source_uri, "model_version": v.model_version}
                        for v in self.videos],
@@ -141,7 +147,10 @@ def read_labels(path: Path) -> list[LabelRow]:
         text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelsError(f"cannot read labels file {path}: {exc}") from exc
-    rows = labels_from_json(text, path) if text.lstrip().startswith(("{", "[")) else labels_from_csv(text, path)
+    try:
+        rows = labels_from_json(text, path) if text.lstrip().startswith(("{", "[")) else labels_from_csv(text, path)
+    except SegmentLabelError as exc:
+        raise LabelsError(f"{path}: {exc}") from exc
     if not rows:
         raise LabelsError(f"{path} holds no labels")
     duplicates = sorted(name for name, n in Counter(r.name for r in rows).items() if n > 1)
@@ -164,7 +173,8 @@ def labels_from_json(text: str, path: Path) -> list[LabelRow]:
             raise LabelsError(f"{path}: the entry of {name!r} is not an object with a \"label\"")
         groups = {k: str(v) for k, v in entry.items()
                   if k not in NOT_BREAKDOWN_FIELDS and isinstance(v, (str, int, float)) and not isinstance(v, bool)}
-        rows.append(LabelRow(name, checked_label(entry.get("label"), name, path), groups))
+        label = checked_label(entry.get("label"), name, path)
+        rows.append(LabelRow(name, label, groups, labelled_segment(entry, label)))
     return rows
 
 
@@ -179,8 +189,9 @@ def labels_from_csv(text: str, path: Path) -> list[LabelRow]:
         values = {k.strip(): (v or "").strip() for k, v in record.items() if k is not None}
         if not values["name"]:
             raise LabelsError(f"{path} line {line}: empty name")
-        groups = {k: v for k, v in values.items() if k not in ("name", "label")}
-        rows.append(LabelRow(values["name"], checked_label(values["label"], f"line {line}", path), groups))
+        groups = {k: v for k, v in values.items() if k not in ("name", "label", *SEGMENT_FIELDS)}
+        label = checked_label(values["label"], f"line {line}", path)
+        rows.append(LabelRow(values["name"], label, groups, labelled_segment(values, label)))
     return rows
 
 
@@ -206,11 +217,7 @@ def source_prefix(cfg: RealnessConfig, store: ObjectStore, prefix: str | None) -
 
 def latest_verdicts(db: Database, uri_prefix: str | None) -> list[dict[str, Any]]:
     """The latest verdict of every video with a source URI, under ``uri_prefix`` when given."""
-    where = "source_uri IS NOT NULL"
-    params: dict[str, Any] = {}
-    if uri_prefix:
-        where += " AND SUBSTR(source_uri, 1, :length) = :prefix"
-        params = {"length": len(uri_prefix), "prefix": uri_prefix}
+    where, params = source_under(uri_prefix)
     return db.query(f"SELECT video_id, source_uri, verdict, p_fake, model_version FROM latest_verdicts WHERE {where} "
                     "ORDER BY source_uri", params)
 
@@ -299,13 +306,15 @@ def evaluate(cfg: RealnessConfig, labels: Sequence[LabelRow], prefix: str | None
     db = Database(cfg.resolved_database_url)
     try:
         verdicts = latest_verdicts(db, uri_prefix)
+        segments = latest_segments(db, uri_prefix)
     finally:
         db.dispose()
     videos, ambiguous, unlabelled = match(labels, verdicts)
     return EvaluationResult(
         labels_file=labels_file, source_prefix=uri_prefix, evaluated_at=evaluated_at, overall=metrics(videos),
         breakdown=breakdown(videos), videos=videos, ambiguous=ambiguous, unlabelled_verdicts=unlabelled,
-        model_versions=dict(sorted(Counter(v.model_version for v in videos if v.model_version).items())))
+        model_versions=dict(sorted(Counter(v.model_version for v in videos if v.model_version).items())),
+        localisation=localise(videos, segments))
 
 
 # ---------------------------------------------------------------- report
@@ -392,6 +401,9 @@ def render(result: EvaluationResult, roc: bytes) -> str:
     for column, groups in result.breakdown.items():
         parts += [f"<h2>By {escaped(column)}</h2>",
                   html_table([metrics_row(value, m) for value, m in groups.items()], f"by-{escaped(column)}")]
+    if result.localisation is not None:
+        parts += ["<h2>Segment localisation</h2>", f"<p>{escaped(summary(result.localisation))}</p>",
+                  html_table(localisation_rows(result.localisation), "localisation")]
     parts += [f"<h2>Ambiguous names ({len(result.ambiguous)})</h2>",
               html_table([{"name": a.name, "candidates": ", ".join(a.candidates)} for a in result.ambiguous],
                          "ambiguous"),

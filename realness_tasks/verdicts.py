@@ -293,6 +293,27 @@ def publish(db: Database, *, model_version: str, run_id: str, run_date: str, dec
             conn.execute(_EXPORT_PENDING, common)
 
 
+def source_under(uri_prefix: str | None) -> tuple[str, dict[str, object]]:
+    """A WHERE condition and its parameters: rows with a source URI, under ``uri_prefix`` when given."""
+    if not uri_prefix:
+        return "source_uri IS NOT NULL", {}
+    return ("source_uri IS NOT NULL AND SUBSTR(source_uri, 1, :length) = :prefix",
+            {"length": len(uri_prefix), "prefix": uri_prefix})
+
+
+def latest_segments(db: Database, uri_prefix: str | None = None) -> dict[str, list[Segment]]:
+    """The segments of each video's latest verdict (view ``latest_segments``) by source URI, in time
+    order; only sources under ``uri_prefix`` when given."""
+    where, params = source_under(uri_prefix)
+    by_source: dict[str, list[Segment]] = {}
+    for row in db.query("SELECT source_uri, track_id, start_s, end_s, faces, p_fake, verdict FROM latest_segments "
+                        f"WHERE {where} ORDER BY source_uri, start_s, track_id", params):
+        by_source.setdefault(row["source_uri"], []).append(
+            Segment(int(row["track_id"]), float(row["start_s"]), float(row["end_s"]), int(row["faces"]),
+                    float(row["p_fake"]), row["verdict"]))
+    return by_source
+
+
 def pending_exports(db: Database) -> list[dict]:
     """Runs whose verdicts are committed but whose Parquet export was never written, oldest first."""
     return db.query("SELECT run_id, run_date FROM verdict_exports WHERE exported_at IS NULL "
