@@ -169,8 +169,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Compare the latest verdicts with a labels file, print the metrics and store the evaluation report."""
-    from realness_tasks.evaluation import (AUC_LEGEND, METRIC_COLUMNS, LabelsError, evaluate, metrics_row,
-                                           read_labels, write_evaluation)
+    from realness_tasks.evaluation import LabelsError, evaluate, read_labels
+    from realness_tasks.evaluation_report import AUC_LEGEND, METRIC_COLUMNS, metrics_row, write_evaluation
+    from realness_tasks.localisation import summary as localisation_summary
 
     try:
         labels = read_labels(Path(args.labels))
@@ -193,6 +194,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"  confusion: REAL -> {tn} not FAKE, {fp} FAKE;  FAKE -> {fn} not FAKE, {tp} FAKE")
     for ambiguous in result.ambiguous:
         print(f"  ambiguous: {ambiguous.name} -> {', '.join(ambiguous.candidates)}")
+    if result.localisation is not None:
+        print(f"  {localisation_summary(result.localisation)}")
     if result.breakdown:
         print(f"\n{AUC_LEGEND}")
     for column, groups in result.breakdown.items():

@@ -1,7 +1,8 @@
 """How well the verdicts agree with labels an archive team already trusts (``realness evaluate``).
 
 The labels are a DFDC ``metadata.json`` (an object mapping a file name to ``{"label": ...}``) or a
-CSV with columns ``name,label`` and any others. Each label is matched to a verdict of
+CSV with columns ``name,label`` and any others, either optionally with the times of a manipulated
+segment (:mod:`realness_tasks.localisation`). Each label is matched to a verdict of
 ``latest_verdicts`` by the end of its source URI: a bare file name matches by basename, a
 relative path (``batch2/clip.mp4``) by that path. A name that fits several verdicts is reported as
 ambiguous rather than guessed. The metric functions are training's (:mod:`realness_tasks.metrics`),
@@ -9,7 +10,8 @@ so a model's test metrics and its evaluation on archive material are computed th
 
 A video counts as predicted FAKE when its verdict is FAKE; UNCERTAIN counts as not FAKE and is
 also counted on its own; NO_FACE, ERROR and labelled videos without a verdict have no prediction
-and appear only in the coverage counts. ``docs/evaluation.md`` describes the report.
+and appear only in the coverage counts. :mod:`realness_tasks.evaluation_report` writes the report
+(``docs/evaluation.md``).
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ import numpy as np
 from realness_tasks import queries
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
-from realness_tasks.html_pages import STYLE, embedded_image, escaped
 from realness_tasks.storage import ObjectStore, open_store
-from realness_tasks.metrics import classification_metrics, roc_auc, roc_curve
+from realness_tasks.metrics import classification_metrics, roc_auc
+from realness_tasks.localisation import SEGMENT_FIELDS, Localisation, SegmentLabelError, labelled_segment, localise
 from realness_tasks.verdicts import ERROR, FAKE, NO_FACE, REAL, UNCERTAIN
 
 SCORED_VERDICTS = (FAKE, REAL, UNCERTAIN)  # the verdicts that carry a video score
@@ -41,7 +43,7 @@ NO_VERDICT = "NO_VERDICT"  # a labelled video that no verdict matched
 ALL_OUTCOMES = (*SCORED_VERDICTS, NO_FACE, ERROR, NO_VERDICT)
 # DFDC fields that are not a way to group videos: the label itself, the train/test split, and the
 # name of the real video a fake was made from.
-NOT_BREAKDOWN_FIELDS = {"label", "original", "split"}
+NOT_BREAKDOWN_FIELDS = {"label", "original", "split", *SEGMENT_FIELDS}
 
 
 class LabelsError(ValueError):
@@ -55,6 +57,7 @@ class LabelRow:
     name: str
     label: str
     groups: dict[str, str]
+    segment: tuple[float, float] | None = None   # the manipulated segment's start and end seconds, if given
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class EvaluationResult:
     ambiguous: list[AmbiguousLabel]
     unlabelled_verdicts: int           # verdicts under the prefix that no label names
     model_versions: dict[str, int]     # which versions decided the matched verdicts, and how many
+    localisation: Localisation | None = None   # None: no label gives segment times
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -128,6 +132,7 @@ class EvaluationResult:
             "breakdown": {column: {value: asdict(m) for value, m in groups.items()}
                           for column, groups in self.breakdown.items()},
             "ambiguous": [asdict(a) for a in self.ambiguous], "unlabelled_verdicts": self.unlabelled_verdicts,
+            "localisation": None if self.localisation is None else asdict(self.localisation),
             "videos": [{"name": v.label.name, "label": v.label.label, "groups": v.label.groups, "verdict": v.verdict,
                         "p_fake": v.p_fake, "source_uri": v.source_uri, "model_version": v.model_version}
                        for v in self.videos],
@@ -142,7 +147,10 @@ def read_labels(path: Path) -> list[LabelRow]:
         text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelsError(f"cannot read labels file {path}: {exc}") from exc
-    rows = labels_from_json(text, path) if text.lstrip().startswith(("{", "[")) else labels_from_csv(text, path)
+    try:
+        rows = labels_from_json(text, path) if text.lstrip().startswith(("{", "[")) else labels_from_csv(text, path)
+    except SegmentLabelError as exc:
+        raise LabelsError(f"{path}: {exc}") from exc
     if not rows:
         raise LabelsError(f"{path} holds no labels")
     duplicates = sorted(name for name, n in Counter(r.name for r in rows).items() if n > 1)
@@ -165,7 +173,8 @@ def labels_from_json(text: str, path: Path) -> list[LabelRow]:
             raise LabelsError(f"{path}: the entry of {name!r} is not an object with a \"label\"")
         groups = {k: str(v) for k, v in entry.items()
                   if k not in NOT_BREAKDOWN_FIELDS and isinstance(v, (str, int, float)) and not isinstance(v, bool)}
-        rows.append(LabelRow(name, checked_label(entry.get("label"), name, path), groups))
+        label = checked_label(entry.get("label"), name, path)
+        rows.append(LabelRow(name, label, groups, labelled_segment(entry, label)))
     return rows
 
 
@@ -180,8 +189,9 @@ def labels_from_csv(text: str, path: Path) -> list[LabelRow]:
         values = {k.strip(): (v or "").strip() for k, v in record.items() if k is not None}
         if not values["name"]:
             raise LabelsError(f"{path} line {line}: empty name")
-        groups = {k: v for k, v in values.items() if k not in ("name", "label")}
-        rows.append(LabelRow(values["name"], checked_label(values["label"], f"line {line}", path), groups))
+        groups = {k: v for k, v in values.items() if k not in ("name", "label", *SEGMENT_FIELDS)}
+        label = checked_label(values["label"], f"line {line}", path)
+        rows.append(LabelRow(values["name"], label, groups, labelled_segment(values, label)))
     return rows
 
 
@@ -289,120 +299,15 @@ def evaluate(cfg: RealnessConfig, labels: Sequence[LabelRow], prefix: str | None
     db = Database(cfg.resolved_database_url)
     try:
         verdicts = queries.latest_verdicts_under(db, uri_prefix)
+        segments = queries.latest_segments(db, uri_prefix)
     finally:
         db.dispose()
     videos, ambiguous, unlabelled = match(labels, verdicts)
     return EvaluationResult(
         labels_file=labels_file, source_prefix=uri_prefix, evaluated_at=evaluated_at, overall=metrics(videos),
         breakdown=breakdown(videos), videos=videos, ambiguous=ambiguous, unlabelled_verdicts=unlabelled,
-        model_versions=dict(sorted(Counter(v.model_version for v in videos if v.model_version).items())))
+        model_versions=dict(sorted(Counter(v.model_version for v in videos if v.model_version).items())),
+        localisation=localise(videos, segments))
 
 
 # ---------------------------------------------------------------- report
-
-def roc_png(result: EvaluationResult) -> bytes:
-    """The ROC curve of the scored videos' p_fake, with the point the FAKE verdicts reach on it (Agg canvas)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    scored = [v for v in result.videos if v.verdict in SCORED_VERDICTS]
-    actual = np.array([v.label.label == FAKE for v in scored], dtype=int)
-    fig = Figure(figsize=(5, 5))
-    ax = fig.add_subplot()
-    overall = result.overall
-    if overall.auc is None:
-        ax.text(0.5, 0.5, "no ROC curve: the scored videos\nneed both FAKE and REAL labels",
-                ha="center", va="center", transform=ax.transAxes)
-    else:
-        fpr, tpr, _ = roc_curve(actual, np.array([v.p_fake for v in scored], dtype=np.float64))
-        ax.plot(fpr, tpr, drawstyle="steps-post", label=f"videos by p_fake (AUC {overall.auc:.3f})")
-        (tn, fp), (fn, tp) = overall.confusion
-        ax.plot([fp / (fp + tn)], [tp / (tp + fn)], "o", color="#c0392b", label="FAKE verdicts")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
-    ax.set(xlabel="false-positive rate (REAL called FAKE)", ylabel="true-positive rate (FAKE caught)",
-           title=f"ROC curve, {overall.scored} scored videos")
-    ax.legend(loc="lower right")
-    png = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(png)
-    return png.getvalue()
-
-
-def number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-METRIC_COLUMNS = ("labelled", "scored", "auc", "auc_vs_all_real", "auc_vs_all_fake", "accuracy", "precision_fake",
-                  "recall_fake", "f1_fake", "uncertain", "no_face", "error", "no_verdict")
-
-
-AUC_LEGEND = ("auc: the group's fakes against the group's reals; auc_vs_all_real: the group's fakes against every "
-              "scored real of the evaluation; auc_vs_all_fake: every scored fake of the evaluation against the "
-              "group's reals (n/a: no such pair).")
-
-
-def metrics_row(group: str, m: Metrics) -> dict[str, Any]:
-    """One group's metrics as a flat row, for the printed and the HTML tables."""
-    return {"group": group, **{column: getattr(m, column) for column in METRIC_COLUMNS}}
-
-
-def html_table(rows: Sequence[dict[str, Any]], table_id: str) -> str:
-    if not rows:
-        return "<p>(none)</p>"
-    head = "".join(f"<th>{escaped(c)}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{number(v) if isinstance(v, float) or v is None else escaped(v)}</td>"
-                                    for v in row.values()) + "</tr>" for row in rows)
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def render(result: EvaluationResult, roc: bytes) -> str:
-    """The evaluation as one self-contained HTML page (the ROC plot embedded, nothing fetched)."""
-    overall = result.overall
-    (tn, fp), (fn, tp) = overall.confusion
-    by_label = [{"actual": label, **counts} for label, counts in overall.verdicts_by_label.items()]
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Realness evaluation: {escaped(result.labels_file)}</title><style>{STYLE}</style></head><body>",
-        "<h1>Realness evaluation</h1><dl>",
-        f"<dt>labels</dt><dd>{escaped(result.labels_file)}</dd>",
-        f"<dt>videos</dt><dd>{escaped(result.source_prefix or 'all')}</dd>",
-        f"<dt>evaluated at</dt><dd>{escaped(result.evaluated_at.isoformat())}</dd>",
-        "<dt>model versions</dt><dd>" + escaped(", ".join(f"{k} ({n})" for k, n in result.model_versions.items())
-                                                or "none") + "</dd>",
-        "</dl><p>Predicted FAKE = verdict FAKE; UNCERTAIN counts as not FAKE and is also counted on its own. "
-        "NO_FACE, ERROR and labelled videos without a verdict have no prediction.</p>",
-        "<h2>Metrics</h2>", html_table([metrics_row("all", overall)], "overall"),
-        "<h2>Confusion matrix (scored videos)</h2>",
-        html_table([{"actual": "REAL", "verdict not FAKE": tn, "verdict FAKE": fp},
-                    {"actual": "FAKE", "verdict not FAKE": fn, "verdict FAKE": tp}], "confusion"),
-        "<h2>Verdicts by label</h2>", html_table(by_label, "verdicts-by-label"),
-        "<h2>ROC curve</h2>", embedded_image(roc, "image/png", "ROC curve of the scored videos"),
-    ]
-    if result.breakdown:
-        parts.append(f"<p>{escaped(AUC_LEGEND)}</p>")
-    for column, groups in result.breakdown.items():
-        parts += [f"<h2>By {escaped(column)}</h2>",
-                  html_table([metrics_row(value, m) for value, m in groups.items()], f"by-{escaped(column)}")]
-    parts += [f"<h2>Ambiguous names ({len(result.ambiguous)})</h2>",
-              html_table([{"name": a.name, "candidates": ", ".join(a.candidates)} for a in result.ambiguous],
-                         "ambiguous"),
-              f"<p>{result.unlabelled_verdicts} verdict(s) under the prefix have no label.</p>",
-              "<h2>Videos</h2>",
-              html_table([{"name": v.label.name, "label": v.label.label, "verdict": v.verdict, "p_fake": v.p_fake,
-                           "source": v.source_uri} for v in result.videos], "videos"),
-              "</body></html>"]
-    return "\n".join(parts)
-
-
-def evaluation_prefix(cfg: RealnessConfig, evaluated_at: datetime) -> str:
-    return f"{cfg.reports_prefix}evaluations/{evaluated_at.strftime('%Y%m%dT%H%M%S.%fZ')}/"
-
-
-def write_evaluation(cfg: RealnessConfig, result: EvaluationResult) -> str:
-    """Store evaluation.json, roc.png and evaluation.html; returns the URI of their folder."""
-    store = open_store(cfg.resolved_store_uri, cfg.s3)
-    prefix = evaluation_prefix(cfg, result.evaluated_at)
-    roc = roc_png(result)
-    store.put_bytes(prefix + "evaluation.json", json.dumps(result.to_json(), indent=1).encode("utf-8"))
-    store.put_bytes(prefix + "roc.png", roc)
-    store.put_bytes(prefix + "evaluation.html", render(result, roc).encode("utf-8"))
-    return store.uri_for(prefix)

@@ -37,15 +37,34 @@ def verdict_table(db: Database) -> list[dict[str, Any]]:
         "ORDER BY CASE WHEN p_fake IS NULL THEN 1 ELSE 0 END, p_fake DESC, source_uri")
 
 
+def source_under(uri_prefix: str | None) -> tuple[str, dict[str, Any]]:
+    """A WHERE condition and its parameters: rows with a source URI, under ``uri_prefix`` when given."""
+    if not uri_prefix:
+        return "source_uri IS NOT NULL", {}
+    return ("source_uri IS NOT NULL AND SUBSTR(source_uri, 1, :length) = :prefix",
+            {"length": len(uri_prefix), "prefix": uri_prefix})
+
+
 def latest_verdicts_under(db: Database, uri_prefix: str | None) -> list[dict[str, Any]]:
     """The latest verdict of every video with a source URI, under ``uri_prefix`` when given."""
-    where = "source_uri IS NOT NULL"
-    params: dict[str, Any] = {}
-    if uri_prefix:
-        where += " AND SUBSTR(source_uri, 1, :length) = :prefix"
-        params = {"length": len(uri_prefix), "prefix": uri_prefix}
+    where, params = source_under(uri_prefix)
     return db.query(f"SELECT video_id, source_uri, verdict, p_fake, model_version FROM latest_verdicts WHERE {where} "
                     "ORDER BY source_uri", params)
+
+
+def latest_segments(db: Database, uri_prefix: str | None = None) -> dict[str, list[Segment]]:
+    """The segments of each video's latest verdict (view ``latest_segments``) by source URI, in time
+    order; only sources under ``uri_prefix`` when given."""
+    from realness_tasks.verdicts import Segment
+
+    where, params = source_under(uri_prefix)
+    by_source: dict[str, list[Segment]] = {}
+    for row in db.query("SELECT source_uri, track_id, start_s, end_s, faces, p_fake, verdict FROM latest_segments "
+                        f"WHERE {where} ORDER BY source_uri, start_s, track_id", params):
+        by_source.setdefault(row["source_uri"], []).append(
+            Segment(int(row["track_id"]), float(row["start_s"]), float(row["end_s"]), int(row["faces"]),
+                    float(row["p_fake"]), row["verdict"]))
+    return by_source
 
 
 def latest_verdicts_of(db: Database, video: str) -> list[dict[str, Any]]:

@@ -11,7 +11,9 @@ from realness_tasks import verdicts
 from realness_tasks.cli import main
 from realness_tasks.config import RealnessConfig
 from realness_tasks.db import Database
-from realness_tasks.evaluation import LabelsError, evaluate, read_labels, write_evaluation
+from realness_tasks.evaluation import LabelsError, evaluate, read_labels
+from realness_tasks.evaluation_report import render, write_evaluation
+from realness_tasks.verdicts import FAKE
 from realness_tasks.storage import open_store
 
 AT = datetime(2025, 6, 1, 9, 30, tzinfo=timezone.utc)
@@ -293,3 +295,49 @@ def test_the_command_line_gives_one_line_and_exit_2_for_a_bad_labels_file(monkey
     assert captured.out == ""
     assert captured.err.startswith("realness evaluate: ") and captured.err.count("\n") == 1
     assert str(path) in captured.err
+
+
+def test_labelled_segment_times_give_the_segment_localisation_in_the_result_json_page_and_command_line(
+        monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("REALNESS_HOME", str(tmp_path / "home"))
+    for name in ("REALNESS_STORE_URI", "REALNESS_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = RealnessConfig.from_env()
+    db = Database(cfg.resolved_database_url)
+    found = {"hit.mp4": (FAKE, (verdicts.Segment(0, 41.0, 49.0, 9, 0.9, FAKE),)),      # labelled 40-50: IoU 0.8
+             "miss.mp4": (FAKE, (verdicts.Segment(3, 100.0, 110.0, 11, 0.9, FAKE),)),  # labelled 10-20: IoU 0
+             "missed.mp4": (verdicts.REAL, ()),                                         # a partial fake not caught
+             "whole.mp4": (FAKE, ())}                                                   # no segment labelled
+    verdicts.publish(db, model_version="v1", run_id="score-1", run_date="2025-06-01", decided_at=AT.replace(tzinfo=None),
+                     videos=[], faces=[], verdicts=[
+                         verdicts.VideoVerdict(f"id-{name}", landing_uri(cfg, f"long/{name}"), verdict, 0.9, 60, 9, "t",
+                                               segments) for name, (verdict, segments) in found.items()])
+    db.dispose()
+    labels = tmp_path / "labels.csv"
+    labels.write_text("name,label,segment_start_s,segment_end_s\nhit.mp4,FAKE,40,50\nmiss.mp4,FAKE,10,20\n"
+                      "missed.mp4,FAKE,5,15\nwhole.mp4,FAKE,,\n")
+
+    result = evaluate(cfg, read_labels(labels), "long", evaluated_at=AT)
+    assert main(["evaluate", "--labels", str(labels), "--prefix", "long"]) == 0
+
+    localisation = result.localisation
+    assert (localisation.partial_fakes, localisation.called_fake, localisation.localised) == (3, 2, 1)
+    assert (localisation.localised_share, localisation.median_iou) == pytest.approx((0.5, 0.4))
+    assert [(v.name, v.iou) for v in localisation.videos] == [
+        ("hit.mp4", pytest.approx(0.8)), ("miss.mp4", 0.0), ("missed.mp4", None)]
+    out = capsys.readouterr().out
+    assert ("segment localisation: 2 of 3 labelled partial fake(s) called FAKE; 1 with segment IoU >= 0.5 "
+            "(share 0.500); median IoU 0.400") in out
+    store = open_store(cfg.resolved_store_uri)
+    prefix = store.key_for(out.split("stored: ")[1].split()[0])
+    stored = json.loads(store.get_bytes(prefix + "evaluation.json"))["localisation"]
+    assert (stored["localised"], stored["videos"][0]["start_s"], stored["videos"][0]["track_id"]) == (1, 41.0, 0)
+    page = store.get_bytes(prefix + "evaluation.html").decode()
+    assert 'id="localisation"' in page and "track 0 41.0-49.0 s" in page and "40.0-50.0 s" in page
+
+
+def test_without_labelled_segments_the_evaluation_has_no_localisation(config, tmp_path):
+    result = evaluate(config, read_labels(write_csv(tmp_path / "labels.csv")), "batch", evaluated_at=AT)
+
+    assert result.localisation is None
+    assert 'id="localisation"' not in render(result, b"")
