@@ -23,7 +23,7 @@ import tests): the scored videos show the training clips' people and swap kind, 
 measures whether a short manipulation inside a long video is found and placed, not how well the
 detector generalises (docs/detection-benchmark.md measures that). The product runs through the
 ``realness`` CLI: ``ingest`` (one frame a second over the whole video:
-REALNESS_SAMPLING_MAX_FRAMES=600, a 10-minute video's worth), ``train``, ``score`` and
+REALNESS_SAMPLING_MAX_FRAMES=600, the default: a 10-minute video's worth), ``train``, ``score`` and
 ``evaluate`` with the labelled segment times (``realness_tasks.localisation``).
 
 **The old behaviour beside it, from the same run.** Before issue 33 a video was judged on its first

@@ -59,9 +59,10 @@ class SamplingSettings:
     every_seconds: float = setting(1.0, "Gap between sampled frames, in seconds (used when frames_per_video is 0); "
                                         "widened when the video is longer than max_frames such gaps.")
     frames_per_video: int = setting(0, "If > 0, sample this many frames spread evenly over the video (DFDC style).")
-    max_frames: int = setting(64, "Budget of sampled frames per video: when the plan would exceed it, this many "
-                                  "frames are spread evenly over the whole video (never a cut at its start). It "
-                                  "bounds each video's detection time and the faces ingest holds in memory.")
+    max_frames: int = setting(600, "Budget of sampled frames per video: when the plan would exceed it, this many "
+                                   "frames are spread evenly over the whole video (never a cut at its start). The "
+                                   "default looks at a 10-minute video every second, dense enough for a segment "
+                                   "verdict, and bounds each video's detection time and the faces ingest holds.")
     max_pixels: int = setting(7680 * 4320 - 1, "Most pixels a frame may have; larger videos are TOO_LARGE. The default "
                                                "is one under 8K UHD (7680x4320): 6K is accepted, 8K is rejected.")
     decode: str = setting("auto", "How sampled frames are decoded. auto: only the keyframe nearest each planned "

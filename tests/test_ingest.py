@@ -112,12 +112,12 @@ def test_huge_frames_are_rejected_with_the_limit(tmp_path):
 
 
 def test_a_face_only_in_the_last_minute_of_ten_is_found_and_the_coverage_recorded(tmp_path):
-    """The sampling budget (64 frames by default) is spread over the whole video: before, it was the
-    first 64 seconds, and this video came out NO_FACE with nothing saying most of it was never seen."""
+    """A sampling budget smaller than the video's seconds is spread over the whole video: before, it was
+    the first 64 seconds, and this video came out NO_FACE with nothing saying most of it was never seen."""
     from realness_tasks.samples import face_video, sample_photos
 
     photo = next(p for p in sample_photos() if p.name == "obama")
-    cfg = _config(tmp_path, sampling=SamplingSettings().__dict__)  # one frame a second, at most 64
+    cfg = _config(tmp_path, sampling=SamplingSettings(max_frames=64).__dict__)  # one frame a second, at most 64
     store = open_store(cfg.resolved_store_uri)
     clip = face_video(tmp_path / "long.mp4", photo.image, seconds=600.0, fps=1.0, size=(320, 180),
                       face_between=(540.0, 600.0))
