@@ -11,6 +11,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,14 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def as_utc(value: datetime | str | None) -> datetime | None:
+    """A naive UTC datetime from what the database or JSON gives back (SQLite returns strings)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value

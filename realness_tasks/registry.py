@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from realness_tasks.config import RealnessConfig
-from realness_tasks.db import Database
+from realness_tasks.db import Database, as_utc
 from realness_tasks.inference import ENGINE_FILES
 from realness_tasks.settings import ConfigurationError
 from realness_tasks.storage import ObjectStore
@@ -104,17 +104,6 @@ class PromotionDecision:
     reason: str
     champion_version: str | None          # the champion the candidate was compared with
     comparison: dict = field(default_factory=dict)
-
-
-def as_utc(value: datetime | str | None) -> datetime | None:
-    """A naive UTC datetime from what the database or JSON gives back (SQLite returns strings)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value
 
 
 def utc_now() -> datetime:

@@ -33,8 +33,7 @@ from realness_tasks.faces import encode_jpeg
 from realness_tasks.html_pages import STYLE, embedded_image, escaped, line_chart
 from realness_tasks.model import BACKBONE_NAME
 from realness_tasks.resources import run_resources
-from realness_tasks.scoring import newest_shards
-from realness_tasks.shards import read_shard
+from realness_tasks.shards import current_shards, read_shard
 from realness_tasks.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -187,11 +186,11 @@ def load_faces(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id: 
     """The video's scored faces: scores from ``face_scores``, crops and detections from its newest shard."""
     scores = {(r["frame_index"], r["face_index"]): r
               for r in queries.report_face_scores(db, video_id, model_version)}
-    key = newest_shards(cfg, store).get(video_id)
-    if not scores or key is None:
+    shard = current_shards(store, cfg.faces_prefix).get(video_id)
+    if not scores or shard is None:
         return []
     faces = []
-    for row in read_shard(store.get_bytes(key)).to_pylist():
+    for row in read_shard(store.get_bytes(shard.key)).to_pylist():
         score = scores.get((row["frame_index"], row["face_index"]))
         if score is not None:
             faces.append(ReportFace(row["frame_index"], row["face_index"], row["timestamp_s"], row["detector"],

@@ -19,7 +19,7 @@ import numpy as np
 from realness_tasks import dataset as ds
 from realness_tasks import labels, registry
 from realness_tasks.config import RealnessConfig
-from realness_tasks.db import Database
+from realness_tasks.db import Database, as_utc
 from realness_tasks.fitting import (PSEUDO_FAKE_DRAW, Progress, fit, fit_foundation, prepared_classifier,
                                     pseudo_fake_maker)
 from realness_tasks.held_out import evaluate, with_self_blended_twins
@@ -76,7 +76,7 @@ def labelled_faces_since(cfg: RealnessConfig, store: ObjectStore, db: Database, 
     ``since`` defaults to the data cut-off of the newest registered model (promoted or not, so a
     losing model does not trigger an immediate retrain); before any model, every labelled face counts.
     """
-    since = registry.as_utc(since) if since is not None else registry.last_data_cutoff(db)
+    since = as_utc(since) if since is not None else registry.last_data_cutoff(db)
     keys = [o.key for o in store.list(cfg.faces_prefix)
-            if o.key.endswith(".parquet") and (since is None or registry.as_utc(o.modified) > since)]
+            if o.key.endswith(".parquet") and (since is None or as_utc(o.modified) > since)]
     return ds.count_labelled(store, keys, labels.for_training(db))

@@ -22,8 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from realness_tasks import ledger
-from realness_tasks.db import Database
-from realness_tasks.registry import as_utc
+from realness_tasks.db import Database, as_utc
 from realness_tasks.settings import ScoringSettings
 from realness_tasks.storage import ObjectStore
 
