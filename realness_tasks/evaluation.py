@@ -113,6 +113,8 @@ class Metrics:
 
 @dataclass(frozen=True)
 class EvaluationResult:
+    """Stored verdicts compared with a labels file: metrics overall and per group, and what matched."""
+
     labels_file: str
     source_prefix: str | None          # the source URI prefix the verdicts were restricted to
     evaluated_at: datetime
@@ -196,6 +198,7 @@ def labels_from_csv(text: str, path: Path) -> list[LabelRow]:
 
 
 def checked_label(value: Any, where: str, path: Path) -> str:
+    """``value`` as FAKE or REAL (any case); anything else raises :class:`LabelsError` naming ``where`` in ``path``."""
     label = str(value or "").strip().upper()
     if label not in (FAKE, REAL):
         raise LabelsError(f"{path} {where}: label {value!r} is neither FAKE nor REAL")

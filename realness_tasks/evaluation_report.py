@@ -48,6 +48,7 @@ def roc_png(result: EvaluationResult) -> bytes:
 
 
 def number(value: float | None) -> str:
+    """A metric as the tables print it: three decimals, or n/a when it has none (an AUC without both classes)."""
     return "n/a" if value is None else f"{value:.3f}"
 
 
@@ -66,6 +67,7 @@ def metrics_row(group: str, m: Metrics) -> dict[str, Any]:
 
 
 def html_table(rows: Sequence[dict[str, Any]], table_id: str) -> str:
+    """Rows sharing their keys as an escaped HTML table headed by those keys; "(none)" when there are no rows."""
     if not rows:
         return "<p>(none)</p>"
     head = "".join(f"<th>{escaped(c)}</th>" for c in rows[0])
@@ -117,6 +119,7 @@ def render(result: EvaluationResult, roc: bytes) -> str:
 
 
 def evaluation_prefix(cfg: RealnessConfig, evaluated_at: datetime) -> str:
+    """The folder of one evaluation's files, named by its time so that evaluations never overwrite each other."""
     return f"{cfg.reports_prefix}evaluations/{evaluated_at.strftime('%Y%m%dT%H%M%S.%fZ')}/"
 
 

@@ -195,6 +195,7 @@ def population_mean(references: Mapping[int, Reference]) -> float | None:
 
 
 def load_index(db: Database, embedder: str) -> IdentityIndex:
+    """The ``embedder``'s identities from the table, as the index new faces are matched against."""
     rows = identity_store.index_rows(db, embedder)
     return IdentityIndex([int(r["identity_id"]) for r in rows], [identity_store.centroid_of(r) for r in rows],
                          [int(r["faces"]) for r in rows], identity_store.next_identity_id(db))

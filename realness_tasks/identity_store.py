@@ -32,7 +32,7 @@ _ASSIGN_LOCK = 7210427
 
 
 class UnknownIdentity(LookupError):
-    pass
+    """An identity (or a video's shard) that an operator's command names does not exist; the CLI reports it."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,7 @@ def set_centroid(conn: Connection, identity_id: int, centroid: np.ndarray, faces
 
 
 def add_faces(conn: Connection, rows: Sequence[FaceIdentity], now: datetime) -> None:
+    """Insert the ``face_identities`` rows of newly assigned faces, inside the caller's transaction."""
     if rows:
         conn.execute(sa.text("INSERT INTO face_identities (video_id, frame_index, face_index, identity_id, embedded, "
                              "distance, assigned_at) VALUES (:video_id, :frame_index, :face_index, :identity_id, "
@@ -137,6 +138,7 @@ def move_video(conn: Connection, identity_id: int, new_id: int, video_id: str) -
 
 
 def identity_row(db: Database, identity_id: int) -> dict:
+    """The ``identities`` row of ``identity_id``; :class:`UnknownIdentity` when there is none."""
     rows = db.query("SELECT * FROM identities WHERE identity_id = :id", {"id": identity_id})
     if not rows:
         raise UnknownIdentity(f"no identity {identity_id}: `realness identities list` shows them")
@@ -144,6 +146,7 @@ def identity_row(db: Database, identity_id: int) -> dict:
 
 
 def list_identities(db: Database) -> list[dict]:
+    """Every identity with its name, embedded faces, how many videos show it and when it was seen, by id."""
     return db.query("SELECT i.identity_id, i.name, i.faces AS embedded_faces, i.first_seen_at, i.last_seen_at, "
                     "COUNT(DISTINCT f.video_id) AS videos FROM identities i LEFT JOIN face_identities f ON "
                     "f.identity_id = i.identity_id GROUP BY i.identity_id, i.name, i.faces, i.first_seen_at, "
@@ -151,6 +154,7 @@ def list_identities(db: Database) -> list[dict]:
 
 
 def rename(db: Database, identity_id: int, name: str | None) -> None:
+    """Set an identity's operator-given name (None clears it)."""
     db.execute("UPDATE identities SET name = :name WHERE identity_id = :id", {"name": name, "id": identity_id})
 
 
@@ -185,6 +189,8 @@ def forget_rows(db: Database, identity_id: int) -> int:
 
 @dataclass(frozen=True)
 class Forgotten:
+    """What :func:`forget` removed of one person: their face assignments and their embeddings in these shards."""
+
     identity_id: int
     faces: int                  # face assignments deleted
     shards_rewritten: list[str]  # shard keys whose embeddings of this person were removed

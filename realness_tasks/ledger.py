@@ -23,6 +23,8 @@ from realness_tasks.db import Database
 
 
 class Status(StrEnum):
+    """What became of a source object (the ledger's ``status``); every status but PENDING and STAGED is final."""
+
     PENDING = "PENDING"            # being processed (a crash leaves it here; the next run retries it)
     STAGED = "STAGED"              # shard written to staging, waiting for validation
     PUBLISHED = "PUBLISHED"        # validated shard under the faces prefix
@@ -85,6 +87,8 @@ class LedgerEntry:
 
 @dataclass(frozen=True)
 class VideoRecord:
+    """A ``videos`` row as a writer offers it (None: unknown); :func:`save_videos` decides what a known row keeps."""
+
     video_id: str
     source_uri: str
     size_bytes: int
@@ -250,10 +254,12 @@ def record_run(db: Database, *, run_id: str, dag_id: str, started_at: datetime, 
 
 
 def entries(db: Database, run_id: str | None = None) -> list[dict]:
+    """Every ledger row, or only those ``run_id`` touched, by source URI."""
     sql = "SELECT * FROM ingest_ledger" + (" WHERE run_id = :r" if run_id else "") + " ORDER BY source_uri"
     return db.query(sql, {"r": run_id} if run_id else None)
 
 
 def status_counts(db: Database) -> dict[str, int]:
+    """How many ledger rows have each status, for ``realness status``."""
     return {r["status"]: int(r["n"]) for r in
             db.query("SELECT status, COUNT(*) AS n FROM ingest_ledger GROUP BY status ORDER BY status")}

@@ -100,6 +100,8 @@ class ModelRecord:
 
 @dataclass(frozen=True)
 class PromotionDecision:
+    """Whether a candidate becomes champion, and why; ``comparison``: both models' metrics when they were compared."""
+
     promote: bool
     reason: str
     champion_version: str | None          # the champion the candidate was compared with
@@ -107,14 +109,17 @@ class PromotionDecision:
 
 
 def utc_now() -> datetime:
+    """Now as a naive UTC datetime, the form every timestamp in the database and the records has."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def pointer_key(cfg: RealnessConfig) -> str:
+    """The store key of the champion pointer that scoring reads."""
     return f"{cfg.models_prefix}{POINTER_NAME}"
 
 
 def version_prefix(cfg: RealnessConfig, version: str) -> str:
+    """The store folder of one model version."""
     return f"{cfg.models_prefix}{version}/"
 
 
@@ -170,6 +175,7 @@ def champion(cfg: RealnessConfig, store: ObjectStore, db: Database | None) -> Mo
 
 
 def artefact_key(cfg: RealnessConfig, version: str, name: str) -> str:
+    """The store key of file ``name`` in a version's folder."""
     return version_prefix(cfg, version) + name
 
 
@@ -336,6 +342,7 @@ _INSERT = sa.text(
 
 
 def insert_row(db: Database, record: ModelRecord, reason: str) -> None:
+    """Add a newly registered version's ``model_versions`` row, not promoted (:func:`mirror_promotion` marks that)."""
     with db.transaction() as conn:
         conn.execute(_INSERT, _row(record, reason))
 

@@ -77,6 +77,7 @@ class ReportFace:
 
 
 def report_key(cfg: RealnessConfig, video_id: str, model_version: str) -> str:
+    """Where a video's report for one model version is stored, so each version that scored it keeps its own."""
     return f"{cfg.reports_prefix}videos/{video_id}/{model_version}.html"
 
 
@@ -201,6 +202,7 @@ def load_faces(cfg: RealnessConfig, store: ObjectStore, db: Database, video_id: 
 
 
 def identity_label(identity_id: int | None, name: str | None) -> str | None:
+    """How the report names a face's identity ("identity 12 (Name)"); None for a face with no identity."""
     if identity_id is None:
         return None
     return f"identity {identity_id}" + (f" ({name})" if name else "")
@@ -215,6 +217,7 @@ def references_used(faces: Sequence[ReportFace]) -> str:
 
 
 def most_suspicious(faces: Sequence[ReportFace], count: int) -> list[ReportFace]:
+    """The ``count`` faces with the highest judged fake probability, earliest first on ties: those given heatmaps."""
     return sorted(faces, key=lambda f: (-f.p_judged, f.timestamp_s, f.face_index))[:count]
 
 

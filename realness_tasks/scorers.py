@@ -74,6 +74,7 @@ class FoundationScorer:
 
 
 def foundation_scorer(cfg: RealnessConfig, store: ObjectStore, model: ModelVersion) -> FoundationScorer | None:
+    """The foundation head of a model whose detector fuses one; None for a model scored by its engine alone."""
     if model.detector and Detector.from_json(model.detector).needs_features:
         return FoundationScorer(cfg, store, model)
     return None

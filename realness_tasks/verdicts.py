@@ -74,6 +74,8 @@ class Segment:
 
 @dataclass(frozen=True)
 class VideoVerdict:
+    """One video's verdict under one model version, as :func:`publish` stores it in ``verdicts``."""
+
     video_id: str
     source_uri: str | None
     verdict: str                 # FAKE | REAL | UNCERTAIN | NO_FACE | ERROR
@@ -323,6 +325,7 @@ EXPORT_SCHEMA = pa.schema([
 
 
 def export_key(verdicts_prefix: str, run_date: str, run_id: str) -> str:
+    """The Parquet key of a run's verdict export in its ``date=`` partition, the run id cut to key-safe characters."""
     safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
     return f"{verdicts_prefix}date={run_date}/verdicts-{safe_run}.parquet"
 

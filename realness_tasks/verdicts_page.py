@@ -147,6 +147,7 @@ def receive_upload(source: BinaryIO, max_bytes: int, workdir: Path) -> tuple[Pat
 
 
 def too_large(max_bytes: int) -> UploadRejected:
+    """The 413 rejection of an upload over ``max_bytes``, whether its declared size or the bytes read exceed it."""
     return UploadRejected(f"the file is larger than the {max_bytes / 2**20:.0f} MiB limit", 413)
 
 

@@ -52,6 +52,7 @@ class Filters:
 
 
 def fake_rate_chart(rates: dict[str, list[tuple[str, float]]]) -> bytes:
+    """PNG chart of the daily fake rate, one line per model version (``rates``: version -> (ISO day, rate) points)."""
     def draw(axes: Any) -> None:
         for version, points in rates.items():
             axes.plot([datetime.fromisoformat(d) for d, _ in points], [r for _, r in points], marker="o",
@@ -64,6 +65,7 @@ def fake_rate_chart(rates: dict[str, list[tuple[str, float]]]) -> bytes:
 
 
 def video_name(source_uri: str | None, video_id: str) -> str:
+    """What the pages call a video: the file name of ``source_uri``, else ``video_id``."""
     return posixpath.basename(source_uri or "") or video_id
 
 
@@ -82,6 +84,7 @@ form.filters label { display: flex; flex-direction: column; font-size: .85em; }
 
 def render_list(rows: list[dict], total: int, filters: Filters, page_size: int, versions: list[str],
                 chart: bytes | None, form_token: str, message: str = "") -> str:
+    """The verdicts page: filters, fake-rate chart, a page of ``rows`` with report links, paging and upload form."""
     def option(value: str, current: str, label: str | None = None) -> str:
         selected = " selected" if value == current else ""
         return f'<option value="{escaped(value)}"{selected}>{escaped(label or value or "any")}</option>'
