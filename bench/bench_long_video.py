@@ -43,14 +43,24 @@ REALNESS_SAMPLING_DECODE=sequential), which is all the old code decoded and look
 MTCNN's converted networks are shared (REALNESS_DETECTION_NETWORKS_DIR under the workdir) and made
 before the timed runs, so no run pays the conversion.
 
+**Real footage** (``--real-footage``, not run otherwise): the 1920x1080 clips among the files and
+folders given (a folder: its ``**/REAL/*.mp4``, as bench/realdata/rebuild.py lays out
+``.realness-realdata``; smaller clips are left out, not upscaled) decoded one after the other and
+re-encoded into one H.264 video at 30 fps with a keyframe every second, frames repeated to keep
+each clip's duration. It is ingested by ``realness ingest`` at the default settings (one frame a
+second within the 600-frame budget, keyframe-aware decoding) and with
+REALNESS_SAMPLING_DECODE=sequential, the old decoding, beside it.
+
     python -m bench.bench_long_video                                    # quality and scan
     python -m bench.bench_long_video --skip-scan --videos-per-kind 6    # quality only
+    python -m bench.bench_long_video --skip-quality --skip-scan --real-footage .realness-realdata
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -71,6 +81,7 @@ SIZE, FPS = (640, 360), 10
 DRIFT_PERIOD_S = 20
 KINDS = ("real", "partial", "whole")
 OLD_FRAMES = 64   # the frames the old plan kept
+SCAN_SIZE, SCAN_FPS = (1920, 1080), 30
 TRAINING = {"REALNESS_FOUNDATION_ENCODER": "none", "REALNESS_TRAINING_FACES_PER_EPOCH": "768",
             "REALNESS_TRAINING_FROZEN_EPOCHS": "3", "REALNESS_TRAINING_FINETUNE_EPOCHS": "3",
             "REALNESS_TRAINING_INT8_ENGINE": "false", "REALNESS_TRAINING_MIN_VIDEO_AUC": "0",
@@ -301,7 +312,31 @@ def ledger_row(home: Path) -> dict:
         row = ledger.entries(db)[0]
     finally:
         db.dispose()
-    return {k: row[k] for k in ("status", "frames_sampled", "seconds_covered", "largest_gap_s", "decode_path")}
+    return {k: row[k] for k in ("status", "frames_sampled", "faces", "seconds_covered", "largest_gap_s",
+                                 "decode_path")}
+
+
+def convert_networks_once(work: Path, folder: Path, clip: Path) -> None:
+    """Make MTCNN's converted networks (shared by every run through REALNESS_DETECTION_NETWORKS_DIR) with an
+    untimed two-frame ingest of ``clip``, so that no timed run pays the conversion."""
+    if (work / "networks").is_dir() and any((work / "networks").iterdir()):
+        return
+    warm = folder / "warm-up"
+    shutil.rmtree(warm, ignore_errors=True)
+    (warm / "store" / "landing").mkdir(parents=True)
+    shutil.copy(clip, warm / "store" / "landing" / clip.name)
+    run_cli(["ingest"], {**base_env(work, warm), "REALNESS_SAMPLING_MAX_FRAMES": "2"}, folder / "warm-up.log")
+
+
+def measured_ingest(work: Path, folder: Path, name: str, video: Path, settings: dict[str, str]) -> dict:
+    """``realness ingest`` of ``video`` alone on a fresh store with ``settings``: its wall seconds and peak RSS
+    beside what the ledger says of the video."""
+    home = folder / ("home-" + "".join(c if c.isalnum() else "-" for c in name))
+    shutil.rmtree(home, ignore_errors=True)
+    (home / "store" / "landing").mkdir(parents=True)
+    os.link(video, home / "store" / "landing" / video.name)
+    measured = run_cli(["ingest"], {**base_env(work, home), **settings}, folder / f"{home.name}.log")
+    return {**measured, "settings": settings, **ledger_row(home)}
 
 
 def scan(work: Path, args: argparse.Namespace) -> dict:
@@ -311,8 +346,8 @@ def scan(work: Path, args: argparse.Namespace) -> dict:
     started = time.monotonic()
     if not clip.is_file():
         partial = clip.with_name(clip.stem + ".part.mp4")
-        samples.face_video(partial, samples.sample_photos()[0].image, seconds=60, fps=30, size=(1920, 1080),
-                           height_fraction=0.6, keyframe_every=30)
+        samples.face_video(partial, samples.sample_photos()[0].image, seconds=60, fps=SCAN_FPS, size=SCAN_SIZE,
+                           height_fraction=0.6, keyframe_every=SCAN_FPS)
         partial.replace(clip)
     encoded = time.monotonic() - started
     started = time.monotonic()
@@ -324,25 +359,89 @@ def scan(work: Path, args: argparse.Namespace) -> dict:
             "new, default 64-frame budget": (hour, {}),
             "old, first 64 s (64 frames, sequential)": (first, {"REALNESS_SAMPLING_MAX_FRAMES": str(OLD_FRAMES),
                                                                  "REALNESS_SAMPLING_DECODE": "sequential"})}
-    if not (work / "networks").is_dir() or not any((work / "networks").iterdir()):   # convert MTCNN once, untimed
-        warm = folder / "warm-up"
-        shutil.rmtree(warm, ignore_errors=True)
-        (warm / "store" / "landing").mkdir(parents=True)
-        shutil.copy(clip, warm / "store" / "landing" / clip.name)
-        run_cli(["ingest"], {**base_env(work, warm), "REALNESS_SAMPLING_MAX_FRAMES": "2"}, folder / "warm-up.log")
+    convert_networks_once(work, folder, clip)
     out = {"clip": {"encode_s": round(encoded), "mb": round(clip.stat().st_size / 1e6, 1)},
            "file": {"minutes": args.hour_minutes, "mb": round(hour.stat().st_size / 1e6), "copy_s": round(copied, 1)},
            "runs": {}}
     for name, (video, settings) in runs.items():
-        home = folder / ("home-" + "".join(c if c.isalnum() else "-" for c in name))
-        shutil.rmtree(home, ignore_errors=True)
-        (home / "store" / "landing").mkdir(parents=True)
-        os.link(video, home / "store" / "landing" / video.name)
-        measured = run_cli(["ingest"], {**base_env(work, home), **settings}, folder / f"{home.name}.log")
-        out["runs"][name] = {**measured, "settings": settings, **ledger_row(home),
-                             "seconds_per_hour": round(measured["seconds"] * 60 / args.hour_minutes, 1)
+        run = measured_ingest(work, folder, name, video, settings)
+        out["runs"][name] = {**run, "seconds_per_hour": round(run["seconds"] * 60 / args.hour_minutes, 1)
                              if video == hour else None}
         print(f"scan {name}: {out['runs'][name]}", flush=True)
+    return out
+
+
+def real_footage_clips(sources: list[Path]) -> tuple[list[Path], dict[str, str]]:
+    """The 1920x1080 clips among ``sources`` (files, or folders searched for ``**/REAL/*.mp4`` as
+    ``.realness-realdata`` lays them out), in name order, and the others with their size: upscaling
+    a 480p or 720p clip would time decoding of footage no camera made."""
+    import av
+
+    candidates = sorted({clip.resolve() for source in sources
+                         for clip in (sorted(source.glob("**/REAL/*.mp4")) if source.is_dir() else [source])})
+    kept, left_out = [], {}
+    for clip in candidates:
+        with av.open(str(clip)) as container:
+            video = container.streams.video[0].codec_context
+            size = (video.width, video.height)
+        if size == SCAN_SIZE:
+            kept.append(clip)
+        else:
+            left_out[clip.name] = f"{size[0]}x{size[1]}"
+    if not kept:
+        raise SystemExit(f"no 1920x1080 clip among {', '.join(map(str, sources))}")
+    return kept, left_out
+
+
+def write_real_footage(clips: list[Path], out: Path) -> None:
+    """``clips`` one after the other re-encoded as one H.264 video at ``SCAN_FPS`` with a keyframe every second
+    (``samples.write_keyframed_video``); each clip's frames are repeated or dropped to that rate so the footage
+    keeps its real duration."""
+    import av
+
+    def frames():
+        for clip in clips:
+            with av.open(str(clip)) as container:
+                video = container.streams.video[0]
+                frame_s, written = 1 / float(video.average_rate), 0
+                for frame in container.decode(video):
+                    image = frame.to_ndarray(format="bgr24")
+                    shown_until = frame.time - (video.start_time or 0) * video.time_base + frame_s
+                    while written / SCAN_FPS < shown_until:
+                        yield image
+                        written += 1
+
+    partial = out.with_name(out.stem + ".part" + out.suffix)
+    samples.write_keyframed_video(partial, frames(), SCAN_FPS, SCAN_SIZE, keyframe_every=SCAN_FPS)
+    partial.replace(out)
+
+
+def real_footage(work: Path, args: argparse.Namespace) -> dict:
+    """The 1080p clips of ``--real-footage`` as one 1080p30 video with 1 s keyframes (made once per set of
+    clips), ingested at the default settings and with the old sequential decoding."""
+    import av
+
+    folder = work / "real-footage"
+    folder.mkdir(parents=True, exist_ok=True)
+    clips, left_out = real_footage_clips(args.real_footage)
+    names = hashlib.sha256("\n".join(c.name for c in clips).encode()).hexdigest()[:10]
+    footage = folder / f"real-footage-{len(clips)}-clips-{names}.mp4"
+    started = time.monotonic()
+    if not footage.is_file():
+        write_real_footage(clips, footage)
+    encoded = time.monotonic() - started
+    with av.open(str(footage)) as container:
+        seconds = container.duration / av.time_base
+    convert_networks_once(work, folder, footage)
+    out = {"clips": [c.name for c in clips], "left_out": left_out,
+           "file": {"seconds": round(seconds, 1), "mb": round(footage.stat().st_size / 1e6, 1),
+                    "encode_s": round(encoded)},
+           "runs": {}}
+    runs = {"default settings": {}, "sequential decoding": {"REALNESS_SAMPLING_DECODE": "sequential"}}
+    for name, settings in runs.items():
+        run = measured_ingest(work, folder, name, footage, settings)
+        out["runs"][name] = {**run, "seconds_per_hour": round(run["seconds"] * 3600 / seconds, 1)}
+        print(f"real footage {name}: {out['runs'][name]}", flush=True)
     return out
 
 
@@ -363,12 +462,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=33)
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-scan", action="store_true")
+    parser.add_argument("--real-footage", type=Path, nargs="+", metavar="DIR_OR_FILE",
+                        help="also time the ingest of real footage: the 1920x1080 clips among these files and folders "
+                             "(a folder: its **/REAL/*.mp4, e.g. .realness-realdata) as one 1080p30 video with "
+                             "1 s keyframes")
     args = parser.parse_args()
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     saved = work / "results.json"   # each part's newest run, kept across invocations
     results = json.loads(saved.read_text()) if saved.is_file() else {}
-    for part, measure, skipped in (("quality", quality, args.skip_quality), ("scan", scan, args.skip_scan)):
+    for part, measure, skipped in (("quality", quality, args.skip_quality), ("scan", scan, args.skip_scan),
+                                   ("real_footage", real_footage, not args.real_footage)):
         if skipped:
             continue
         context = {"date": date.today().isoformat(), "command": "python -m bench.bench_long_video " +
