@@ -37,7 +37,7 @@ and no time (so no segment can form). Old segment IoU: the old code named no seg
 copied ``--hour-minutes`` times into one file by stream copy (PyAV remux, no re-encode), ingested
 by ``realness ingest`` in one process (``bench/common.py``: wall seconds and the process's own
 peak RSS from ``wait4``): at one frame a second (REALNESS_SAMPLING_MAX_FRAMES = its seconds) and
-at the default 64-frame budget. The old behaviour: the first 64 s of the same file (stream copy)
+at the default budget (REALNESS_SAMPLING_MAX_FRAMES unset). The old behaviour: the first 64 s of the same file (stream copy)
 ingested with the old plan and decoding (REALNESS_SAMPLING_MAX_FRAMES=64,
 REALNESS_SAMPLING_DECODE=sequential), which is all the old code decoded and looked at of the hour.
 MTCNN's converted networks are shared (REALNESS_DETECTION_NETWORKS_DIR under the workdir) and made
@@ -356,7 +356,7 @@ def scan(work: Path, args: argparse.Namespace) -> dict:
     copied = time.monotonic() - started
     seconds = args.hour_minutes * 60
     runs = {"new, one frame a second": (hour, {"REALNESS_SAMPLING_MAX_FRAMES": str(seconds)}),
-            "new, default 64-frame budget": (hour, {}),
+            "new, default budget": (hour, {}),
             "old, first 64 s (64 frames, sequential)": (first, {"REALNESS_SAMPLING_MAX_FRAMES": str(OLD_FRAMES),
                                                                  "REALNESS_SAMPLING_DECODE": "sequential"})}
     convert_networks_once(work, folder, clip)
