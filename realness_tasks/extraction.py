@@ -122,7 +122,8 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, shard: ShardWri
     video get a face-recognition embedding (the first frame with a face at or after each target).
     Every face gets its ``track_id`` from the faces of the frames before it (``realness_tasks.tracks``:
     by box, and by embedding or the crop's colour histogram when boxes jump).
-    ``stage_seconds`` (if given) accumulates the seconds spent decoding, detecting, cropping and embedding.
+    ``stage_seconds`` (if given) accumulates the seconds spent decoding, detecting, cropping, embedding and
+    writing the rows.
     """
     import cv2
     import numpy as np
