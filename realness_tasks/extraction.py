@@ -14,7 +14,7 @@ import math
 import posixpath
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
@@ -26,7 +26,7 @@ from realness_tasks.crash_points import checkpoint
 from realness_tasks.db import Database
 from realness_tasks.discovery import VideoRef
 from realness_tasks.ledger import LedgerEntry, Status, VideoRecord
-from realness_tasks.shards import FaceRow, rows_to_table, table_to_bytes
+from realness_tasks.shards import FaceRow, ShardWriter
 from realness_tasks.stage_timings import add_seconds, lap
 from realness_tasks.storage import ObjectStore, loggable, safe_key
 from realness_tasks.workspace import scratch_dir
@@ -111,31 +111,32 @@ def embedding_targets(planned: Sequence[int], count: int) -> list[int]:
     return sorted({planned[i] for i in picks})
 
 
-def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: str, source_uri: str,
-                      label: str | None, run_id: str, progress: BatchProgress | None = None,
+def extract_face_rows(path: Path, cfg: RealnessConfig, detector, shard: ShardWriter, *, video_id: str,
+                      source_uri: str, label: str | None, run_id: str, progress: BatchProgress | None = None,
                       stage_seconds: dict[str, float] | None = None, embedder: FaceEmbedder | None = None):
-    """Sample, detect and crop one video; returns (info, rows, the sampler: what it covered, where the stream
-    ended, how it decoded).
+    """Sample, detect and crop one video, writing the faces' rows to ``shard`` a frame batch at a time (a
+    long video's faces are never all in memory); returns (info, faces written, the sampler: what it covered,
+    where the stream ended, how it decoded).
 
     With ``embedder``, the faces of ``REALNESS_IDENTITY_EMBEDDED_FRAMES`` frames spread over the
     video get a face-recognition embedding (the first frame with a face at or after each target).
-    Every face gets its ``track_id`` once all frames are read (``realness_tasks.tracks``: by box, and
-    by embedding or the crop's colour histogram when boxes jump).
-    ``stage_seconds`` (if given) accumulates the seconds spent decoding, detecting, cropping and embedding.
+    Every face gets its ``track_id`` from the faces of the frames before it (``realness_tasks.tracks``:
+    by box, and by embedding or the crop's colour histogram when boxes jump).
+    ``stage_seconds`` (if given) accumulates the seconds spent decoding, detecting, cropping, embedding and
+    writing the rows.
     """
     import cv2
     import numpy as np
 
     from realness_tasks.faces import crop_face, dominant_faces, encode_jpeg
     from realness_tasks.frames import FrameSampler, probe_video
-    from realness_tasks.tracks import Sighting, colour_histogram, link
+    from realness_tasks.tracks import Linker, Sighting, colour_histogram
 
     timings = stage_seconds if stage_seconds is not None else {}
     clock = time.monotonic()
     info = probe_video(path, cfg.sampling)
     sampler = FrameSampler(path, info, cfg.sampling)
-    rows: list[FaceRow] = []
-    sightings: list[Sighting] = []
+    linker = Linker()
     sampled = 0
     created = datetime.now(timezone.utc)
     chunks = _chunks(iter(sampler), _frames_per_batch(cfg, info.width, info.height))
@@ -148,6 +149,7 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: st
         found = detector.detect([frame.image for frame in chunk])
         clock = lap(timings, "detect", clock)
         embedded_seconds = 0.0
+        rows: list[FaceRow] = []
         for frame, frame_faces in zip(chunk, found):
             height, width = frame.image.shape[:2]
             faces = dominant_faces(frame_faces.detections, cfg.detection.max_faces_per_frame)
@@ -158,12 +160,13 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: st
                 embeddings = [[float(v) for v in e] for e in embedder.embed(rgb, [det.box for det in faces])]
                 targets = [t for t in targets if t > frame.index]
                 embedded_seconds += time.monotonic() - started
-            for face_index, det in enumerate(faces):
-                crop = crop_face(frame.image, det.box, cfg.crop)
-                x, y, w, h = _pixel_box(det.box, width, height)
-                sightings.append(Sighting(frame.index, (x, y, w, h), colour_histogram(crop),
-                                          None if embeddings[face_index] is None
-                                          else np.asarray(embeddings[face_index], np.float32)))
+            crops = [crop_face(frame.image, det.box, cfg.crop) for det in faces]
+            boxes = [_pixel_box(det.box, width, height) for det in faces]
+            tracks = linker.add_frame([
+                Sighting(frame.index, box, colour_histogram(crop), None if embedding is None
+                         else np.asarray(embedding, np.float32))
+                for box, crop, embedding in zip(boxes, crops, embeddings, strict=True)])
+            for face_index, (det, crop, (x, y, w, h)) in enumerate(zip(faces, crops, boxes, strict=True)):
                 rows.append(FaceRow(
                     video_id=video_id, source_uri=source_uri, frame_index=frame.index,
                     timestamp_s=round(frame.timestamp_s, 4), face_index=face_index, detector=det.detector,
@@ -173,16 +176,18 @@ def extract_face_rows(path: Path, cfg: RealnessConfig, detector, *, video_id: st
                     crop_jpeg=encode_jpeg(crop, cfg.crop.jpeg_quality), crop_width=crop.shape[1],
                     crop_height=crop.shape[0], crop_margin=cfg.crop.margin, label=label,
                     azure_status=frame_faces.azure_status, run_id=run_id, created_at=created,
-                    embedding=embeddings[face_index]))
+                    embedding=embeddings[face_index], track_id=tracks[face_index]))
         sampled += len(chunk)
         clock = lap(timings, "crop", clock)
         if embedder:
             add_seconds(timings, "crop", -embedded_seconds)
             add_seconds(timings, "embed", embedded_seconds)
+        for row in rows:
+            shard.write(row)
+        clock = lap(timings, "write", clock)
         if progress:
-            progress.frames(sampled, len(sampler.planned), len(rows))
-    rows = [replace(row, track_id=track) for row, track in zip(rows, link(sightings), strict=True)]
-    return info, rows, sampler
+            progress.frames(sampled, len(sampler.planned), shard.rows)
+    return info, shard.rows, sampler
 
 
 def _stats_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -243,30 +248,34 @@ def process_video(cfg: RealnessConfig, store: ObjectStore, db: Database, ref: Vi
         stats_before = detector.stats()
         started = time.monotonic()
         try:
-            info, rows, sampler = extract_face_rows(
-                path, cfg, detector, video_id=video_id, source_uri=source_uri, label=ref.label,
-                run_id=run_id, progress=progress, stage_seconds=timings, embedder=embedder)
+            with ShardWriter(Path(scratch) / "shard.parquet") as shard:
+                info, faces, sampler = extract_face_rows(
+                    path, cfg, detector, shard, video_id=video_id, source_uri=source_uri, label=ref.label,
+                    run_id=run_id, progress=progress, stage_seconds=timings, embedder=embedder)
+                closing = time.monotonic()
+            lap(timings, "write", closing)  # the last row group and the footer
         except VideoError as exc:
             return finish(Status(exc.status), exc.reason, video_id=video_id)
         ledger.upsert_video(db, VideoRecord(video_id, source_uri, path.stat().st_size, ref.label, info.width,
                                             info.height, info.fps, info.frame_count, info.duration_s))
-    stats = _stats_delta(stats_before, detector.stats())
-    ended_early_at, covered, decode_path = sampler.ended_early_at, sampler.coverage(), sampler.choice.path
-    truncated = f"stream ended at frame {ended_early_at} of {info.frame_count}" if ended_early_at is not None else None
-    sampled = covered.frames_sampled
-    log.info("%s: %d frames (%s decoding, %d decoded: %s), %d faces in %.1f s", loggable(ref.key), sampled,
-             decode_path, sampler.decoded, sampler.choice.reason, len(rows), time.monotonic() - started)
-    if sampled == 0:
-        return finish(Status.UNREADABLE, truncated or "no frame could be decoded", video_id=video_id,
-                      decode_path=decode_path)
-    if not rows:
-        reason = f"no face in {sampled} sampled frames" + (f"; {truncated}" if truncated else "")
-        return finish(Status.NO_FACE, reason, video_id=video_id, detector_stats=stats, decode_path=decode_path,
-                      **asdict(covered))
-    staged = f"{cfg.staging_prefix}{run_date}/{video_id}.parquet"
-    clock = time.monotonic()
-    store.put_bytes(staged, table_to_bytes(rows_to_table(rows)))
-    lap(timings, "write", clock)
+        stats = _stats_delta(stats_before, detector.stats())
+        ended_early_at, covered, decode_path = sampler.ended_early_at, sampler.coverage(), sampler.choice.path
+        truncated = (f"stream ended at frame {ended_early_at} of {info.frame_count}" if ended_early_at is not None
+                     else None)
+        sampled = covered.frames_sampled
+        log.info("%s: %d frames (%s decoding, %d decoded: %s), %d faces in %.1f s", loggable(ref.key), sampled,
+                 decode_path, sampler.decoded, sampler.choice.reason, faces, time.monotonic() - started)
+        if sampled == 0:
+            return finish(Status.UNREADABLE, truncated or "no frame could be decoded", video_id=video_id,
+                          decode_path=decode_path)
+        if not faces:
+            reason = f"no face in {sampled} sampled frames" + (f"; {truncated}" if truncated else "")
+            return finish(Status.NO_FACE, reason, video_id=video_id, detector_stats=stats, decode_path=decode_path,
+                          **asdict(covered))
+        staged = f"{cfg.staging_prefix}{run_date}/{video_id}.parquet"
+        clock = time.monotonic()
+        store.upload(shard.path, staged)
+        lap(timings, "write", clock)
     checkpoint("ingest.staged")
-    return finish(Status.STAGED, truncated, video_id=video_id, staged_key=staged, faces=len(rows),
+    return finish(Status.STAGED, truncated, video_id=video_id, staged_key=staged, faces=faces,
                   detector_stats=stats, decode_path=decode_path, **asdict(covered))

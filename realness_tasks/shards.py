@@ -12,6 +12,8 @@ import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -111,13 +113,53 @@ def rows_to_table(rows: Sequence[FaceRow]) -> pa.Table:
     return pa.Table.from_pylist([asdict(r) for r in rows], schema=SHARD_SCHEMA)
 
 
+# Crops are JPEG already: compressing them again gains nothing, the metadata columns are small.
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "use_dictionary": ["video_id", "source_uri", "detector",
+                                                                             "label", "azure_status", "run_id"]}
+# Faces a ShardWriter holds before writing them as a row group: about 6 MB of crops.
+ROWS_PER_GROUP = 512
+
+
 def table_to_bytes(table: pa.Table) -> bytes:
     """A shard table as Parquet bytes."""
     sink = io.BytesIO()
-    # Crops are JPEG already: compressing them again gains nothing, the metadata columns are small.
-    pq.write_table(table, sink, compression="zstd", use_dictionary=["video_id", "source_uri", "detector", "label",
-                                                                     "azure_status", "run_id"])
+    pq.write_table(table, sink, **PARQUET_OPTIONS)
     return sink.getvalue()
+
+
+class ShardWriter:
+    """A shard written to a local file as its rows come, ``ROWS_PER_GROUP`` rows per row group, so
+    the faces of a long video are never all in memory at once."""
+
+    def __init__(self, path: Path, rows_per_group: int = ROWS_PER_GROUP):
+        self.path = path
+        self.rows_per_group = rows_per_group
+        self.rows = 0
+        self._pending: list[FaceRow] = []
+        self._writer = pq.ParquetWriter(path, SHARD_SCHEMA, **PARQUET_OPTIONS)
+
+    def write(self, row: FaceRow) -> None:
+        """Add one row; a full row group goes to the file."""
+        self._pending.append(row)
+        self.rows += 1
+        if len(self._pending) >= self.rows_per_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(rows_to_table(self._pending))
+            self._pending = []
+
+    def close(self) -> None:
+        """Write the rows still held and the file's footer."""
+        self._flush()
+        self._writer.close()
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def read_shard(data: bytes) -> pa.Table:

@@ -83,40 +83,69 @@ class _Track:
     embedding: np.ndarray | None
 
 
+class Linker:
+    """Track ids frame by frame as the frames arrive in time order, so a caller need not keep every
+    face of a long video to link them; it holds only the tracks that can still continue."""
+
+    def __init__(self) -> None:
+        self.live: list[_Track] = []
+        self.started = 0           # tracks started so far: the next track's id
+        self.position = 0          # frames with faces seen so far
+        self.last_frame_index: int | None = None
+
+    def add_frame(self, faces: Sequence[Sighting]) -> list[int]:
+        """A track id per face of the next frame (all of one ``frame_index``, later than the previous frame's)."""
+        if not faces:
+            return []
+        frame_index = faces[0].frame_index
+        if any(face.frame_index != frame_index for face in faces):
+            raise ValueError("add_frame takes the faces of one frame")
+        if self.last_frame_index is not None and frame_index <= self.last_frame_index:
+            raise ValueError(f"frame {frame_index} arrives after frame {self.last_frame_index}: frames go in time order")
+        self.last_frame_index = frame_index
+        self.live = [t for t in self.live if self.position - t.last_frame <= MAX_MISSED + 1]
+        ids = [-1] * len(faces)
+        for i, track in _match(faces, self.live):
+            ids[i] = track.track_id
+        for i, face in enumerate(faces):
+            if ids[i] < 0:
+                ids[i] = self.started
+                self.live.append(_Track(self.started, face, self.position, None))
+                self.started += 1
+            track = next(t for t in self.live if t.track_id == ids[i])
+            track.last, track.last_frame = face, self.position
+            if face.embedding is not None:
+                track.embedding = face.embedding
+        self.position += 1
+        return ids
+
+
 def link(sightings: Sequence[Sighting]) -> list[int]:
     """A track id per sighting (0, 1, ... in order of first appearance); see the module doc for the rule."""
     ids = [-1] * len(sightings)
-    tracks: list[_Track] = []
     by_frame: dict[int, list[int]] = {}
     for i, sighting in enumerate(sightings):
         by_frame.setdefault(sighting.frame_index, []).append(i)
-    for position, frame in enumerate(sorted(by_frame)):
+    linker = Linker()
+    for frame in sorted(by_frame):
         faces = by_frame[frame]
-        live = [t for t in tracks if position - t.last_frame <= MAX_MISSED + 1]
-        for i, track in _match(sightings, faces, live):
-            ids[i] = track.track_id
-        for i in faces:
-            if ids[i] < 0:
-                ids[i] = len(tracks)
-                tracks.append(_Track(len(tracks), sightings[i], position, None))
-            track = tracks[ids[i]]
-            track.last, track.last_frame = sightings[i], position
-            if sightings[i].embedding is not None:
-                track.embedding = sightings[i].embedding
+        for i, track_id in zip(faces, linker.add_frame([sightings[i] for i in faces]), strict=True):
+            ids[i] = track_id
     return ids
 
 
-def _match(sightings: Sequence[Sighting], faces: Sequence[int], live: Sequence[_Track]) -> list[tuple[int, _Track]]:
-    """Greedy matching of one frame's faces to live tracks: near pairs by cost, then jumps by look."""
+def _match(faces: Sequence[Sighting], live: Sequence[_Track]) -> list[tuple[int, _Track]]:
+    """Greedy matching of one frame's faces (by position in ``faces``) to live tracks: near pairs by cost,
+    then jumps by look."""
     near_pairs, jumps = [], []
-    for i in faces:
+    for i, face in enumerate(faces):
         for track in live:
             # The track's latest embedding stands for it when its last face had none (few frames are embedded).
             last = Sighting(track.last.frame_index, track.last.box, track.last.histogram,
                             track.last.embedding if track.last.embedding is not None else track.embedding)
-            look = appearance(sightings[i], last)
-            if near(sightings[i].box, last.box):
-                near_pairs.append(((1.0 - iou(sightings[i].box, last.box)) + (look or 0.0), i, track))
+            look = appearance(face, last)
+            if near(face.box, last.box):
+                near_pairs.append(((1.0 - iou(face.box, last.box)) + (look or 0.0), i, track))
             elif look is not None and look <= 1.0:
                 jumps.append((look, i, track))
     matched: list[tuple[int, _Track]] = []
