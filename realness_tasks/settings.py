@@ -62,7 +62,7 @@ class SamplingSettings:
     max_frames: int = setting(600, "Budget of sampled frames per video: when the plan would exceed it, this many "
                                    "frames are spread evenly over the whole video (never a cut at its start). The "
                                    "default looks at a 10-minute video every second, dense enough for a segment "
-                                   "verdict, and bounds each video's detection time and the faces ingest holds.")
+                                   "verdict, and bounds each video's detection and scoring time and its shard.")
     max_pixels: int = setting(7680 * 4320 - 1, "Most pixels a frame may have; larger videos are TOO_LARGE. The default "
                                                "is one under 8K UHD (7680x4320): 6K is accepted, 8K is rejected.")
     decode: str = setting("auto", "How sampled frames are decoded. auto: only the keyframe nearest each planned "
