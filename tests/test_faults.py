@@ -703,18 +703,18 @@ def test_fault_disk_full_while_staging_fails_and_the_rerun_completes(tmp_path, c
     cfg = config(tmp_path)
     store = open_store(cfg.resolved_store_uri)
     store.put_bytes("landing/a.mp4", clips["obama"])
-    real_put = LocalStore.put_bytes
+    real_write = LocalStore._write_atomically  # the one path by which the local store writes an object
 
-    def full(self, key, data):
+    def full(self, key, write):
         if key.startswith("staging/"):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.root / key))
-        real_put(self, key, data)
+        real_write(self, key, write)
 
-    monkeypatch.setattr(LocalStore, "put_bytes", full)
+    monkeypatch.setattr(LocalStore, "_write_atomically", full)
     with pytest.raises(OSError) as caught:
         run_ingest(cfg, run_id="run-1", run_date="2026-12-01")
     assert explain(caught.value).startswith("No space left on device (")
-    monkeypatch.setattr(LocalStore, "put_bytes", real_put)
+    monkeypatch.setattr(LocalStore, "_write_atomically", real_write)
     assert statuses(cfg) == {"landing/a.mp4": ("PENDING", None)}
 
     run_ingest(cfg, run_id="run-2", run_date="2026-12-01")
